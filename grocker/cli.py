@@ -1,0 +1,159 @@
+"""The command line: parse, build one frozen request, call the core, map errors to exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+
+from grocker import __version__, api
+from grocker.config import parse_env_options
+from grocker.errors import GrockerError, InterruptError
+from grocker.log import logger, set_mask, setup
+from grocker.pipconf import mask
+
+T = TypeVar("T")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="grocker")
+@click.option("-v", "--verbose", count=True, help="Show engine output (-v) and tracebacks (-vv).")
+@click.option("-q", "--quiet", is_flag=True, help="Show only warnings and errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Grocker: build a minimal Docker image of a released Python application."""
+    ctx.obj = {"verbosity": -1 if quiet else verbose}
+    setup(ctx.obj["verbosity"], os.environ)
+
+
+@main.command("build")
+@click.argument("release")
+@click.option("-c", "--config", "config_files", multiple=True, metavar="<filename>",
+              type=click.Path(path_type=Path), help="Grocker config file (repeatable, applied in order; "
+              "default ./.grocker.yml)")
+@click.option("-r", "--runtime", metavar="<runtime>", help="runtime used to build and run this image")
+@click.option("--pip-conf", metavar="<filename>", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="pip configuration file used to download dependencies (by default, the user's pip "
+              "configuration)")
+@click.option("--pip-constraint", metavar="<filename>",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="pip constraint file used to download dependencies")
+@click.option("-e", "--entrypoint", metavar="<entrypoint>", help="Docker entrypoint to use to run this image")
+@click.option("--volume", "volumes", multiple=True, metavar="<volume>",
+              help="Container storage and configuration area (repeatable)")
+@click.option("--port", "ports", multiple=True, metavar="<port>",
+              help="Port on which a container will listen for connections (repeatable)")
+@click.option("--env", "env", multiple=True, metavar="<env=value>",
+              help="Additional environment variable for final image (repeatable)")
+@click.option("--image-prefix", metavar="<uri>",
+              help="docker registry or account on Docker official registry to use")
+@click.option("--image-base-name", metavar="<name>",
+              help="base name for the image (eg '<image-prefix>/<image-base-name>:<image-version>')")
+@click.option("-n", "--image-name", metavar="<name>", help="name used to tag the build image")
+@click.option("--result-file", metavar="<filename>", type=click.Path(dir_okay=False, path_type=Path),
+              help="yaml file where results (image name, ...) are written")
+@click.option("--build-dependencies/--no-build-dependencies", default=True, show_default=True,
+              help="build the dependencies")
+@click.option("--build-image/--no-build-image", default=True, show_default=True, help="build the docker image")
+@click.option("--push/--no-push", default=True, show_default=True,
+              help="push the image (only when its name has a registry or namespace)")
+@click.option("--dry-run", is_flag=True,
+              help="print the resolved configuration and the rendered Dockerfiles; touch no engine")
+@click.pass_context
+def build_command(ctx: click.Context, release: str, config_files: tuple[Path, ...], **options: Any) -> None:
+    """Build docker image for <release> (a NAME==VERSION requirement, or a wheel or sdist path)."""
+
+    def run() -> None:
+        config = api.load_config(config_files, overrides=_overrides(options))
+        for warning in config.warnings:
+            logger.warning("%s", warning)
+        request = api.prepare_build(
+            release,
+            config,
+            image_name=options["image_name"],
+            pip_conf=options["pip_conf"],
+            result_file=options["result_file"],
+            build_dependencies=options["build_dependencies"],
+            build_image=options["build_image"],
+            push=options["push"],
+        )
+        secrets = request.pip.secrets()
+        set_mask(lambda text: mask(text, secrets))
+        if options["dry_run"]:
+            click.echo(mask(api.dry_run(request), secrets))
+            return
+        result = api.build(request)
+        click.echo(result.image)
+
+    _handle(ctx, run)
+
+
+@main.command("purge")
+@click.option("-a", "--all-versions/--only-old-versions", default=False,
+              help="also purge what the current Grocker version created")
+@click.option("-f", "--including-final-images/--excluding-final-images", default=False,
+              help="also remove runner (final) images and the stopped containers that use them")
+@click.pass_context
+def purge_command(ctx: click.Context, all_versions: bool, including_final_images: bool) -> None:
+    """Purge Grocker created Docker stuff (found by label; nothing else is touched)."""
+    from grocker import purge
+
+    def run() -> None:
+        report = purge.purge(
+            purge.PurgeOptions(all_versions=all_versions, including_final_images=including_final_images),
+            os.environ,
+        )
+        for line in report.lines():
+            click.echo(line)
+
+    _handle(ctx, run)
+
+
+def _overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The config keys set on the command line; lists given there replace the configured ones."""
+    values: dict[str, Any] = {
+        "runtime": options["runtime"],
+        "pip_constraint": str(options["pip_constraint"].resolve()) if options["pip_constraint"] else None,
+        "entrypoint_name": options["entrypoint"],
+        "docker_image_prefix": options["image_prefix"],
+        "image_base_name": options["image_base_name"],
+        "volumes": list(options["volumes"]) or None,
+        "ports": list(options["ports"]) or None,
+        "env": parse_env_options(options["env"]) or None,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _handle(ctx: click.Context, run: Callable[[], None]) -> None:
+    verbosity = ctx.obj["verbosity"] if ctx.obj else 0
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        run()
+    except GrockerError as err:
+        _report(err, verbosity)
+        ctx.exit(err.exit_code)
+    except KeyboardInterrupt:
+        _report(InterruptError("SIGINT", 130), verbosity)
+        ctx.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise InterruptError("SIGTERM", 143)
+
+
+def _report(err: GrockerError, verbosity: int) -> None:
+    if verbosity >= 2:
+        traceback.print_exc(file=sys.stderr)
+    logger.error("%s", err.message)
+    if err.details:
+        for line in err.details.splitlines():
+            logger.error("  %s", line)

@@ -1,0 +1,483 @@
+"""The Docker engine: the only module that imports `docker`.
+
+Everything Grocker does happens engine-side (builds, volumes, containers), so a remote engine
+given by DOCKER_HOST works like a local one. Errors from docker-py become GrockerErrors with
+a remedy; containers live in context managers that always remove them.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from grocker.errors import BuildError, EngineError, PushError
+from grocker.log import logger, tail
+
+MIN_API_VERSION = (1, 39)
+LineHandler = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What Grocker needs to know of an image."""
+
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    size: int
+    parent_base: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What purge needs to know of a container."""
+
+    id: str
+    name: str
+    status: str
+    image_id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """What purge needs to know of a volume."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def connect(env: Mapping[str, str]) -> Engine:
+    """Connect to the engine named by the environment and check that it answers and is recent."""
+    host = env.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.from_env(environment=dict(env), timeout=600)
+        version = client.version()
+    except docker.errors.DockerException as err:
+        raise _unreachable(host, err) from err
+    except requests.exceptions.RequestException as err:
+        raise _unreachable(host, err) from err
+    api = tuple(int(part) for part in str(version.get("ApiVersion", "0.0")).split(".")[:2])
+    if api < MIN_API_VERSION:
+        raise EngineError(
+            f"The Docker engine at {host} speaks API {version.get('ApiVersion')}, older than the "
+            f"{'.'.join(map(str, MIN_API_VERSION))} Grocker needs (Docker 18.09). Upgrade the engine."
+        )
+    return Engine(client, host)
+
+
+def _unreachable(host: str, err: Exception) -> EngineError:
+    text = str(err)
+    if "Permission denied" in text or "PermissionError" in text:
+        return EngineError(
+            f"Grocker cannot use the Docker engine socket ({host}): permission denied. The socket "
+            "has to be readable and writable by the current user; most distributions give that "
+            "to root and the `docker` group. Add yourself to it (`sudo adduser $(whoami) docker`), "
+            "then reload your groups (`su $(whoami)` or log in again).",
+            details=text,
+        )
+    if "certificate" in text.lower() or "SSL" in text or "TLS" in text:
+        return EngineError(
+            f"Grocker cannot connect to the Docker engine at {host}: the TLS handshake failed. "
+            "Check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and DOCKER_TLS_VERIFY against the "
+            "engine's certificates.",
+            details=text,
+        )
+    return EngineError(
+        f"Grocker cannot reach the Docker engine at {host}. Start it (`sudo dockerd` or "
+        "`sudo systemctl start docker`), or point DOCKER_HOST at a running engine; "
+        "`docker info` must answer.",
+        details=text,
+    )
+
+
+class Engine:
+    """A connected engine, with the operations the build chain and purge need."""
+
+    def __init__(self, client: docker.DockerClient, host: str) -> None:
+        self.client = client
+        self.api = client.api
+        self.host = host
+
+    # Images
+
+    def image(self, name: str) -> ImageInfo | None:
+        """Inspect a local image, or None when it does not exist."""
+        try:
+            attrs = self.api.inspect_image(name)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as err:
+            raise self._error("inspect image", name, err) from err
+        return _image_info(attrs)
+
+    def pull(self, name: str) -> bool:
+        """Pull an image; False when the registry does not have it or cannot be reached."""
+        repository, tag = split_tag(name)
+        try:
+            for chunk in self.api.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    logger.debug("pull %s: %s", name, chunk["error"])
+                    return False
+        except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+            logger.debug("pull %s: %s", name, err)
+            return False
+        return self.image(name) is not None
+
+    def build(
+        self,
+        files: Mapping[str, bytes],
+        *,
+        labels: Mapping[str, str],
+        what: str,
+        on_line: LineHandler,
+        extra_hosts: Mapping[str, str] | None = None,
+        nocache: bool = False,
+    ) -> str:
+        """Build an image from in-memory files, streaming its output; return the new image ID.
+
+        The image is left untagged: the caller tags it once it is known to be good, so that a
+        failed build never moves a name.
+        """
+        context = _tar(files)
+        lines: list[str] = []
+        image_id = None
+        try:
+            stream = self.api.build(
+                fileobj=context,
+                custom_context=True,
+                rm=True,
+                forcerm=True,
+                labels=dict(labels),
+                extra_hosts=dict(extra_hosts) if extra_hosts else None,
+                nocache=nocache,
+                decode=True,
+            )
+            for chunk in stream:
+                if "stream" in chunk:
+                    for line in chunk["stream"].splitlines():
+                        lines.append(line)
+                        on_line(line)
+                        found = re.match(r"^Successfully built ([0-9a-f]+)$", line.strip())
+                        if found:
+                            image_id = found.group(1)
+                if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                if "error" in chunk:
+                    lines.append(chunk["error"])
+                    raise BuildError(
+                        f"The {what} build failed: {chunk['error'].strip()}",
+                        details=tail(lines),
+                    )
+        except docker.errors.APIError as err:
+            raise BuildError(f"The {what} build failed: {err.explanation or err}", details=tail(lines)) from err
+        except requests.exceptions.RequestException as err:
+            raise self._error(f"build the {what}", "", err) from err
+        if image_id is None:
+            raise BuildError(f"The {what} build ended without an image.", details=tail(lines))
+        info = self.image(image_id)
+        if info is None:
+            raise BuildError(f"The {what} build reported image {image_id}, which does not exist.")
+        return info.id
+
+    def tag(self, image_id: str, name: str) -> None:
+        """Point `name` at the image."""
+        repository, tag = split_tag(name)
+        try:
+            self.api.tag(image_id, repository, tag=tag, force=True)
+        except docker.errors.APIError as err:
+            raise self._error("tag image", name, err) from err
+
+    def remove_image(self, ref: str, force: bool = False) -> None:
+        """Remove an image (or one of its tags); an image that is already gone is fine."""
+        try:
+            self.api.remove_image(ref, force=force, noprune=False)
+        except docker.errors.ImageNotFound:
+            pass
+
+    def push(self, name: str, on_line: LineHandler) -> str:
+        """Push an image; return the registry's manifest digest, taken from the push itself."""
+        repository, tag = split_tag(name)
+        digest = None
+        lines: list[str] = []
+        try:
+            for chunk in self.api.push(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise PushError(
+                        f"The registry refused the push of {name}: {chunk['error'].strip()}. Check "
+                        "that you are logged in (`docker login`) with the right to push there.",
+                        details=tail(lines),
+                    )
+                status = chunk.get("status")
+                if status:
+                    line = f"{chunk.get('id', '')} {status} {chunk.get('progress', '')}".strip()
+                    lines.append(line)
+                    on_line(line)
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest = aux["Digest"]
+        except docker.errors.APIError as err:
+            raise PushError(f"The push of {name} failed: {err.explanation or err}.") from err
+        except requests.exceptions.RequestException as err:
+            raise PushError(f"The push of {name} failed: {err}.") from err
+        if not digest:
+            raise PushError(f"The push of {name} ended without a manifest digest.", details=tail(lines))
+        return str(digest)
+
+    def images(self, label: str) -> list[ImageInfo]:
+        """Every image carrying the label, dangling ones included."""
+        try:
+            summaries = self.api.images(all=False, filters={"label": label})
+            dangling = self.api.images(all=False, filters={"label": label, "dangling": True})
+        except docker.errors.APIError as err:
+            raise self._error("list images", label, err) from err
+        seen: dict[str, ImageInfo] = {}
+        for summary in [*summaries, *dangling]:
+            info = self.image(summary["Id"])
+            if info is not None:
+                seen[info.id] = info
+        return list(seen.values())
+
+    # Volumes
+
+    def volume_labels(self, name: str) -> Mapping[str, str] | None:
+        """The labels of a volume, or None when it does not exist."""
+        try:
+            attrs = self.api.inspect_volume(name)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as err:
+            raise self._error("inspect volume", name, err) from err
+        return attrs.get("Labels") or {}
+
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        """Create a labelled volume (idempotent)."""
+        try:
+            self.api.create_volume(name=name, labels=dict(labels))
+        except docker.errors.APIError as err:
+            raise self._error("create volume", name, err) from err
+
+    def volumes(self, label: str) -> list[VolumeInfo]:
+        """Every volume carrying the label."""
+        try:
+            answer = self.api.volumes(filters={"label": label})
+        except docker.errors.APIError as err:
+            raise self._error("list volumes", label, err) from err
+        return [VolumeInfo(v["Name"], v.get("Labels") or {}) for v in answer.get("Volumes") or []]
+
+    def remove_volume(self, name: str) -> None:
+        """Remove a volume; raises docker's APIError (409) when it is in use."""
+        self.api.remove_volume(name)
+
+    # Containers
+
+    @contextmanager
+    def container(
+        self,
+        image: str,
+        *,
+        role: str,
+        labels: Mapping[str, str],
+        command: Sequence[str] | None = None,
+        volumes: Mapping[str, tuple[str, str]] | None = None,
+        environment: Mapping[str, str] | None = None,
+        entrypoint: Sequence[str] | None = None,
+        user: str | None = None,
+    ) -> Iterator[Container]:
+        """Create a uniquely named, labelled container; always remove it on the way out.
+
+        It is created stopped, so that files can be copied in before it starts.
+        """
+        name = f"grocker-{role}-{uuid.uuid4().hex[:12]}"
+        binds = {source: {"bind": target, "mode": mode} for source, (target, mode) in (volumes or {}).items()}
+        try:
+            created = self.api.create_container(
+                image,
+                command=list(command) if command is not None else None,
+                name=name,
+                labels=dict(labels),
+                environment=dict(environment or {}),
+                entrypoint=list(entrypoint) if entrypoint is not None else None,
+                user=user or "",
+                host_config=self.api.create_host_config(binds=binds),
+            )
+        except docker.errors.APIError as err:
+            raise self._error(f"create the {role} container", image, err) from err
+        container = Container(self, created["Id"], name)
+        try:
+            yield container
+        finally:
+            container.remove()
+
+    def containers(self, label: str) -> list[ContainerInfo]:
+        """Every container, running or not, carrying the label."""
+        try:
+            answer = self.api.containers(all=True, filters={"label": label})
+        except docker.errors.APIError as err:
+            raise self._error("list containers", label, err) from err
+        return [
+            ContainerInfo(
+                c["Id"], (c.get("Names") or ["?"])[0].lstrip("/"), c.get("State", ""), c.get("ImageID", ""),
+                c.get("Labels") or {},
+            )
+            for c in answer
+        ]
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove a stopped container; raises docker's APIError when it cannot."""
+        self.api.remove_container(container_id, v=False, force=False)
+
+    def _error(self, action: str, subject: str, err: Exception) -> EngineError:
+        explanation = getattr(err, "explanation", None) or str(err)
+        return EngineError(
+            f"The Docker engine at {self.host} failed to {action} {subject}: {explanation}. "
+            "Check that the engine is healthy (`docker info`) and try again.".replace("  ", " ")
+        )
+
+
+class Container:
+    """A container created by Engine.container."""
+
+    def __init__(self, engine: Engine, container_id: str, name: str) -> None:
+        self.engine = engine
+        self.api = engine.api
+        self.id = container_id
+        self.name = name
+
+    def put_files(self, directory: str, files: Mapping[str, bytes], mode: int = 0o644) -> None:
+        """Copy files into the container (before it starts), never into an image."""
+        self.api.put_archive(self.id, directory, _tar(files, mode=mode, folders=True).getvalue())
+
+    def get_file(self, path: str) -> bytes | None:
+        """Read one file from the container (its volumes included), or None if it is missing."""
+        try:
+            stream, _stat = self.api.get_archive(self.id, path)
+        except docker.errors.NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            member = archive.next()
+            extracted = archive.extractfile(member) if member else None
+            return extracted.read() if extracted else None
+
+    def start(self) -> None:
+        """Start the container."""
+        self.api.start(self.id)
+
+    def run(self, on_line: LineHandler) -> tuple[int, list[str]]:
+        """Start the container, stream its output, and return its exit status and lines."""
+        self.start()
+        lines: list[str] = []
+        pending = ""
+        for chunk in self.api.logs(self.id, stream=True, follow=True, stdout=True, stderr=True):
+            pending += chunk.decode("utf-8", "replace")
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                lines.append(line)
+                on_line(line)
+        if pending:
+            lines.append(pending)
+            on_line(pending)
+        status = self.api.wait(self.id)
+        return int(status.get("StatusCode", 1)), lines
+
+    def ip_address(self) -> str:
+        """The container's address on its network, reachable from build steps on that network."""
+        attrs = self.api.inspect_container(self.id)
+        networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
+        for network in networks.values():
+            if network.get("IPAddress"):
+                return str(network["IPAddress"])
+        address = attrs.get("NetworkSettings", {}).get("IPAddress")
+        if not address:
+            raise EngineError(
+                f"Container {self.name} has no IP address on the engine's default network, so the "
+                "runner build cannot reach the wheel server. Check the engine's bridge network."
+            )
+        return str(address)
+
+    def exec(self, command: Sequence[str]) -> int:
+        """Run a command inside the running container; return its exit code."""
+        created = self.api.exec_create(self.id, list(command), stdout=True, stderr=True)
+        self.api.exec_start(created["Id"])
+        return int(self.api.exec_inspect(created["Id"]).get("ExitCode") or 0)
+
+    def wait_until(self, command: Sequence[str], timeout: float, what: str) -> None:
+        """Run `command` in the container until it succeeds; fail after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.api.inspect_container(self.id).get("State", {})
+            if not state.get("Running"):
+                logs = self.api.logs(self.id).decode("utf-8", "replace")
+                raise BuildError(f"The {what} stopped before it was ready.", details=tail(logs.splitlines()))
+            if self.exec(command) == 0:
+                return
+            if time.monotonic() > deadline:
+                raise BuildError(f"The {what} did not answer within {timeout:.0f} s.")
+            time.sleep(0.2)
+
+    def remove(self) -> None:
+        """Force-remove the container; a failure only warns, so it never hides the first error."""
+        for attempt in range(3):
+            try:
+                self.api.remove_container(self.id, force=True, v=False)
+                return
+            except docker.errors.NotFound:
+                return
+            except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+                if attempt == 2:
+                    logger.warning("could not remove container %s: %s; remove it with `docker rm -f %s`", self.name, err, self.name)
+                time.sleep(0.5)
+
+
+def split_tag(name: str) -> tuple[str, str]:
+    """Split `repo[:tag]` into repository and tag (default `latest`), port numbers aside."""
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, _, tag = name.rpartition(":")
+        return repository, tag
+    return name, "latest"
+
+
+def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
+    config = attrs.get("Config") or {}
+    return ImageInfo(
+        id=str(attrs["Id"]),
+        tags=tuple(attrs.get("RepoTags") or ()),
+        labels=dict(config.get("Labels") or {}),
+        size=int(attrs.get("Size") or 0),
+    )
+
+
+def _tar(files: Mapping[str, bytes], mode: int = 0o644, folders: bool = False) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        made: set[str] = set()
+        for path, content in sorted(files.items()):
+            if folders:
+                parts = path.split("/")[:-1]
+                for depth in range(1, len(parts) + 1):
+                    folder = "/".join(parts[:depth])
+                    if folder not in made:
+                        made.add(folder)
+                        info = tarfile.TarInfo(folder)
+                        info.type = tarfile.DIRTYPE
+                        info.mode = 0o755
+                        archive.addfile(info)
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            info.mode = 0o755 if path.endswith(".sh") else mode
+            info.mtime = 0
+            archive.addfile(info, io.BytesIO(content))
+    buffer.seek(0)
+    return buffer

@@ -1,0 +1,84 @@
+"""One logger setup: steps and warnings on stderr, colour only on a terminal without NO_COLOR."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+LOGGER_NAME = "grocker"
+logger = logging.getLogger(LOGGER_NAME)
+
+_COLOURS = {
+    logging.DEBUG: "\x1b[2m",
+    logging.INFO: "\x1b[1;36m",
+    logging.WARNING: "\x1b[1;33m",
+    logging.ERROR: "\x1b[1;31m",
+}
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, colour: bool, mask: Callable[[str], str]) -> None:
+        super().__init__("%(message)s")
+        self.colour = colour
+        self.mask = mask
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.mask(super().format(record))
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        if self.colour and record.levelno in _COLOURS:
+            return f"{_COLOURS[record.levelno]}{text}\x1b[0m"
+        return text
+
+
+_handler: logging.Handler | None = None
+
+
+def setup(
+    verbosity: int,
+    env: Mapping[str, str],
+    stream: TextIO | None = None,
+    mask: Callable[[str], str] = lambda text: text,
+) -> None:
+    """Configure the `grocker` logger: -q warnings only, default steps, -v engine output."""
+    global _handler
+    stream = stream or sys.stderr
+    colour = stream.isatty() and "NO_COLOR" not in env and env.get("TERM") != "dumb"
+    if _handler is not None:
+        logger.removeHandler(_handler)
+    _handler = logging.StreamHandler(stream)
+    _handler.setFormatter(_Formatter(colour, mask))
+    logger.addHandler(_handler)
+    logger.propagate = False
+    logger.setLevel(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)
+
+
+def set_mask(mask: Callable[[str], str]) -> None:
+    """Mask secrets in every line logged from now on."""
+    if _handler is not None and isinstance(_handler.formatter, _Formatter):
+        _handler.formatter.mask = mask
+
+
+@contextmanager
+def phase(title: str) -> Iterator[Callable[[str], None]]:
+    """Log one line for a phase with its elapsed time; the callback adds a short outcome."""
+    start = time.monotonic()
+    outcome: list[str] = []
+    logger.debug("%s ...", title)
+    try:
+        yield outcome.append
+    except BaseException:
+        logger.info("%s: failed after %.1fs", title, time.monotonic() - start)
+        raise
+    detail = f" ({', '.join(outcome)})" if outcome else ""
+    logger.info("%s: %.1fs%s", title, time.monotonic() - start, detail)
+
+
+def tail(lines: Sequence[str], count: int = 25) -> str:
+    """The last `count` non-empty lines, for error messages."""
+    kept = [line.rstrip() for line in lines if line.strip()]
+    return "\n".join(kept[-count:])

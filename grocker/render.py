@@ -1,0 +1,197 @@
+"""Build contexts of the four images, rendered from package templates. Pure: no engine, no I/O
+besides reading the templates."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from urllib.parse import quote
+
+import jinja2
+
+from grocker import __version__
+from grocker.config import ProjectConfig, Repository
+from grocker.release import Release
+from grocker.wheels import Lock, WheelFile
+
+WHEEL_SERVER_HOST = "grocker-wheels"
+WHEEL_SERVER_URL = f"http://{WHEEL_SERVER_HOST}"
+APP_VENV = "/home/grocker/app.venv"
+GROCKER_UID = 1000
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """The files of one image's build context; `Dockerfile` among them."""
+
+    role: str
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def dockerfile(self) -> str:
+        """The rendered Dockerfile, as text."""
+        return self.files["Dockerfile"].decode("utf-8")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("grocker", "resources"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["shquote"] = shlex.quote
+    env.filters["envquote"] = envquote
+    env.filters["tojson"] = lambda value: json.dumps(value)
+    return env
+
+
+def envquote(value: str) -> str:
+    """Quote a value for a Dockerfile ENV instruction: no expansion, no word splitting."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+_ENV = _environment()
+
+
+def _render(template: str, **context: object) -> bytes:
+    return _ENV.get_template(template).render(version=__version__, **context).encode("utf-8")
+
+
+def _static(name: str) -> bytes:
+    return resources.files("grocker").joinpath(f"resources/{name}").read_bytes()
+
+
+def root_context(config: ProjectConfig) -> BuildContext:
+    """The root image: base image, repositories, run packages, user grocker."""
+    repositories = [_repository_view(repo) for repo in config.repositories]
+    return BuildContext(
+        "root",
+        {
+            "Dockerfile": _render("root/Dockerfile.j2", runtime=config.runtime),
+            "provision.sh": _render(
+                "root/provision.sh.j2",
+                runtime=config.runtime,
+                repositories=repositories,
+                https_repositories=any(" https://" in f" {repo.uri}" for repo in config.repositories),
+                packages=list(config.all_run_packages),
+                uid=GROCKER_UID,
+            ),
+        },
+    )
+
+
+def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
+    """The compiler image: root plus build packages and the compile script."""
+    return BuildContext(
+        "compiler",
+        {
+            "Dockerfile": _render("compiler/Dockerfile.j2", runtime=config.runtime, root_image=root_image),
+            "provision.sh": _render(
+                "compiler/provision.sh.j2", runtime=config.runtime, packages=list(config.all_build_packages)
+            ),
+            "compile.py": _static("compiler/compile.py"),
+        },
+    )
+
+
+def wheel_server_context(config: ProjectConfig, root_image: str) -> BuildContext:
+    """The wheel server: root plus the distribution's nginx, serving /wheels."""
+    return BuildContext(
+        "wheel-server",
+        {
+            "Dockerfile": _render("wheel-server/Dockerfile.j2", runtime=config.runtime, root_image=root_image),
+            "provision.sh": _render("wheel-server/provision.sh.j2", runtime=config.runtime),
+            "nginx.conf": _static("wheel-server/nginx.conf"),
+        },
+    )
+
+
+def runner_context(release: Release, config: ProjectConfig, root_image: str, lock: Lock) -> BuildContext:
+    """The final image: root plus a venv installed from the wheel server, in two layers."""
+    python = config.runtime.python
+
+    def install(wheels: Sequence[WheelFile], create_venv: bool) -> str:
+        return _install_command(python, lock.installer, wheels, create_venv)
+
+    return BuildContext(
+        "runner",
+        {
+            "Dockerfile": _render(
+                "runner/Dockerfile.j2",
+                runtime=config.runtime,
+                root_image=root_image,
+                release=release,
+                app_version=lock.app_version,
+                lock=lock,
+                install=install,
+                env=list(config.env),
+                ports=list(config.ports),
+                volumes=list(config.volumes),
+                entrypoint=config.entrypoint_name,
+            )
+        },
+    )
+
+
+def placeholder_lock(release: Release) -> Lock:
+    """A stand-in lock for --dry-run, where the compile step has not resolved anything."""
+    version = release.version or "VERSION"
+    return Lock(
+        application=WheelFile(f"{release.name.replace('-', '_')}-{version}-py3-none-any.whl", "<sha256>"),
+        dependencies=(WheelFile("<each-dependency-resolved-by-the-compile-step>.whl", "<sha256>"),),
+        installer=WheelFile("pip-<version>-py3-none-any.whl", "<sha256>"),
+    )
+
+
+def _install_command(python: str, installer: WheelFile, wheels: Sequence[WheelFile], create_venv: bool) -> str:
+    pip_wheel = f"/tmp/{installer.file}"
+    download = (
+        f"{python} -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "
+        f"{_url(installer)} {pip_wheel}"
+    )
+    steps = [download]
+    if create_venv:
+        steps.append(f"{python} -m venv --without-pip {APP_VENV}")
+    if wheels:
+        # pip runs from its wheel with the venv's interpreter, so it installs into the venv
+        # without being installed there itself; every wheel is checked against its hash.
+        urls = " ".join(shlex.quote(f"{_url(wheel)}#sha256={wheel.sha256}") for wheel in wheels)
+        steps.append(
+            f"{APP_VENV}/bin/python {pip_wheel}/pip install --no-index --no-deps --no-cache-dir "
+            f"--disable-pip-version-check --no-warn-script-location --quiet {urls}"
+        )
+    steps.append(f"rm -f {pip_wheel}")
+    return " \\\n    && ".join(steps)
+
+
+def _url(wheel: WheelFile) -> str:
+    return f"{WHEEL_SERVER_URL}/{quote(wheel.file)}"
+
+
+@dataclass(frozen=True)
+class _RepositoryView:
+    id: str
+    uri: str
+    key: str
+    line: str
+
+
+def _repository_view(repo: Repository) -> _RepositoryView:
+    """The source line with the key pinned by signed-by, as current apt expects (no apt-key)."""
+    keyring = f"/etc/apt/keyrings/grocker-{repo.id}.asc"
+    match = re.match(r"^(deb(?:-src)?)\s+(?:\[(?P<options>[^\]]*)\]\s+)?(?P<rest>.*)$", repo.uri)
+    if match:
+        options = [opt for opt in (match.group("options") or "").split() if not opt.startswith("signed-by=")]
+        options.append(f"signed-by={keyring}")
+        line = f"{match.group(1)} [{' '.join(options)}] {match.group('rest')}"
+    else:
+        line = repo.uri
+    return _RepositoryView(repo.id, repo.uri, repo.key, line)

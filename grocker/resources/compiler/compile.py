@@ -1,0 +1,133 @@
+"""Grocker's compile script: runs in the compiler container, builds wheels into the volume.
+
+Input: a JSON request file (argv[1]). Output: wheels of the application and of all its
+dependencies in /home/grocker/wheels, a lock file naming them, and one `GROCKER-RESULT:` line.
+Wheels already in the volume are reused: the resolve is first tried offline against the
+volume, and only when something is missing does pip reach the index. New wheels are written
+in a private staging folder and linked into place, so a concurrent build never sees a
+half-written file.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+WHEELS = Path("/home/grocker/wheels")
+LOCKS = WHEELS / ".grocker" / "locks"
+RESULT_MARK = "GROCKER-RESULT:"
+
+
+def main():
+    request = json.loads(Path(sys.argv[1]).read_text())
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=WHEELS))
+    try:
+        online = False
+        if not wheel(request, staging, offline=True):
+            print("grocker: some wheels are not in the volume yet, resolving against the index", flush=True)
+            online = True
+            if not wheel(request, staging, offline=False):
+                return 1
+        resolved = sorted(path.name for path in staging.glob("*.whl"))
+        application = find_application(request["name"], resolved)
+        installer = ensure_installer(staging)
+        replace = {application} if request.get("local") else set()
+        added, reused = publish(staging, replace)
+        lock = write_lock(request["lock"], application, resolved, installer)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    lock.update(added=added, reused=reused, online=online)
+    print(RESULT_MARK + json.dumps(lock, sort_keys=True), flush=True)
+    return 0
+
+
+def pip(*args):
+    return [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
+
+
+def wheel(request, staging, offline):
+    command = pip("wheel", "--wheel-dir", str(staging), "--find-links", str(WHEELS))
+    if offline:
+        command += ["--no-index", "--quiet"]
+    if request.get("constraint"):
+        command += ["--constraint", request["constraint"]]
+    command.append(request["target"])
+    output = None if not offline else subprocess.DEVNULL
+    return subprocess.call(command, stdout=output, stderr=output) == 0
+
+
+def find_application(name, resolved):
+    found = [file for file in resolved if normalize(file.split("-")[0]) == name]
+    if len(found) != 1:
+        raise SystemExit(f"grocker: expected one wheel of {name}, found {found or 'none'}")
+    return found[0]
+
+
+def ensure_installer(staging):
+    """A pip wheel for the runner, which installs with it and keeps no pip in its venv."""
+    present = sorted(WHEELS.glob("pip-*.whl"), key=os.path.getmtime)
+    if present:
+        return present[-1].name
+    command = pip("download", "--no-deps", "--only-binary", ":all:", "--dest", str(staging), "pip")
+    if subprocess.call(command) != 0:
+        raise SystemExit("grocker: could not download a pip wheel for the runner")
+    return next(staging.glob("pip-*.whl")).name
+
+
+def publish(staging, replace):
+    """Link each new wheel into the volume under its final name; never overwrite a wheel
+    another build may be reading, except the application's own when it comes from a local
+    file (same version, new content)."""
+    added, reused = [], []
+    for path in sorted(staging.glob("*.whl")):
+        final = WHEELS / path.name
+        if path.name in replace:
+            os.replace(path, final)
+            added.append(path.name)
+            continue
+        try:
+            os.link(path, final)
+            added.append(path.name)
+        except FileExistsError:
+            reused.append(path.name)
+        os.chmod(final, 0o644)
+    return added, reused
+
+
+def write_lock(key, application, resolved, installer):
+    def entry(name):
+        return {"file": name, "sha256": sha256(WHEELS / name)}
+
+    lock = {
+        "application": entry(application),
+        "dependencies": [entry(name) for name in resolved if name != application],
+        "installer": entry(installer),
+    }
+    fd, temporary = tempfile.mkstemp(dir=LOCKS, prefix=".lock-")
+    with os.fdopen(fd, "w") as stream:
+        json.dump(lock, stream, sort_keys=True)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, LOCKS / (key + ".json"))
+    return lock
+
+
+def normalize(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

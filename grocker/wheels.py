@@ -1,0 +1,85 @@
+"""The wheel lock: which wheels of the volume make up one release, written by the compile step."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grocker.errors import BuildError
+from grocker.release import Release
+
+WHEELS_PATH = "/home/grocker/wheels"
+LOCKS_PATH = f"{WHEELS_PATH}/.grocker/locks"
+RESULT_MARK = "GROCKER-RESULT:"
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """One wheel of the volume and the SHA-256 of its content."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The application's wheel, its dependencies' wheels and the pip wheel that installs them."""
+
+    application: WheelFile
+    dependencies: tuple[WheelFile, ...]
+    installer: WheelFile
+    added: tuple[str, ...] = ()
+    reused: tuple[str, ...] = ()
+
+    @property
+    def app_version(self) -> str:
+        """The application's version, read from its wheel's file name."""
+        return self.application.file.split("-")[1]
+
+
+def lock_key(release: Release, constraint: Path | None) -> str:
+    """Name of the lock of `release` in the volume: what was asked, and with what constraints."""
+    digest = hashlib.sha256()
+    digest.update(release.requirement.encode("utf-8"))
+    if release.path is not None:
+        digest.update(b"\0file\0" + _file_digest(release.path).encode("ascii"))
+    if constraint is not None:
+        digest.update(b"\0constraint\0" + constraint.read_bytes())
+    return f"{release.name}-{digest.hexdigest()[:24]}"
+
+
+def parse_lock(data: Mapping[str, Any]) -> Lock:
+    """Build a Lock from the compile script's JSON, refusing anything malformed."""
+    try:
+        return Lock(
+            application=WheelFile(**data["application"]),
+            dependencies=tuple(WheelFile(**item) for item in data["dependencies"]),
+            installer=WheelFile(**data["installer"]),
+            added=tuple(data.get("added", ())),
+            reused=tuple(data.get("reused", ())),
+        )
+    except (KeyError, TypeError) as err:
+        raise BuildError(
+            f"The wheel lock written by the compile step is malformed ({err}). Run the build "
+            "again with --build-dependencies to rewrite it."
+        ) from err
+
+
+def parse_result_line(lines: list[str]) -> Lock | None:
+    """Find the compile script's result line in its output."""
+    for line in reversed(lines):
+        if line.startswith(RESULT_MARK):
+            return parse_lock(json.loads(line[len(RESULT_MARK) :]))
+    return None
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
