@@ -47,7 +47,7 @@ def prepare_build(
     result_file: Path | None = None,
     build_dependencies: bool = True,
     build_image: bool = True,
-    push: bool = True,
+    push: bool | None = None,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> BuildRequest:
@@ -75,7 +75,7 @@ def prepare_build(
         result_file=result_file,
         build_dependencies=build_dependencies,
         build_image=build_image,
-        push=push,
+        push=build_image if push is None else push,
     )
 
 

@@ -19,7 +19,7 @@ import yaml
 from grocker import __version__, render
 from grocker.config import ProjectConfig
 from grocker.engine import Container, Engine
-from grocker.errors import BuildError
+from grocker.errors import BuildError, PushError
 from grocker.log import logger, phase, tail
 from grocker.naming import InternalNames, has_registry, internal_labels, internal_names, runner_labels
 from grocker.pipconf import PipSettings, mask
@@ -93,12 +93,19 @@ def build(request: BuildRequest, engine: Engine) -> BuildResult:
         info = engine.image(image_id)
         result.image_id = image_id
         result.size = info.size if info else None
-    if request.push and has_registry(request.image_name):
+    if request.push and not has_registry(request.image_name):
+        logger.warning(
+            "Not pushing %s: its name has no registry or namespace (use --image-prefix or -n).", request.image_name
+        )
+    elif request.push:
+        if not request.build_image and engine.image(request.image_name) is None:
+            raise PushError(
+                f"There is no image {request.image_name} on the engine to push. Build it first (run "
+                "without --no-build-image), then push with --no-build-dependencies --no-build-image --push."
+            )
         with phase(f"push {request.image_name}") as note:
             result.hash = engine.push(request.image_name, chain.stream_line)
             note(result.hash)
-    elif request.push and not request.build_image:
-        logger.warning("Not pushing %s: it names no registry or namespace (use --image-prefix or -n).", request.image_name)
     result.duration_seconds = time.monotonic() - start
     _summary(result)
     if request.result_file is not None:

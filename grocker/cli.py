@@ -62,8 +62,9 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option("--build-dependencies/--no-build-dependencies", default=True, show_default=True,
               help="build the dependencies")
 @click.option("--build-image/--no-build-image", default=True, show_default=True, help="build the docker image")
-@click.option("--push/--no-push", default=True, show_default=True,
-              help="push the image (only when its name has a registry or namespace)")
+@click.option("--push/--no-push", default=None,
+              help="push the image (only when its name has a registry or namespace; by default, "
+              "when this run builds the image)")
 @click.option("--dry-run", is_flag=True,
               help="print the resolved configuration and the rendered Dockerfiles; touch no engine")
 @click.pass_context
@@ -142,6 +143,15 @@ def _handle(ctx: click.Context, run: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         _report(InterruptError("SIGINT", 130), verbosity)
         ctx.exit(130)
+    except Exception as err:  # noqa: BLE001 - the last resort: one paragraph, not a traceback
+        _report(
+            GrockerError(
+                f"Grocker failed unexpectedly: {type(err).__name__}: {err}. This is a bug in Grocker: "
+                "run the command again with -vv to see the traceback, and report it."
+            ),
+            verbosity,
+        )
+        ctx.exit(1)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -155,5 +165,5 @@ def _report(err: GrockerError, verbosity: int) -> None:
         traceback.print_exc(file=sys.stderr)
     logger.error("%s", err.message)
     if err.details:
-        for line in err.details.splitlines():
-            logger.error("  %s", line)
+        # The tail of a build or compile log: plain lines, so they read as the tool printed them.
+        click.echo("\n".join(f"  | {line}" for line in err.details.splitlines()), err=True)

@@ -119,7 +119,7 @@ class Engine:
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as err:
-            raise self._error("inspect image", name, err) from err
+            raise self.error("inspect image", name, err) from err
         return _image_info(attrs)
 
     def pull(self, name: str) -> bool:
@@ -183,7 +183,7 @@ class Engine:
         except docker.errors.APIError as err:
             raise BuildError(f"The {what} build failed: {err.explanation or err}", details=tail(lines)) from err
         except requests.exceptions.RequestException as err:
-            raise self._error(f"build the {what}", "", err) from err
+            raise self.error(f"build the {what}", "", err) from err
         if image_id is None:
             raise BuildError(f"The {what} build ended without an image.", details=tail(lines))
         info = self.image(image_id)
@@ -197,7 +197,7 @@ class Engine:
         try:
             self.api.tag(image_id, repository, tag=tag, force=True)
         except docker.errors.APIError as err:
-            raise self._error("tag image", name, err) from err
+            raise self.error("tag image", name, err) from err
 
     def remove_image(self, ref: str, force: bool = False) -> None:
         """Remove an image (or one of its tags); an image that is already gone is fine."""
@@ -215,8 +215,9 @@ class Engine:
             for chunk in self.api.push(repository, tag=tag, stream=True, decode=True):
                 if "error" in chunk:
                     raise PushError(
-                        f"The registry refused the push of {name}: {chunk['error'].strip()}. Check "
-                        "that you are logged in (`docker login`) with the right to push there.",
+                        f"The push of {name} failed: {chunk['error'].strip()}. Check that the "
+                        "registry is reachable and that you are logged in to it (`docker login`) "
+                        "with the right to push there.",
                         details=tail(lines),
                     )
                 status = chunk.get("status")
@@ -241,7 +242,7 @@ class Engine:
             summaries = self.api.images(all=False, filters={"label": label})
             dangling = self.api.images(all=False, filters={"label": label, "dangling": True})
         except docker.errors.APIError as err:
-            raise self._error("list images", label, err) from err
+            raise self.error("list images", label, err) from err
         seen: dict[str, ImageInfo] = {}
         for summary in [*summaries, *dangling]:
             info = self.image(summary["Id"])
@@ -258,7 +259,7 @@ class Engine:
         except docker.errors.NotFound:
             return None
         except docker.errors.APIError as err:
-            raise self._error("inspect volume", name, err) from err
+            raise self.error("inspect volume", name, err) from err
         return attrs.get("Labels") or {}
 
     def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
@@ -266,14 +267,14 @@ class Engine:
         try:
             self.api.create_volume(name=name, labels=dict(labels))
         except docker.errors.APIError as err:
-            raise self._error("create volume", name, err) from err
+            raise self.error("create volume", name, err) from err
 
     def volumes(self, label: str) -> list[VolumeInfo]:
         """Every volume carrying the label."""
         try:
             answer = self.api.volumes(filters={"label": label})
         except docker.errors.APIError as err:
-            raise self._error("list volumes", label, err) from err
+            raise self.error("list volumes", label, err) from err
         return [VolumeInfo(v["Name"], v.get("Labels") or {}) for v in answer.get("Volumes") or []]
 
     def remove_volume(self, name: str) -> None:
@@ -313,7 +314,7 @@ class Engine:
                 host_config=self.api.create_host_config(binds=binds),
             )
         except docker.errors.APIError as err:
-            raise self._error(f"create the {role} container", image, err) from err
+            raise self.error(f"create the {role} container", image, err) from err
         container = Container(self, created["Id"], name)
         try:
             yield container
@@ -325,7 +326,7 @@ class Engine:
         try:
             answer = self.api.containers(all=True, filters={"label": label})
         except docker.errors.APIError as err:
-            raise self._error("list containers", label, err) from err
+            raise self.error("list containers", label, err) from err
         return [
             ContainerInfo(
                 c["Id"], (c.get("Names") or ["?"])[0].lstrip("/"), c.get("State", ""), c.get("ImageID", ""),
@@ -338,11 +339,102 @@ class Engine:
         """Remove a stopped container; raises docker's APIError when it cannot."""
         self.api.remove_container(container_id, v=False, force=False)
 
-    def _error(self, action: str, subject: str, err: Exception) -> EngineError:
+    def image_history(self, image_id: str) -> tuple[str, list[tuple[int, str]]] | None:
+        """When an image was created (RFC 3339 text) and its build steps, newest first.
+
+        Each step is (creation time in epoch seconds, the instruction that made it). None when
+        the image no longer exists. Purge reads it to tell an image Grocker built from one built
+        FROM it by someone else, since both carry the same inherited labels.
+        """
+        try:
+            attrs = self.api.inspect_image(image_id)  # type: ignore[no-untyped-call]
+            steps = self.api.history(image_id)  # type: ignore[no-untyped-call]
+        except docker.errors.NotFound:
+            return None
+        except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+            raise EngineError(
+                f"The Docker engine at {self.host} failed to read the history of image {image_id}: "
+                f"{getattr(err, 'explanation', None) or err}. Check that the engine is healthy (`docker info`)."
+            ) from err
+        return str(attrs.get("Created") or ""), [
+            (int(step.get("Created") or 0), str(step.get("CreatedBy") or "")) for step in steps
+        ]
+
+    def try_remove_container(self, container_id: str) -> str | None:
+        """Remove a stopped container, never forcing; None once gone, else why it is kept."""
+
+        def remove() -> None:
+            self.api.remove_container(container_id, v=False, force=False)
+
+        return self._try_remove("container", container_id, remove)
+
+    def try_remove_volume(self, name: str) -> str | None:
+        """Remove a volume, never forcing; None once gone, else why it is kept (in use)."""
+
+        def remove() -> None:
+            self.api.remove_volume(name, force=False)
+
+        return self._try_remove("volume", name, remove)
+
+    def try_remove_image(self, image_id: str) -> str | None:
+        """Remove an image by ID with all its names, never forcing; None once gone, else why it is kept.
+
+        By ID, so that untagged (dangling) images go too. The engine refuses an ID with several
+        names unless forced, and forcing would also delete an image under a stopped container,
+        so such an image is untagged name by name instead, once no container uses it. The engine
+        checks child images and running containers before names, so when names are what it
+        objects to, neither exists: an image that is kept keeps all its names.
+        """
+
+        def remove() -> str | None:
+            try:
+                self.api.remove_image(image_id, force=False, noprune=False)
+            except docker.errors.APIError as err:
+                if err.status_code != 409 or "multiple repositories" not in str(err.explanation):
+                    raise
+                users = self.api.containers(all=True, quiet=True, filters={"ancestor": image_id})
+                if users:
+                    return f"image is being used by stopped container {users[0]['Id'][:12]}"
+                attrs = self.api.inspect_image(image_id)  # type: ignore[no-untyped-call]
+                for reference in [*(attrs.get("RepoTags") or []), *(attrs.get("RepoDigests") or [])]:
+                    self.api.remove_image(reference, force=False, noprune=False)
+                self.api.remove_image(image_id, force=False, noprune=False)
+            return None
+
+        return self._try_remove("image", image_id, remove)
+
+    def _try_remove(self, kind: str, ref: str, remove: Callable[[], str | None]) -> str | None:
+        try:
+            return remove()
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as err:
+            explanation = str(err.explanation or err)
+            if err.status_code == 409:
+                # Keep the reason, not the engine's preamble ("conflict: unable to delete 1a2b (cannot be
+                # forced) - image has dependent child images", "remove vol: volume is in use - [id]").
+                preamble = (
+                    r"^(?:conflict: unable to \w+ .*?\((?:cannot be forced|must be forced|must force)\) - "
+                    r"|remove \S+: )"
+                )
+                return re.sub(preamble, "", explanation)
+            raise EngineError(
+                f"The Docker engine at {self.host} failed to remove {kind} {ref}: {explanation}. "
+                "Check that the engine is healthy (`docker info`) and try again."
+            ) from err
+        except requests.exceptions.RequestException as err:
+            raise EngineError(
+                f"The Docker engine at {self.host} failed to remove {kind} {ref}: {err}. "
+                "Check that the engine is healthy (`docker info`) and try again."
+            ) from err
+
+    def error(self, action: str, subject: str, err: Exception) -> EngineError:
+        """An EngineError naming what failed on which engine."""
         explanation = getattr(err, "explanation", None) or str(err)
+        subject = f" {subject}" if subject else ""
         return EngineError(
-            f"The Docker engine at {self.host} failed to {action} {subject}: {explanation}. "
-            "Check that the engine is healthy (`docker info`) and try again.".replace("  ", " ")
+            f"The Docker engine at {self.host} failed to {action}{subject}: {explanation}. "
+            "Check that the engine is healthy (`docker info`) and try again."
         )
 
 
@@ -372,7 +464,10 @@ class Container:
 
     def start(self) -> None:
         """Start the container."""
-        self.api.start(self.id)
+        try:
+            self.api.start(self.id)
+        except docker.errors.APIError as err:
+            raise self.engine.error(f"start container {self.name}", "", err) from err
 
     def run(self, on_line: LineHandler) -> tuple[int, list[str]]:
         """Start the container, stream its output, and return its exit status and lines."""

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING
 
 from grocker import __version__
-from grocker.config import ProjectConfig
 from grocker.errors import UsageError
 from grocker.release import Release
+
+if TYPE_CHECKING:
+    # Only for annotations: config imports this module to check the image prefix.
+    from grocker.config import ProjectConfig
 
 LABEL_PREFIX = "grocker"
 VERSION_LABEL = "grocker.version"
@@ -42,6 +48,7 @@ def config_hash(config: ProjectConfig) -> str:
     """
     runtime = config.runtime
     content = {
+        "grocker_resources": _resources_digest(),
         "base_image": runtime.image,
         "family": runtime.family,
         "python": runtime.python,
@@ -51,6 +58,20 @@ def config_hash(config: ProjectConfig) -> str:
     }
     encoded = json.dumps(content, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(encoded).hexdigest()
+
+
+@functools.cache
+def _resources_digest() -> str:
+    """Digest of Grocker's templates and scripts: changing them must give new internal images,
+    even within one Grocker version (development builds)."""
+    digest = hashlib.sha256()
+    root = resources.files("grocker").joinpath("resources")
+    for folder in sorted(root.iterdir(), key=lambda item: item.name):
+        if folder.is_dir():
+            for item in sorted(folder.iterdir(), key=lambda item: item.name):
+                if item.is_file():
+                    digest.update(f"{folder.name}/{item.name}\0".encode() + item.read_bytes())
+    return digest.hexdigest()
 
 
 def internal_names(config: ProjectConfig) -> InternalNames:
@@ -91,9 +112,19 @@ def check_image_name(name: str) -> str:
     return name if ":" in last else f"{name}:latest"
 
 
+def is_valid_prefix(prefix: str) -> bool:
+    """True when `prefix` can start a Docker reference (a registry and/or namespaces)."""
+    return bool(_PREFIX_RE.match(prefix))
+
+
+def is_valid_base_name(base: str) -> bool:
+    """True when an image base name keeps at least one letter or digit once normalised."""
+    return bool(re.search(r"[A-Za-z0-9]", base))
+
+
 def check_prefix(prefix: str) -> None:
     """Refuse an image prefix that cannot start a Docker reference."""
-    if not _PREFIX_RE.match(prefix):
+    if not is_valid_prefix(prefix):
         raise UsageError(
             f"Image prefix {prefix!r} is not a registry or namespace: use e.g. "
             "registry.example.com, localhost:5000/team or myaccount (lower-case)."

@@ -88,8 +88,11 @@ def publish(staging, replace):
     for path in sorted(staging.glob("*.whl")):
         final = WHEELS / path.name
         if path.name in replace:
-            os.replace(path, final)
-            added.append(path.name)
+            if final.exists() and sha256(final) == sha256(path):
+                reused.append(path.name)
+            else:
+                os.replace(path, final)
+                added.append(path.name)
             continue
         try:
             os.link(path, final)

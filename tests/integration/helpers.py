@@ -1,0 +1,106 @@
+"""Helpers of the integration tests: the CLI in a subprocess, fixture packaging, registry queries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Run:
+    """A finished `grocker` invocation."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Grocker:
+    """Runs the real CLI in a subprocess and remembers the images it names."""
+
+    def __init__(self, client: docker.DockerClient, workdir: Path) -> None:
+        self.client = client
+        self.workdir = workdir
+        self.images: list[str] = []
+
+    def name(self, repository: str = "app", tag: str = "1") -> str:
+        """A unique image name, removed at the end of the session."""
+        name = f"grocker-test-{repository}-{uuid.uuid4().hex[:8]}:{tag}"
+        self.images.append(name)
+        return name
+
+    def run(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 900) -> Run:
+        """Run `python -m grocker ARGS`; never raises on a non-zero exit."""
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        completed = subprocess.run(
+            [sys.executable, "-m", "grocker", *args],
+            cwd=cwd or self.workdir,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return Run(completed.returncode, completed.stdout, completed.stderr)
+
+    def build(self, *args: str, **kwargs: object) -> Run:
+        """`grocker build ARGS`, asserting success, and remembering the image it prints."""
+        result = self.run("build", *args, **kwargs)  # type: ignore[arg-type]
+        assert result.returncode == 0, result.output
+        image = result.stdout.strip().splitlines()[-1]
+        self.images.append(image)
+        return result
+
+    def docker_run(self, image: str, *args: str, entrypoint: str | None = None) -> str:
+        """Run the image and return what it printed (stdout and stderr)."""
+        output = self.client.containers.run(image, list(args), entrypoint=entrypoint, remove=True, stderr=True)
+        return output.decode("utf-8")
+
+
+def manifest_digest(reference: str) -> str:
+    """The registry's digest of a pushed image's manifest (localhost:5000/repo:tag)."""
+    registry, _, rest = reference.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return str(response.headers["Docker-Content-Digest"])
+
+
+def package_fixture(name: str, dist: Path, kind: str = "sdist", version: str = "1.0.0") -> Path:
+    """Build an sdist or wheel of tests/fixtures/NAME (pure-app takes its version from env)."""
+    source = REPO_ROOT / "tests" / "fixtures" / name
+    with tempfile.TemporaryDirectory() as work:
+        copy = Path(work) / name
+        shutil.copytree(source, copy)
+        out = dist / f"{name}-{version}-{kind}"
+        out.mkdir(exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "build", f"--{kind}", "--no-isolation", "--outdir", str(out), str(copy)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "FIXTURE_VERSION": version},
+        )
+    (built,) = out.iterdir()
+    return built
