@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 from grocker.errors import ConfigError, UsageError
-from grocker.runtimes import Runtime, select_runtime
+from grocker.naming import is_valid_base_name, is_valid_prefix
+from grocker.runtimes import Runtime, is_retired, select_runtime
 
 CLI_SOURCE = "command line"
 DEFAULTS_SOURCE = "defaults"
@@ -113,20 +114,18 @@ def load_file(path: Path) -> Layer:
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError as err:
-        raise ConfigError(
-            f"Config file {path} does not exist. Check the path given to -c/--config."
-        ) from err
+        raise ConfigError(f"Config file {path} does not exist. Check the path given to -c/--config.") from err
     except OSError as err:
         raise ConfigError(f"Config file {path} cannot be read: {err.strerror}.") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {err.start}). Save it as UTF-8.") from err
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(
-            f"Config file {where} is not valid YAML: {problem}. Fix the syntax at that place."
-        ) from err
+        raise ConfigError(f"Config file {where} is not valid YAML: {problem}. Fix the syntax at that place.") from err
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -180,6 +179,15 @@ def _check_value(source: str, key: str, value: Any) -> None:
             _fail(source, key, f"must be a non-empty string, got {_show(value)}")
         if key == "entrypoint_name" and not _ENTRYPOINT_RE.match(value):
             _fail(source, key, f"must be a command name or path without spaces or quotes, got {value!r}")
+        if key == "docker_image_prefix" and not is_valid_prefix(value):
+            _fail(
+                source,
+                key,
+                f"must be a registry and/or namespace in lower-case, e.g. registry.example.com, "
+                f"localhost:5000/team or myaccount; got {value!r}",
+            )
+        if key == "image_base_name" and not is_valid_base_name(value):
+            _fail(source, key, f"must contain letters or digits, got {value!r}")
     elif key == "volumes":
         _check_list(source, key, value, str)
         for item in value:
@@ -195,9 +203,8 @@ def _check_value(source: str, key: str, value: Any) -> None:
         _check_repositories(source, value)
     elif key == "dependencies":
         _check_dependencies(source, value)
-    elif key == "runtimes":
-        if not isinstance(value, dict):
-            _fail(source, key, f"must be a mapping of runtime name to its fields, got {_show(value)}")
+    elif key == "runtimes" and not isinstance(value, dict):
+        _fail(source, key, f"must be a mapping of runtime name to its fields, got {_show(value)}")
 
 
 def _check_list(source: str, key: str, value: Any, kind: type | tuple[type, ...]) -> None:
@@ -222,6 +229,9 @@ def _check_env(source: str, value: Any) -> None:
             _fail(source, "env", f"names must be letters, digits and _, not starting with a digit; got {name!r}")
         if isinstance(item, (dict, list)) or item is None:
             _fail(source, f"env.{name}", f"must be a string or a number, got {_show(item)}")
+        if "\n" in str(item) or "\r" in str(item):
+            # A Dockerfile ENV value cannot hold a line break.
+            _fail(source, f"env.{name}", "must be a single line")
 
 
 def _check_repositories(source: str, value: Any) -> None:
@@ -238,8 +248,10 @@ def _check_repositories(source: str, value: Any) -> None:
                 _fail(source, f"{path}.{sub}", "is not a repository field (only `uri` and `key` are)")
         for sub in ("uri", "key"):
             if not isinstance(repo.get(sub), str) or not repo[sub].strip():
-                what = "the source line, e.g. `deb http://host/debian trixie main`" if sub == "uri" else (
-                    "the repository's ASCII-armored PGP public key"
+                what = (
+                    "the source line, e.g. `deb http://host/debian trixie main`"
+                    if sub == "uri"
+                    else ("the repository's ASCII-armored PGP public key")
                 )
                 _fail(source, f"{path}.{sub}", f"is missing; give {what}")
         if "\n" in repo["uri"].strip():
@@ -253,14 +265,18 @@ def _check_repositories(source: str, value: Any) -> None:
             )
 
 
+_NEW_DEPENDENCIES = (
+    "Since 6.0 it is a mapping of two lists: `dependencies: {run: [libpq5], build: [libpq-dev]}`, "
+    "where `run` packages go in the final image and `build` packages only in the compiler"
+)
+
+
 def _check_dependencies(source: str, value: Any) -> None:
     if isinstance(value, list):
         _fail(
             source,
             "dependencies",
-            "uses the syntax of Grocker before 6.0 (a single list). Since 6.0 it is a mapping of two "
-            "lists: `dependencies: {run: [libpq5], build: [libpq-dev]}`, where `run` packages go in "
-            "the final image and `build` packages only in the compiler",
+            f"uses the syntax of Grocker before 6.0 (a single list). {_NEW_DEPENDENCIES}",
         )
     if not isinstance(value, dict):
         _fail(source, "dependencies", f"must be a mapping with `run` and `build` lists, got {_show(value)}")
@@ -271,27 +287,37 @@ def _check_dependencies(source: str, value: Any) -> None:
             _fail(source, f"dependencies.{kind}", f"is not a dependency kind (use `run` or `build`).{hint}")
         if packages is None:
             continue
+        if isinstance(packages, list) and any(isinstance(package, dict) for package in packages):
+            _fail(
+                source,
+                f"dependencies.{kind}",
+                f"uses the pre-6.0 `run-package: build-package` syntax. {_NEW_DEPENDENCIES}",
+            )
         _check_list(source, f"dependencies.{kind}", packages, str)
         for package in packages:
-            if isinstance(package, dict):
-                _fail(source, f"dependencies.{kind}", "uses the pre-6.0 `{run: build}` syntax")
             if not _PACKAGE_RE.match(package):
                 _fail(source, f"dependencies.{kind}", f"has {package!r}, which is not a system package name")
 
 
 def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list[str]) -> ProjectConfig:
     runtime_source = sources.get("runtime", DEFAULTS_SOURCE)
+    runtimes_source = sources.get("runtimes", DEFAULTS_SOURCE)
+    table = merged.get("runtimes") or {}
     try:
-        runtime = select_runtime(merged["runtime"], merged.get("runtimes") or {}, runtime_source)
+        runtime = select_runtime(merged["runtime"], table, runtime_source, runtimes_source)
     except ConfigError as err:
-        if runtime_source == CLI_SOURCE:
+        entry = table.get(merged["runtime"])
+        if runtime_source == CLI_SOURCE and (entry is None or is_retired(entry)):
             raise UsageError(err.message) from err
         raise
     if runtime.deprecated:
         warnings.append(f"Runtime {runtime.name} is deprecated: {runtime.deprecated}")
     for package in runtime.run_packages + runtime.build_packages:
         if not _PACKAGE_RE.match(package):
-            raise ConfigError(f"runtimes.{runtime.name} has {package!r}, which is not a system package name.")
+            raise ConfigError(
+                f"runtimes.{runtime.name} ({runtimes_source}) has {package!r}, which is not a system "
+                "package name. Fix it in that file."
+            )
     constraint = merged.get("pip_constraint")
     constraint_path = Path(constraint) if constraint else None
     if constraint_path is not None and not constraint_path.is_file():
@@ -306,10 +332,25 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
         Repository(repo_id, repo["uri"].strip(), repo["key"].strip() + "\n")
         for repo_id, repo in sorted((merged.get("repositories") or {}).items())
     )
+    repositories_source = sources.get("repositories", DEFAULTS_SOURCE)
     if runtime.family == "alpine" and repositories:
-        for repo in repositories:
-            if repo.uri.startswith("deb "):
-                _fail(sources["repositories"], f"repositories.{repo.id}.uri", "is a Debian line but the runtime is Alpine")
+        # apk finds a repository's key by the file name its index was signed with, which a
+        # `{uri, key}` entry does not give: refuse here rather than fail in the engine.
+        _fail(
+            repositories_source,
+            f"repositories.{repositories[0].id}",
+            f"cannot be used with the Alpine runtime {runtime.name}: `repositories` work on Debian "
+            "runtimes only. Use a Debian runtime, or define a runtime whose base image already "
+            "trusts the repository",
+        )
+    for repo in repositories:
+        if not re.match(r"^deb(-src)?\s", repo.uri):
+            _fail(
+                repositories_source,
+                f"repositories.{repo.id}.uri",
+                f"must be an apt source line starting with `deb `, e.g. "
+                f"`deb http://host/debian trixie main`; got {repo.uri!r}",
+            )
     return ProjectConfig(
         runtime=runtime,
         pip_constraint=constraint_path,
@@ -333,9 +374,7 @@ def parse_env_options(values: Sequence[str]) -> dict[str, str]:
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise UsageError(
-                f"--env {item!r} has no `=`: give it as --env NAME=VALUE (an empty value is --env NAME=)."
-            )
+            raise UsageError(f"--env {item!r} has no `=`: give it as --env NAME=VALUE (an empty value is --env NAME=).")
         env[name] = value
     return env
 
@@ -393,12 +432,20 @@ def _unique(items: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _type_name(value: Any) -> str:
-    return {list: "list", dict: "mapping", str: "string", int: "number", float: "number", bool: "boolean"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        list: "list",
+        dict: "mapping",
+        str: "string",
+        int: "number",
+        float: "number",
+        bool: "boolean",
+        type(None): "empty value",
+    }.get(type(value), type(value).__name__)
 
 
 def _show(value: Any) -> str:
+    if value is None:
+        return "an empty value"
     return f"{_type_name(value)} {value!r}"
 
 

@@ -1,9 +1,9 @@
 """The user's pip settings, read the way pip reads them, and forwarded to the compile container.
 
 Only the settings that choose where packages come from travel: index-url, extra-index-url,
-trusted-host, timeout, retries, cert and client-cert. Local find-links and file:// indexes
-do not exist inside a container on the engine, so they are skipped with a warning.
-Credentials in URLs are masked in everything Grocker prints.
+trusted-host, timeout, retries, cert, client-cert and remote find-links. Local find-links and
+file:// indexes do not exist inside a container on the engine, so they are skipped with a
+warning. Credentials in URLs are masked in everything Grocker prints.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from pathlib import Path
 
 from grocker.errors import ConfigError, UsageError
 
-# pip's sections that apply to `pip wheel`, lowest priority first.
+# pip's sections that apply to `pip wheel`, lowest priority first; PIP_* variables come last.
 _SECTIONS = ("global", "wheel")
 _URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:\s]*)(?::(?P<password>[^/@\s]*))?@")
-_KEYS = ("index-url", "extra-index-url", "trusted-host", "timeout", "default-timeout", "retries", "cert", "client-cert", "find-links")
+_KEYS = ("index-url", "extra-index-url", "trusted-host", "timeout", "retries", "cert", "client-cert", "find-links")
+# Other spellings pip accepts for the same option.
+_ALIASES = {"default-timeout": "timeout"}
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,14 @@ class PipSettings:
     retries: str | None = None
     cert: Path | None = None
     client_cert: Path | None = None
+    find_links: tuple[str, ...] = ()
     sources: tuple[str, ...] = field(default=(), compare=False)
     skipped: tuple[str, ...] = field(default=(), compare=False)
 
     def secrets(self) -> tuple[str, ...]:
         """Passwords and tokens found in the index URLs, to be masked wherever text is shown."""
         found = []
-        for url in (self.index_url or "", *self.extra_index_urls):
+        for url in (self.index_url or "", *self.extra_index_urls, *self.find_links):
             for match in _URL_CREDENTIALS_RE.finditer(url):
                 for part in (match.group("password"), match.group("user")):
                     if part and len(part) >= 3:
@@ -56,6 +59,8 @@ class PipSettings:
             lines.append("extra-index-url = " + " ".join(self.extra_index_urls))
         if self.trusted_hosts:
             lines.append("trusted-host = " + " ".join(self.trusted_hosts))
+        if self.find_links:
+            lines.append("find-links = " + " ".join(self.find_links))
         if self.timeout:
             lines.append(f"timeout = {self.timeout}")
         if self.retries:
@@ -68,67 +73,88 @@ class PipSettings:
 
 
 def mask(text: str, secrets: Sequence[str] = ()) -> str:
-    """Hide URL credentials (`https://user:****@host`) and any known secret in `text`."""
+    """Hide URL credentials (`https://****@host`) and any known secret in `text`.
 
-    def _hide(match: re.Match[str]) -> str:
-        if match.group("password") is not None:
-            return f"{match.group('scheme')}{match.group('user')}:****@"
-        return f"{match.group('scheme')}****@"
-
-    text = _URL_CREDENTIALS_RE.sub(_hide, text)
+    The whole user-info goes, not only the password: index tokens are often given as the user
+    name (`https://TOKEN@host`).
+    """
+    text = _URL_CREDENTIALS_RE.sub(lambda match: f"{match.group('scheme')}****@", text)
     for secret in secrets:
         text = text.replace(secret, "****")
     return text
 
 
-def config_files(env: Mapping[str, str], home: Path) -> list[Path]:
-    """pip's configuration files in the order pip reads them (later ones win)."""
-    if env.get("PIP_CONFIG_FILE") == os.devnull:
+def config_files(env: Mapping[str, str], home: Path, system_dir: Path = Path("/etc")) -> list[Path]:
+    """pip's configuration files in the order pip reads them (later ones win).
+
+    Site-wide files (each of XDG_CONFIG_DIRS in its order, then /etc), the user's files (unless
+    PIP_CONFIG_FILE names an existing file), the virtualenv's, then PIP_CONFIG_FILE; none at
+    all when PIP_CONFIG_FILE is os.devnull. `system_dir` stands for /etc, so tests never read
+    the machine's files.
+    """
+    env_file = env.get("PIP_CONFIG_FILE")
+    if env_file == os.devnull:
         return []
-    xdg_dirs = env.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
-    files = [Path(d) / "pip" / "pip.conf" for d in reversed(xdg_dirs) if d]
-    files.append(Path("/etc/pip.conf"))
-    xdg_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-    files += [home / ".pip" / "pip.conf", xdg_home / "pip" / "pip.conf"]
+    xdg_dirs = (env.get("XDG_CONFIG_DIRS") or "").strip() or str(system_dir / "xdg")
+    files = [Path(d) / "pip" / "pip.conf" for d in xdg_dirs.split(os.pathsep) if d]
+    files.append(system_dir / "pip.conf")
+    if not (env_file and Path(env_file).exists()):
+        xdg_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+        files += [home / ".pip" / "pip.conf", xdg_home / "pip" / "pip.conf"]
     virtual_env = env.get("VIRTUAL_ENV")
     if virtual_env:
         files.append(Path(virtual_env) / "pip.conf")
-    if env.get("PIP_CONFIG_FILE"):
-        files.append(Path(env["PIP_CONFIG_FILE"]))
+    if env_file:
+        files.append(Path(env_file))
     return files
 
 
-def load_pip_settings(pip_conf: Path | None, env: Mapping[str, str], home: Path) -> PipSettings:
-    """Read `--pip-conf FILE` alone, or else every pip config file and the PIP_* variables."""
-    values: dict[str, str] = {}
+def load_pip_settings(
+    pip_conf: Path | None, env: Mapping[str, str], home: Path, system_dir: Path = Path("/etc")
+) -> PipSettings:
+    """Read `--pip-conf FILE` alone, or else every pip config file and the PIP_* variables.
+
+    As pip does, files are pooled first (a later file wins for the same section and key), then
+    `[global]` is applied, then `[wheel]`, then the PIP_* variables; empty values are ignored.
+    """
+    pooled: dict[tuple[str, str], str] = {}
     sources: list[str] = []
-    files = [pip_conf] if pip_conf is not None else config_files(env, home)
+    files = [pip_conf] if pip_conf is not None else config_files(env, home, system_dir)
     for path in files:
         if not path.is_file():
             if pip_conf is not None:
                 raise UsageError(f"--pip-conf {path} does not exist; give the path of a pip.conf file.")
             continue
+        # Raw: pip reads its files without interpolation, so `%` in a password is literal.
         parser = configparser.RawConfigParser()
         try:
             parser.read(path, encoding="utf-8")
-        except configparser.Error as err:
+        except (configparser.Error, UnicodeDecodeError) as err:
             raise ConfigError(f"pip configuration {path} cannot be parsed: {err}. Fix or remove it.") from err
         read_any = False
         for section in _SECTIONS:
             if parser.has_section(section):
-                for key, value in parser.items(section):
-                    if key in _KEYS:
-                        values[key] = value
+                for name, value in parser.items(section):
+                    key = _option_name(name)
+                    if key in _KEYS and value.strip():
+                        pooled[(section, key)] = value
                         read_any = True
         if read_any:
             sources.append(str(path))
+    values = {key: value for section in _SECTIONS for (sect, key), value in pooled.items() if sect == section}
     if pip_conf is None:
-        for key in _KEYS:
-            env_value = env.get("PIP_" + key.upper().replace("-", "_"))
-            if env_value is not None:
-                values[key] = env_value
-                sources.append(f"PIP_{key.upper().replace('-', '_')}")
+        for name, value in sorted(env.items()):
+            key = _option_name(name[4:]) if name.startswith("PIP_") else ""
+            if key in _KEYS and value.strip():
+                values[key] = value
+                sources.append(name)
     return _settings(values, sources)
+
+
+def _option_name(name: str) -> str:
+    """pip's spelling of an option name: `index_url`, `--index-url`, `INDEX_URL` -> `index-url`."""
+    key = name.lower().replace("_", "-").lstrip("-")
+    return _ALIASES.get(key, key)
 
 
 def _settings(values: Mapping[str, str], sources: list[str]) -> PipSettings:
@@ -143,16 +169,21 @@ def _settings(values: Mapping[str, str], sources: list[str]) -> PipSettings:
             skipped.append(f"extra-index-url {url}")
         else:
             extra.append(url)
+    find_links = []
     for link in values.get("find-links", "").split():
-        skipped.append(f"find-links {link}")
+        if _is_local(link):
+            skipped.append(f"find-links {link}")
+        else:
+            find_links.append(link)
     return PipSettings(
         index_url=index_url,
         extra_index_urls=tuple(extra),
         trusted_hosts=tuple(values.get("trusted-host", "").split()),
-        timeout=values.get("timeout") or values.get("default-timeout") or None,
+        timeout=values.get("timeout") or None,
         retries=values.get("retries") or None,
         cert=_existing_file(values.get("cert"), "cert"),
         client_cert=_existing_file(values.get("client-cert"), "client-cert"),
+        find_links=tuple(find_links),
         sources=tuple(dict.fromkeys(sources)),
         skipped=tuple(skipped),
     )

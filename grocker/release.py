@@ -19,6 +19,8 @@ from grocker.errors import UsageError
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
 _PATH_EXTRAS_RE = re.compile(r"^(?P<path>.+?)(\[(?P<extras>[^\]]*)\])?$")
+# `name @ url` and `name[extras] @ url`: a PEP 508 URL requirement, not a local path.
+_URL_REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@")
 
 
 @dataclass(frozen=True)
@@ -62,18 +64,23 @@ def parse_release(text: str, cwd: Path) -> Release:
     text = text.strip()
     if _looks_like_path(text):
         return _parse_path(text, cwd)
+    url_error = UsageError(
+        f"RELEASE {text!r} is a URL requirement, which Grocker does not build. Release the "
+        "application to an index, or download it and give the path of the wheel or sdist."
+    )
+    if "://" in text and not _URL_REQUIREMENT_RE.match(text):
+        raise url_error
     try:
         requirement = Requirement(text)
     except InvalidRequirement as err:
+        # packaging's message spans lines (it draws a caret); keep its first, to stay one paragraph.
+        reason = str(err).splitlines()[0].rstrip()
         raise UsageError(
-            f"RELEASE {text!r} is not a valid requirement ({err}). Give it as NAME==VERSION, "
+            f"RELEASE {text!r} is not a valid requirement ({reason}). Give it as NAME==VERSION, "
             "e.g. ipython==8.18.1, or as the path of a wheel or sdist."
         ) from err
     if requirement.url:
-        raise UsageError(
-            f"RELEASE {text!r} is a URL requirement, which Grocker does not build. Release the "
-            "application to an index, or download it and give the path of the wheel or sdist."
-        )
+        raise url_error
     if requirement.marker:
         raise UsageError(
             f"RELEASE {text!r} has an environment marker ({requirement.marker}); the image is "
@@ -102,6 +109,8 @@ def _exact_version(requirement: Requirement) -> str | None:
 
 
 def _looks_like_path(text: str) -> bool:
+    if _URL_REQUIREMENT_RE.match(text) or "://" in text:
+        return False
     base = _PATH_EXTRAS_RE.match(text)
     path = base.group("path") if base else text
     return "/" in path or path.endswith((".whl", *_SDIST_SUFFIXES))
@@ -130,8 +139,7 @@ def _parse_path(text: str, cwd: Path) -> Release:
             )
     except (InvalidWheelFilename, InvalidSdistFilename) as err:
         raise UsageError(
-            f"RELEASE {path.name} is not a standard package file name ({err}); keep the name "
-            "`python -m build` gave it."
+            f"RELEASE {path.name} is not a standard package file name ({err}); keep the name `python -m build` gave it."
         ) from err
     return Release(text=text, name=str(name), extras=extras, version=str(version), path=path)
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 from grocker.errors import ConfigError
 
 Family = Literal["debian", "alpine"]
 FAMILIES: tuple[Family, ...] = ("debian", "alpine")
+_FAMILY_BY_NAME: dict[str, Family] = {family: family for family in FAMILIES}
+
+# `<distribution>/<python version>`, in the alphabet of a Docker path component, since the name
+# (with / as -) is part of the internal image and volume names.
+_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*/[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_PYTHON_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -31,12 +38,15 @@ class Runtime:
         return self.name.replace("/", "-")
 
 
-def select_runtime(name: str, table: Mapping[str, object], where: str) -> Runtime:
+def select_runtime(name: str, table: Mapping[str, object], where: str, definitions: str | None = None) -> Runtime:
     """Return the runtime called `name` from the merged `runtimes` table.
 
-    Raises ConfigError for an unknown or retired name, listing what can be used instead.
+    `where` says where the name was chosen and `definitions` where the table comes from (both
+    for messages). Raises ConfigError for an unknown or retired name, listing what can be used
+    instead, and for an invalid definition.
     """
-    known = sorted(key for key, entry in table.items() if not _is_retired(entry))
+    definitions = definitions or where
+    known = sorted(key for key, entry in table.items() if not is_retired(entry))
     entry = table.get(name)
     if entry is None:
         raise ConfigError(
@@ -44,45 +54,62 @@ def select_runtime(name: str, table: Mapping[str, object], where: str) -> Runtim
             "Pick one of them, or define your own under `runtimes:` in .grocker.yml."
         )
     if not isinstance(entry, Mapping):
-        raise ConfigError(f"runtimes.{name} ({where}) must be a mapping of image, family, python, ...")
-    if _is_retired(entry):
+        raise ConfigError(
+            f"runtimes.{name} ({definitions}) must be a mapping of image, family, python, ...; got {entry!r}."
+        )
+    if is_retired(entry):
         replacement = entry["retired"]
         raise ConfigError(
-            f"Runtime {name!r} is retired: its distribution and Python no longer receive "
+            f"Runtime {name!r} ({where}) is retired: its distribution and Python no longer receive "
             f"security updates. Use {replacement!r} instead (`-r {replacement}` or "
             f"`runtime: {replacement}` in .grocker.yml)."
         )
-    return _parse_runtime(name, entry, where)
+    return _parse_runtime(name, entry, definitions)
 
 
-def _is_retired(entry: object) -> bool:
+def is_retired(entry: object) -> bool:
+    """True for a runtimes-table entry marked `retired: <replacement>`."""
     return isinstance(entry, Mapping) and bool(entry.get("retired"))
 
 
 def _parse_runtime(name: str, entry: Mapping[str, object], where: str) -> Runtime:
+    if not _NAME_RE.match(name):
+        raise ConfigError(
+            f"Runtime name {name!r} ({where}) must be `<distribution>/<python version>` in lower-case "
+            "letters, digits, '.', '_' and '-', e.g. `trixie/3.13`: it becomes part of image names."
+        )
+
     def text(key: str, default: str | None = None) -> str:
         value = entry.get(key, default)
         if not isinstance(value, str) or not value:
-            raise ConfigError(
-                f"runtimes.{name}.{key} ({where}) must be a non-empty string, got {value!r}."
-            )
+            # YAML reads `python_version: 3.10` as the number 3.1: the quotes are what is missing.
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            hint = ', which YAML read as a number: put it in quotes, e.g. "3.10"' if is_number else ""
+            raise ConfigError(f"runtimes.{name}.{key} ({where}) must be a non-empty string, got {value!r}{hint}.")
         return value
 
-    family = text("family", "debian")
-    if family not in FAMILIES:
+    family_name = text("family", "debian")
+    family = _FAMILY_BY_NAME.get(family_name)
+    if family is None:
         raise ConfigError(
-            f"runtimes.{name}.family ({where}) must be one of {', '.join(FAMILIES)}, got {family!r}."
+            f"runtimes.{name}.family ({where}) must be one of {', '.join(FAMILIES)}, got {family_name!r}."
         )
     deps = entry.get("dependencies") or {}
     if not isinstance(deps, Mapping):
         raise ConfigError(f"runtimes.{name}.dependencies ({where}) must be a mapping with run and build lists.")
     deprecated = entry.get("deprecated")
+    python_version = text("python_version", name.rpartition("/")[2])
+    if not _PYTHON_VERSION_RE.match(python_version):
+        raise ConfigError(
+            f"runtimes.{name}.python_version ({where}) must be the interpreter's MAJOR.MINOR "
+            f'version, e.g. "3.13"; got {python_version!r}.'
+        )
     return Runtime(
         name=name,
         image=text("image"),
-        family=cast(Family, family),
+        family=family,
         python=text("python", "python3"),
-        python_version=str(entry.get("python_version") or name.rpartition("/")[2]),
+        python_version=python_version,
         run_packages=_packages(deps, "run", f"runtimes.{name}", where),
         build_packages=_packages(deps, "build", f"runtimes.{name}", where),
         deprecated=str(deprecated) if deprecated else None,

@@ -1,9 +1,23 @@
-"""Unit tests never talk to an engine: creating a docker client is a test failure here."""
+"""Unit tests never talk to an engine: creating a docker client is a test failure here.
+
+They never read the machine's pip configuration either, and test the command line through
+click's CliRunner with the core entry point (grocker.api.build) replaced by a recorder.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
 import docker
 import pytest
+from click.testing import CliRunner
+
+from grocker import api, cli
+from grocker.build import BuildRequest
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +28,50 @@ def _no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(docker.APIClient, "__init__", refuse)
     monkeypatch.setattr(docker.DockerClient, "__init__", refuse)
     monkeypatch.setattr(docker, "from_env", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads the machine's pip configuration, home folder or colour settings."""
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "XDG_", "DOCKER_")) or name in ("VIRTUAL_ENV", "NO_COLOR"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+
+
+@dataclass
+class CliRun:
+    """What one `grocker` invocation did: exit code, output streams, requests given to the core."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    requests: list[BuildRequest]
+
+    @property
+    def request(self) -> BuildRequest:
+        """The one BuildRequest that reached grocker.api.build."""
+        assert len(self.requests) == 1, f"expected one build, got {len(self.requests)}: {self.stderr}"
+        return self.requests[0]
+
+
+@pytest.fixture
+def grocker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., CliRun]:
+    """Run the CLI in `tmp_path` with grocker.api.build replaced by a recorder."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> CliRun:
+        requests: list[BuildRequest] = []
+
+        def fake_build(request: BuildRequest, env: object = None) -> SimpleNamespace:
+            requests.append(request)
+            return SimpleNamespace(image=request.image_name)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(api, "build", fake_build)
+            result = CliRunner().invoke(cli.main, list(args), catch_exceptions=False)
+        return CliRun(result.exit_code, result.stdout, result.stderr, requests)
+
+    return run

@@ -1,0 +1,154 @@
+"""RELEASE: a pinned requirement, or the path of a wheel or sdist of the application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from grocker.errors import UsageError
+from grocker.release import Release, check_wheel_platform, parse_release
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "extras", "version", "requirement"),
+    [
+        ("ipython==8.18.1", "ipython", (), "8.18.1", "ipython==8.18.1"),
+        ("IPython==8.18.1", "ipython", (), "8.18.1", "ipython==8.18.1"),
+        ("uvicorn[standard]==0.32.0", "uvicorn", ("standard",), "0.32.0", "uvicorn[standard]==0.32.0"),
+        ("My_App[Zeta, alpha]==1.0", "my-app", ("alpha", "zeta"), "1.0", "my-app[alpha,zeta]==1.0"),
+        ("app===1.0+local", "app", (), "1.0+local", "app==1.0+local"),
+        ("  app == 2.0  ", "app", (), "2.0", "app==2.0"),
+        ("app", "app", (), None, "app"),
+    ],
+)
+def test_requirements(text: str, name: str, extras: tuple[str, ...], version: str | None, requirement: str) -> None:
+    release = parse_release(text, Path("/nowhere"))
+
+    assert (release.name, release.extras, release.version, release.path) == (name, extras, version, None)
+    assert release.requirement == requirement
+    assert release.extras_text == ",".join(extras)
+    assert release.is_wheel is False
+
+
+@pytest.mark.parametrize("text", ["app>=1.0", "app==1.*", "app~=1.0", "app>1,<2", "app!=1.0"])
+def test_ranges_are_refused(text: str) -> None:
+    with pytest.raises(UsageError, match="must pin one exact version with `==`"):
+        parse_release(text, Path("/nowhere"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("app @ https://example.com/app-1.0.tar.gz", "is a URL requirement"),
+        ("app[x]@https://example.com/app-1.0-py3-none-any.whl", "is a URL requirement"),
+        ("https://example.com/app-1.0-py3-none-any.whl", "is a URL requirement"),
+        ("git+https://example.com/app.git", "is a URL requirement"),
+        ('app==1.0; python_version >= "3.10"', "has an environment marker"),
+        ("app=1.0", "is not a valid requirement"),
+        ("", "is not a valid requirement"),
+    ],
+)
+def test_invalid_releases(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_release(text, Path("/nowhere"))
+
+    assert message in caught.value.message
+    assert "\n" not in caught.value.message
+    assert caught.value.exit_code == 2
+
+
+def test_wheel_path(tmp_path: Path) -> None:
+    wheel = tmp_path / "dist" / "My_App-1.2.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    wheel.write_bytes(b"")
+
+    release = parse_release("dist/My_App-1.2.0-py3-none-any.whl[web]", tmp_path)
+
+    assert release.name == "my-app"
+    assert release.version == "1.2.0"
+    assert release.extras == ("web",)
+    assert release.path == wheel
+    assert release.is_wheel is True
+    assert release.requirement == "my-app[web]==1.2.0"
+
+
+@pytest.mark.parametrize("file_name", ["myapp-2.0.tar.gz", "myapp-2.0.zip"])
+def test_sdist_path(tmp_path: Path, file_name: str) -> None:
+    (tmp_path / file_name).write_bytes(b"")
+
+    release = parse_release(file_name, tmp_path)
+
+    assert (release.name, release.version, release.path) == ("myapp", "2.0", tmp_path / file_name)
+    assert release.is_wheel is False
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_release("./dist/myapp-1.0.tar.gz", tmp_path)
+
+    assert f"{tmp_path}/dist/myapp-1.0.tar.gz does not exist" in caught.value.message
+    assert "NAME==VERSION" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("file_name", "message"),
+    [
+        ("notes/readme.txt", "is neither a wheel (.whl) nor an sdist"),
+        ("badly-named.whl", "is not a standard package file name"),
+        ("nope.tar.gz", "is not a standard package file name"),
+    ],
+)
+def test_files_that_are_not_packages(tmp_path: Path, file_name: str, message: str) -> None:
+    path = tmp_path / file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+
+    with pytest.raises(UsageError) as caught:
+        parse_release(file_name, tmp_path)
+
+    assert caught.value.message.startswith("RELEASE ")
+    assert message in caught.value.message
+
+
+def _wheel(file_name: str) -> Release:
+    return Release(text=file_name, name="foo", version="1.0", path=Path("/dist") / file_name)
+
+
+@pytest.mark.parametrize(
+    ("file_name", "python_version"),
+    [
+        ("foo-1.0-py3-none-any.whl", "3.13"),
+        ("foo-1.0-py2.py3-none-any.whl", "3.11"),
+        ("foo-1.0-cp313-cp313-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "3.13"),
+        ("foo-1.0-cp312-cp312-musllinux_1_2_x86_64.whl", "3.12"),
+        ("foo-1.0-cp39-abi3-manylinux_2_17_x86_64.whl", "3.13"),
+        ("foo-1.0-cp310-abi3-linux_x86_64.whl", "3.10"),
+    ],
+)
+def test_wheels_that_install_on_the_runtime(file_name: str, python_version: str) -> None:
+    check_wheel_platform(_wheel(file_name), python_version)
+
+
+@pytest.mark.parametrize(
+    ("file_name", "python_version"),
+    [
+        ("foo-1.0-cp313-cp313-win_amd64.whl", "3.13"),
+        ("foo-1.0-cp313-cp313-macosx_11_0_arm64.whl", "3.13"),
+        ("foo-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "3.13"),
+        ("foo-1.0-cp311-abi3-manylinux_2_17_x86_64.whl", "3.10"),
+        ("foo-1.0-py2-none-any.whl", "3.13"),
+    ],
+)
+def test_wheels_of_another_platform_are_refused(file_name: str, python_version: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        check_wheel_platform(_wheel(file_name), python_version)
+
+    assert caught.value.message.startswith(f"Wheel {file_name} is built for ")
+    assert f"CPython {python_version}" in caught.value.message
+    assert "Give the sdist instead" in caught.value.message
+
+
+def test_platform_check_ignores_requirements_and_sdists() -> None:
+    check_wheel_platform(Release(text="foo==1.0", name="foo", version="1.0"), "3.13")
+    check_wheel_platform(Release(text="x", name="foo", version="1.0", path=Path("foo-1.0.tar.gz")), "3.13")

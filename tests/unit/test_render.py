@@ -1,0 +1,291 @@
+"""Rendered build contexts of the four images, for each runtime family."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grocker import api, render
+from grocker.config import ProjectConfig
+from grocker.release import parse_release
+from grocker.wheels import Lock, WheelFile
+
+ROOT = "registry.example.com/grocker-trixie-3.13-root:7-abc"
+PGP_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBE50MmIBCAD+FPYK\n=A015\n-----END PGP PUBLIC KEY BLOCK-----\n"
+OLD_KEYRING = "/usr/share/keyrings/old.gpg"
+COMPILERS = ("build-essential", "build-base", "gcc", "python3-dev", "libpq-dev")
+LOCK = Lock(
+    application=WheelFile("myapp-1.0-py3-none-any.whl", "a" * 64),
+    dependencies=(
+        WheelFile("six-1.16.0-py2.py3-none-any.whl", "b" * 64),
+        WheelFile("psycopg-3.2.0-cp313-cp313-manylinux_2_17_x86_64.whl", "c" * 64),
+    ),
+    installer=WheelFile("pip-25.0-py3-none-any.whl", "d" * 64),
+)
+
+
+def load(tmp_path: Path, values: dict[str, object]) -> ProjectConfig:
+    path = tmp_path / "grocker.yml"
+    path.write_text(yaml.safe_dump(values))
+    return api.load_config([path], cwd=tmp_path)
+
+
+@pytest.fixture
+def debian(tmp_path: Path) -> ProjectConfig:
+    return load(
+        tmp_path,
+        {
+            "dependencies": {"run": ["libpq5"], "build": ["libpq-dev"]},
+            "repositories": {
+                "nginx": {"uri": "deb http://nginx.org/packages/debian/ trixie nginx", "key": PGP_KEY},
+                "pgdg": {
+                    "uri": f"deb [arch=amd64 signed-by={OLD_KEYRING}] https://apt.example.com/ trixie main",
+                    "key": PGP_KEY,
+                },
+            },
+        },
+    )
+
+
+@pytest.fixture
+def alpine(tmp_path: Path) -> ProjectConfig:
+    return load(tmp_path, {"runtime": "alpine/3.12", "dependencies": {"run": ["libpq"], "build": ["postgresql-dev"]}})
+
+
+def instructions(dockerfile: str) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = dockerfile.replace("\\\n", " ")
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def docker_env(instruction: str) -> dict[str, str]:
+    """Parse `ENV K="v" K2=v2` as the Docker builder does (double quotes, `\\` escapes)."""
+    assert instruction.startswith("ENV ")
+    values: dict[str, str] = {}
+    rest = instruction[4:]
+    while rest.strip():
+        match = re.match(r'\s*([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)', rest)
+        assert match, rest
+        raw = match.group(2)
+        if raw.startswith('"'):
+            # In double quotes the builder drops a backslash before `"`, `$` and `\` only.
+            raw = re.sub(r'\\([\\"$])', r"\1", raw[1:-1])
+        values[match.group(1)] = raw
+        rest = rest[match.end() :]
+    return values
+
+
+def test_debian_root(debian: ProjectConfig) -> None:
+    context = render.root_context(debian)
+    provision = context.files["provision.sh"].decode()
+
+    assert instructions(context.dockerfile)[0] == "FROM debian:trixie"
+    assert 'GROCKER_RUNTIME="trixie/3.13"' in context.dockerfile
+    assert "useradd --create-home --shell /bin/bash --uid 1000 grocker" in provision
+    assert "apt-get install -y -q python3 libpq5\n" in provision
+    assert "rm -rf /var/lib/apt/lists/*" in provision
+    assert "apt-get clean" in provision
+    for package in COMPILERS:
+        assert package not in provision
+    assert "pip" not in provision
+
+
+def test_debian_root_keys_repositories_with_signed_by(debian: ProjectConfig) -> None:
+    provision = render.root_context(debian).files["provision.sh"].decode()
+
+    assert "apt-key" not in provision
+    assert "mkdir -p /etc/apt/keyrings" in provision
+    assert f"cat > /etc/apt/keyrings/grocker-nginx.asc <<'EOF_KEY'\n{PGP_KEY}EOF_KEY\n" in provision
+    assert (
+        "echo 'deb [signed-by=/etc/apt/keyrings/grocker-nginx.asc] http://nginx.org/packages/debian/ trixie nginx'"
+        " > /etc/apt/sources.list.d/grocker-nginx.list"
+    ) in provision
+    # Existing options are kept, an existing signed-by is replaced by Grocker's keyring.
+    assert (
+        "echo 'deb [arch=amd64 signed-by=/etc/apt/keyrings/grocker-pgdg.asc] https://apt.example.com/ trixie main'"
+    ) in provision
+    assert "/usr/share/keyrings/old.gpg" not in provision
+    # https sources need the CA bundle before apt reads them; keys go in before the update.
+    assert provision.index("apt-get install -y -q ca-certificates") < provision.index("grocker-pgdg.list")
+    assert provision.index("grocker-pgdg.list") < provision.rindex("apt-get update")
+    assert provision.rindex("apt-get update") < provision.index("apt-get install -y -q python3 libpq5")
+
+
+def test_debian_root_without_repositories(tmp_path: Path) -> None:
+    provision = render.root_context(api.load_config([], cwd=tmp_path)).files["provision.sh"].decode()
+
+    assert "keyrings" not in provision
+    assert "ca-certificates" not in provision
+    assert "sources.list.d" not in provision
+
+
+def test_alpine_root(alpine: ProjectConfig) -> None:
+    context = render.root_context(alpine)
+    provision = context.files["provision.sh"].decode()
+
+    assert instructions(context.dockerfile)[0] == "FROM alpine:3.22"
+    assert "adduser -D -s /bin/sh -u 1000 grocker" in provision
+    assert "apk add --no-cache python3 libpq\n" in provision
+    assert "apt" not in provision
+    for package in (*COMPILERS, "postgresql-dev"):
+        assert package not in provision
+
+
+@pytest.mark.parametrize(
+    ("fixture", "install"),
+    [
+        ("debian", "apt-get install -y -q build-essential python3-dev python3-venv libpq-dev\n"),
+        ("alpine", "apk add --no-cache build-base python3-dev py3-pip postgresql-dev\n"),
+    ],
+)
+def test_compiler_adds_build_packages(request: pytest.FixtureRequest, fixture: str, install: str) -> None:
+    config: ProjectConfig = request.getfixturevalue(fixture)
+
+    context = render.compiler_context(config, ROOT)
+    provision = context.files["provision.sh"].decode()
+
+    assert instructions(context.dockerfile)[0] == f"FROM {ROOT}"
+    assert install in provision
+    assert "compile.py" in context.files
+    assert "COPY provision.sh compile.py /tmp/grocker/" in context.dockerfile
+    assert "USER grocker" in instructions(context.dockerfile)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "install"), [("debian", "apt-get install -y -q nginx"), ("alpine", "apk add --no-cache nginx")]
+)
+def test_wheel_server_installs_the_distribution_nginx_from_root(
+    request: pytest.FixtureRequest, fixture: str, install: str
+) -> None:
+    config: ProjectConfig = request.getfixturevalue(fixture)
+
+    context = render.wheel_server_context(config, ROOT)
+
+    assert [line for line in instructions(context.dockerfile) if line.startswith("FROM ")] == [f"FROM {ROOT}"]
+    assert install in context.files["provision.sh"].decode()
+    assert "nginx -t -c /etc/grocker/nginx.conf" in context.files["provision.sh"].decode()
+    assert b"root /wheels;" in context.files["nginx.conf"]
+    assert 'ENTRYPOINT ["nginx", "-c", "/etc/grocker/nginx.conf"]' in context.dockerfile
+
+
+@pytest.mark.parametrize("fixture", ["debian", "alpine"])
+def test_runner(request: pytest.FixtureRequest, tmp_path: Path, fixture: str) -> None:
+    config: ProjectConfig = request.getfixturevalue(fixture)
+    release = parse_release("MyApp[web]==1.0", tmp_path)
+
+    context = render.runner_context(release, config, ROOT, LOCK)
+    lines = instructions(context.dockerfile)
+
+    assert list(context.files) == ["Dockerfile"]
+    assert lines[0] == f"FROM {ROOT}"
+    assert sum(line.startswith("FROM ") for line in lines) == 1
+    assert "USER grocker" in lines
+    assert "WORKDIR /home/grocker" in lines
+    assert lines[-1] == 'ENTRYPOINT ["grocker-runner"]'
+    runs = [line for line in lines if line.startswith("RUN ")]
+    assert len(runs) == 2
+    dependencies, application = runs
+    # Dependencies first, in their own layer, then the application in another.
+    assert "six-1.16.0-py2.py3-none-any.whl#sha256=" + "b" * 64 in dependencies
+    assert "psycopg-3.2.0" in dependencies
+    assert "myapp-1.0" not in dependencies
+    assert "myapp-1.0-py3-none-any.whl#sha256=" + "a" * 64 in application
+    assert "six-" not in application
+    assert f"{config.runtime.python} -m venv --without-pip /home/grocker/app.venv" in dependencies
+    for run in runs:
+        assert "--no-index" in run
+        assert "--no-cache-dir" in run
+        assert "http://grocker-wheels/" in run
+        assert "rm -f /tmp/pip-25.0-py3-none-any.whl" in run
+    # No app metadata before the dependency layer, so a new app version reuses that layer.
+    app_env = lines.index(next(line for line in lines if line.startswith("ENV GROCKER_APP=")))
+    assert lines.index(dependencies) < app_env < lines.index(application)
+    assert docker_env(lines[app_env]) == {
+        "GROCKER_APP": "myapp",
+        "GROCKER_APP_EXTRAS": "web",
+        "GROCKER_APP_VERSION": "1.0",
+    }
+    assert not any(line.startswith(("EXPOSE", "VOLUME")) for line in lines)
+    for package in COMPILERS:
+        assert package not in context.dockerfile
+
+
+def test_runner_path_is_led_by_the_venv(debian: ProjectConfig, tmp_path: Path) -> None:
+    lines = instructions(render.runner_context(parse_release("app==1.0", tmp_path), debian, ROOT, LOCK).dockerfile)
+
+    first_env = next(line for line in lines if line.startswith("ENV "))
+    assert docker_env(first_env)["PATH"] == "/home/grocker/app.venv/bin:$PATH"
+
+
+def test_runner_env_ports_volumes_entrypoint(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        {
+            "env": {
+                "QUOTED": 'say "hi"',
+                "DOLLAR": "$HOME/${USER}",
+                "SPACED": "a b  c",
+                "BACKSLASH": "C:\\dir\\",
+                "EMPTY": "",
+                "NUMBER": 45,
+            },
+            "ports": [8080, "53/udp"],
+            "volumes": ["/data", "/cache dir"],
+            "entrypoint_name": "my-runner",
+        },
+    )
+
+    dockerfile = render.runner_context(parse_release("app==1.0", tmp_path), config, ROOT, LOCK).dockerfile
+    lines = instructions(dockerfile)
+
+    env_line = next(line for line in lines if line.startswith("ENV PATH="))
+    assert docker_env(env_line) == {
+        "PATH": "/home/grocker/app.venv/bin:$PATH",
+        "QUOTED": 'say "hi"',
+        "DOLLAR": "$HOME/${USER}",
+        "SPACED": "a b  c",
+        "BACKSLASH": "C:\\dir\\",
+        "EMPTY": "",
+        "NUMBER": "45",
+    }
+    # Set before the install, so the builds can see it.
+    assert lines.index(env_line) < min(lines.index(line) for line in lines if line.startswith("RUN "))
+    assert "EXPOSE 8080 53/udp" in lines
+    assert 'VOLUME ["/data", "/cache dir"]' in lines
+    assert json.loads(lines[-1].removeprefix("ENTRYPOINT ")) == ["my-runner"]
+
+
+def test_runner_for_a_python_org_runtime_uses_its_interpreter(tmp_path: Path) -> None:
+    config = api.load_config([], cwd=tmp_path, overrides={"runtime": "trixie/3.14"})
+
+    dockerfile = render.runner_context(parse_release("app==1.0", tmp_path), config, ROOT, LOCK).dockerfile
+
+    assert "/usr/local/bin/python3 -m venv --without-pip /home/grocker/app.venv" in dockerfile
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        ("plain", '"plain"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("$HOME", '"\\$HOME"'),
+        ("a b", '"a b"'),
+        ("back\\slash", '"back\\\\slash"'),
+    ],
+)
+def test_envquote(value: str, quoted: str) -> None:
+    assert render.envquote(value) == quoted
+    assert docker_env(f"ENV X={quoted}") == {"X": value}
+
+
+def test_placeholder_lock_renders_for_dry_run(debian: ProjectConfig, tmp_path: Path) -> None:
+    release = parse_release("my-app==2.0", tmp_path)
+
+    dockerfile = render.runner_context(release, debian, ROOT, render.placeholder_lock(release)).dockerfile
+
+    assert "my_app-2.0-py3-none-any.whl" in dockerfile
+    assert 'ENTRYPOINT ["grocker-runner"]' in dockerfile
