@@ -1,0 +1,282 @@
+"""Purge: remove from the engine what Grocker created, and nothing else.
+
+Grocker's objects are found by the `grocker.version` label and told apart by
+`grocker.image.role`. Images: `root`, `compiler`, `wheel-server` (internal) and `runner`
+(final); volumes: `wheel`; containers carry their image's labels, and the ones Grocker runs
+get roles of their own (`compile`, `wheel-server`, `check`).
+
+Nothing is ever forced: what the engine refuses to remove because it is in use (a running
+container, an image with child images or containers, a mounted volume) is reported and kept.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from packaging.version import InvalidVersion, Version
+
+from grocker import __version__
+from grocker.engine import ContainerInfo, ImageInfo, VolumeInfo, connect
+from grocker.log import logger
+from grocker.naming import ROLE_LABEL, VERSION_LABEL
+
+INTERNAL_ROLES = frozenset({"root", "compiler", "wheel-server"})
+RUNNER_ROLE = "runner"
+VOLUME_ROLE = "wheel"
+# Roles that only Grocker gives to the containers it runs (build.py).
+OWN_CONTAINER_ROLES = frozenset({"compile", "check"})
+# Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
+# carried its image's role, so it counts as a build container when its image is Grocker's.
+IMAGE_CONTAINER_ROLES = frozenset({"compiler", "wheel-server"})
+# Removal order: children before parents (every Grocker image but root is built FROM root).
+_IMAGE_ORDER = {RUNNER_ROLE: 0, "compiler": 1, "wheel-server": 1, "root": 2}
+# The OCI annotations Grocker sets as labels, by role (naming.runner_labels, internal_labels).
+_OCI_KEYS = {
+    RUNNER_ROLE: frozenset(f"org.opencontainers.image.{key}" for key in ("title", "version", "created", "base.name")),
+}
+_INTERNAL_OCI_KEYS = frozenset({"org.opencontainers.image.base.name"})
+# A LABEL step as the classic builder records it ("/bin/sh -c #(nop)  LABEL k=v") or BuildKit does.
+_LABEL_STEP = re.compile(r"^(?:(?:/bin/sh -c|cmd /S /C) #\(nop\)\s+)?LABEL\s+(?P<pairs>.*)$", re.DOTALL)
+
+Kind = Literal["container", "image", "volume"]
+
+
+@dataclass(frozen=True)
+class PurgeOptions:
+    """What `grocker purge` removes beyond the defaults."""
+
+    all_versions: bool = False
+    """Also what the current and newer Grocker versions created, not only older ones."""
+    including_final_images: bool = False
+    """Also runner (final) images, and the stopped containers that block their removal."""
+
+
+@dataclass(frozen=True)
+class PurgedObject:
+    """One object purge removed or kept."""
+
+    kind: Kind
+    name: str
+    version: str
+    role: str
+    reason: str = ""
+
+    def describe(self) -> str:
+        """`image grocker-…-root:6.3-… (grocker 6.3, root)`."""
+        return f"{self.kind} {self.name} (grocker {self.version or '?'}, {self.role or 'no role'})"
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What purge removed and what it had to keep because it is in use."""
+
+    removed: tuple[PurgedObject, ...] = ()
+    kept: tuple[PurgedObject, ...] = ()
+
+    def lines(self) -> list[str]:
+        """One line per object: removed ones first, then the ones in use."""
+        if not self.removed and not self.kept:
+            return ["nothing to purge"]
+        return [f"removed {item.describe()}" for item in self.removed] + [
+            f"in use, kept {item.describe()}: {item.reason}" for item in self.kept
+        ]
+
+
+class PurgeEngine(Protocol):
+    """The engine operations purge uses (grocker.engine.Engine; a fake in unit tests)."""
+
+    def containers(self, label: str) -> Sequence[ContainerInfo]: ...
+
+    def images(self, label: str) -> Sequence[ImageInfo]: ...
+
+    def volumes(self, label: str) -> Sequence[VolumeInfo]: ...
+
+    def image_history(self, image_id: str) -> tuple[str, Sequence[tuple[int, str]]] | None: ...
+
+    def try_remove_container(self, container_id: str) -> str | None: ...
+
+    def try_remove_image(self, image_id: str) -> str | None: ...
+
+    def try_remove_volume(self, name: str) -> str | None: ...
+
+
+def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine | None = None) -> PurgeReport:
+    """Remove Grocker's containers, images and volumes that `options` select; report what happened.
+
+    Connects to the engine named by `env` unless `engine` is given. Objects in use are kept and
+    reported; only engine failures raise (EngineError).
+    """
+    if engine is None:
+        engine = connect(env)
+    removed: list[PurgedObject] = []
+    kept: list[PurgedObject] = []
+
+    own = _grocker_images(engine)
+    own_ids = {image.id for image in own}
+    images = [image for image in own if _image_selected(image, options)]
+    runner_ids = {image.id for image in images if image.labels.get(ROLE_LABEL) == RUNNER_ROLE}
+
+    # Containers first: they hold images and volumes.
+    for container in engine.containers(VERSION_LABEL):
+        build = _is_build_container(container, own_ids) and _version_selected(container.labels, options)
+        if not build and container.image_id not in runner_ids:
+            continue
+        item = _container_item(container)
+        if container.status != "exited":
+            # Running (or just created) means a build or a user is using it right now: never stop it.
+            kept.append(_with_reason(item, container.status or "not exited"))
+            continue
+        reason = engine.try_remove_container(container.id)
+        (removed if reason is None else kept).append(_with_reason(item, reason))
+
+    # Images, children first by role. Should an image still have a child among the selected
+    # ones (an unusual build chain), it gets another try after a pass that removed something.
+    # An untagged image with children is not in the engine's list at all; the engine removes it
+    # along with its last child.
+    pending = sorted(images, key=lambda image: _IMAGE_ORDER.get(image.labels.get(ROLE_LABEL, ""), 3))
+    refused: dict[str, str] = {}
+    while pending:
+        still: list[ImageInfo] = []
+        for image in pending:
+            reason = engine.try_remove_image(image.id)
+            if reason is None:
+                removed.append(_image_item(image))
+            else:
+                refused[image.id] = reason
+                still.append(image)
+        if len(still) == len(pending):
+            break
+        pending = still
+    kept.extend(_with_reason(_image_item(image), refused[image.id]) for image in pending)
+
+    # Volumes last: a build container mounts its wheel volume.
+    for volume in engine.volumes(VERSION_LABEL):
+        if volume.labels.get(ROLE_LABEL) != VOLUME_ROLE or not _version_selected(volume.labels, options):
+            continue
+        item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), VOLUME_ROLE)
+        reason = engine.try_remove_volume(volume.name)
+        (removed if reason is None else kept).append(_with_reason(item, reason))
+
+    return PurgeReport(tuple(removed), tuple(kept))
+
+
+def _grocker_images(engine: PurgeEngine) -> list[ImageInfo]:
+    """The images Grocker built, without the ones someone else built FROM them."""
+    found = []
+    for image in engine.images(VERSION_LABEL):
+        history = engine.image_history(image.id)
+        if history is None:
+            continue
+        if built_by_grocker(image.labels, *history):
+            found.append(image)
+        else:
+            logger.debug("%s carries Grocker's labels but was built FROM a Grocker image by someone else", _name(image))
+    return found
+
+
+def built_by_grocker(labels: Mapping[str, str], created: str, steps: Sequence[tuple[int, str]]) -> bool:
+    """True when Grocker built this image itself, False for an image built FROM one of Grocker's.
+
+    Labels are inherited, so an image built FROM a Grocker image carries all of Grocker's labels;
+    names and parents do not tell them apart either (a Grocker image may be dangling, pulled
+    without its parent chain, or tagged by hand). The image's own history does. Grocker gives
+    its labels to the build, which records them as the very last steps of the image (one
+    `LABEL key=value` step per label with the classic builder). Building on top of an image
+    adds at least one step after those, and a metadata-only change that records no step (such
+    as BuildKit's `--label`) still makes a new image whose creation time is later than its last
+    step's. So the image is Grocker's when:
+
+    - its newest step was made when the image itself was (nothing was changed after it), and
+    - its newest steps are an unbroken run of LABEL steps that set `grocker.version` and
+      `grocker.image.role`, each key once, and only Grocker's keys (`grocker.*` and the OCI
+      annotations Grocker sets on that role): a LABEL added on top repeats one of them or adds
+      another key.
+
+    When in doubt (a history this rule cannot read), the image is not Grocker's, and is kept.
+    """
+    if not steps or _epoch(created) != steps[0][0]:
+        return False
+    allowed = _OCI_KEYS.get(labels.get(ROLE_LABEL, ""), _INTERNAL_OCI_KEYS)
+    seen: set[str] = set()
+    for _when, created_by in steps:
+        keys = _label_keys(created_by)
+        if keys is None:
+            break
+        for key in keys:
+            if key in seen or not (key.startswith("grocker.") or key in allowed):
+                return False
+            seen.add(key)
+    return VERSION_LABEL in seen and ROLE_LABEL in seen
+
+
+def _label_keys(created_by: str) -> list[str] | None:
+    """The keys a LABEL step sets, or None for any other step."""
+    found = _LABEL_STEP.match(created_by.strip())
+    if found is None:
+        return None
+    pairs = found.group("pairs")
+    try:
+        tokens = shlex.split(pairs)
+    except ValueError:
+        tokens = pairs.split()
+    keys = [token.split("=", 1)[0] for token in tokens if "=" in token]
+    # `LABEL key value`, the old one-pair form without "=".
+    return keys or tokens[:1]
+
+
+def _epoch(created: str) -> int | None:
+    """Seconds since the epoch of the engine's RFC 3339 time (nanoseconds, "Z" or an offset)."""
+    text = re.sub(r"\.\d+", "", created.strip()).replace("Z", "+00:00")
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp())
+
+
+def _is_older(version: str) -> bool:
+    # A label that is no version at all comes from some old or broken Grocker: older.
+    try:
+        return Version(version) < Version(__version__)
+    except InvalidVersion:
+        return True
+
+
+def _version_selected(labels: Mapping[str, str], options: PurgeOptions) -> bool:
+    return options.all_versions or _is_older(labels.get(VERSION_LABEL, ""))
+
+
+def _image_selected(image: ImageInfo, options: PurgeOptions) -> bool:
+    role = image.labels.get(ROLE_LABEL, "")
+    wanted = role in INTERNAL_ROLES or (options.including_final_images and role == RUNNER_ROLE)
+    return wanted and _version_selected(image.labels, options)
+
+
+def _is_build_container(container: ContainerInfo, own_ids: set[str]) -> bool:
+    role = container.labels.get(ROLE_LABEL, "")
+    return role in OWN_CONTAINER_ROLES or (role in IMAGE_CONTAINER_ROLES and container.image_id in own_ids)
+
+
+def _name(image: ImageInfo) -> str:
+    short = image.id.removeprefix("sha256:")[:12]
+    return f"{', '.join(image.tags)} [{short}]" if image.tags else f"<untagged> [{short}]"
+
+
+def _image_item(image: ImageInfo) -> PurgedObject:
+    return PurgedObject("image", _name(image), image.labels.get(VERSION_LABEL, ""), image.labels.get(ROLE_LABEL, ""))
+
+
+def _container_item(container: ContainerInfo) -> PurgedObject:
+    labels = container.labels
+    return PurgedObject("container", container.name, labels.get(VERSION_LABEL, ""), labels.get(ROLE_LABEL, ""))
+
+
+def _with_reason(item: PurgedObject, reason: str | None) -> PurgedObject:
+    return item if reason is None else PurgedObject(item.kind, item.name, item.version, item.role, reason)

@@ -1,0 +1,383 @@
+"""`grocker purge` through the real CLI, on a private engine this module starts.
+
+Purge removes every Grocker object of the engine it is pointed at, so it never runs against the
+shared engine (other tests and other people build real Grocker images there): a second dockerd
+with its own data and exec roots and a bridge of its own gets a copy of debian:trixie, and
+labelled images, containers and volumes made here; it is stopped and its bridge and folders
+deleted at the end.
+
+Never `--bridge=none`: a dockerd started that way deletes the host's docker0 bridge, which cuts
+the shared engine's containers off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import pytest
+
+from grocker import __version__
+
+BASE = "debian:trixie"
+OLD, OLDER, OLDEST, CURRENT, NEW = "6.3", "6.2", "6.1", __version__, "99.0"
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class PrivateEngine:
+    """A dockerd of this module's own, reachable at `host`."""
+
+    host: str
+    client: docker.DockerClient
+    root: Path
+
+
+def _fail_or_skip(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def private_engine(docker_client: docker.DockerClient) -> Iterator[PrivateEngine]:
+    """Start a second dockerd in a temporary folder, load debian:trixie into it; stop and delete it after."""
+    dockerd = shutil.which("dockerd")
+    if dockerd is None or shutil.which("ip") is None or os.geteuid() != 0:
+        _fail_or_skip("purge's integration tests start a private dockerd: they need root, dockerd and ip")
+    # A short folder: the engine's sockets live under it and unix socket paths are short.
+    root = Path(tempfile.mkdtemp(prefix="grocker-purge-", dir="/tmp"))
+    host = f"unix://{root}/docker.sock"
+    # A bridge of its own (names are 15 characters at most); its containers need no network.
+    bridge = f"grkpurge{os.getpid() % 100000}"
+    subnet = f"10.214.{os.getpid() % 250}.1/24"
+    for step, command in enumerate(
+        (
+            ["ip", "link", "add", bridge, "type", "bridge"],
+            ["ip", "addr", "add", subnet, "dev", bridge],
+            ["ip", "link", "set", bridge, "up"],
+        )
+    ):
+        made = subprocess.run(command, capture_output=True, text=True, check=False)
+        if made.returncode != 0:
+            if step > 0:  # the bridge is ours only once `ip link add` made it
+                subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
+            shutil.rmtree(root)
+            pytest.fail(f"could not make the private engine's bridge: {' '.join(command)}: {made.stderr}")
+    log = (root / "dockerd.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(dockerd),
+            f"--data-root={root}/data",
+            f"--exec-root={root}/exec",
+            f"--pidfile={root}/docker.pid",
+            f"--host={host}",
+            f"--bridge={bridge}",
+            "--iptables=false",
+            "--ip-masq=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    client = None
+    try:
+        _wait_for_socket(root / "docker.sock", process, root / "dockerd.log")
+        client = docker.DockerClient(base_url=host, timeout=120)
+        client.ping()
+        for chunk in client.api.load_image(docker_client.api.get_image(BASE)):
+            assert "error" not in chunk, chunk
+        yield PrivateEngine(host, client, root)
+    finally:
+        if client is not None:
+            with contextlib.suppress(docker.errors.DockerException, OSError):
+                for container in client.containers.list(all=True):
+                    container.remove(force=True)
+            client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+        subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
+        shutil.rmtree(root)
+
+
+def _wait_for_socket(path: Path, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except OSError as err:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = log.read_text(errors="replace")[-2000:]
+                    pytest.fail(f"the private dockerd did not start ({err}):\n{tail}")
+        time.sleep(0.2)
+
+
+@dataclass
+class Population:
+    """Objects made on the private engine, by name."""
+
+    engine: PrivateEngine
+    images: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, list[str]] = field(default_factory=dict)
+    containers: dict[str, str] = field(default_factory=dict)
+    volumes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api(self) -> docker.APIClient:
+        return self.engine.client.api
+
+    def build(
+        self,
+        name: str,
+        dockerfile: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        tags: tuple[str, ...] = (),
+    ) -> str:
+        """Build from a Dockerfile with build labels, as Grocker does; tag it with `tags`."""
+        image_id = None
+        stream = self.api.build(
+            fileobj=io.BytesIO(dockerfile.encode()), labels=dict(labels or {}), rm=True, forcerm=True, decode=True
+        )
+        for chunk in stream:
+            assert "error" not in chunk, chunk
+            if isinstance(chunk.get("aux"), dict) and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+        assert image_id, f"building {name} gave no image"
+        for tag in tags:
+            repository, _, version = tag.rpartition(":")
+            self.api.tag(image_id, repository, version)
+        self.images[name] = image_id
+        self.tags[name] = list(tags)
+        return image_id
+
+    def grocker_image(self, name: str, version: str, role: str, base: str = BASE, tags: tuple[str, ...] = ()) -> str:
+        """An image with Grocker's labels given to the build, FROM `base` (a name of this population or an image)."""
+        parent = self.images.get(base, base)
+        labels = {
+            "grocker.version": version,
+            "grocker.image.role": role,
+            "grocker.runtime": "trixie/3.13",
+            "org.opencontainers.image.base.name": BASE,
+        }
+        if role == "runner":
+            labels |= {"grocker.app.name": "app", "org.opencontainers.image.title": "app"}
+        # Every image gets a step of its own, so that the builder's cache never merges two of them.
+        return self.build(name, f"FROM {parent}\nENV GROCKER_TEST_NAME={name}\n", labels=labels, tags=tags)
+
+    def container(self, name: str, image: str, *, labels: Mapping[str, str] | None = None, run: bool = True) -> str:
+        """A container of an image of this population that ran and exited."""
+        created = self.api.create_container(
+            self.images[image], command=["true"], labels=dict(labels or {}), host_config=self.api.create_host_config()
+        )
+        if run:
+            self.api.start(created["Id"])
+            assert self.api.wait(created["Id"])["StatusCode"] == 0
+        self.containers[name] = created["Id"]
+        return str(created["Id"])
+
+    def volume(self, name: str, labels: Mapping[str, str]) -> str:
+        self.api.create_volume(name=name, labels=dict(labels))
+        self.volumes[name] = name
+        return name
+
+    def remaining(self) -> set[str]:
+        """The names of this population's objects still on the engine."""
+        alive = {i["Id"] for i in self.api.images(all=True)}
+        alive |= {c["Id"] for c in self.api.containers(all=True)}
+        alive |= {v["Name"] for v in self.api.volumes().get("Volumes") or []}
+        return {
+            name
+            for group in (self.images, self.containers, self.volumes)
+            for name, ref in group.items()
+            if ref in alive
+        }
+
+    def all_names(self) -> set[str]:
+        return {*self.images, *self.containers, *self.volumes}
+
+
+def _wipe(engine: PrivateEngine) -> None:
+    """Back to an engine that holds only debian:trixie."""
+    api = engine.client.api
+    for container in api.containers(all=True):
+        api.remove_container(container["Id"], force=True)
+    for volume in api.volumes().get("Volumes") or []:
+        api.remove_volume(volume["Name"], force=True)
+    base = api.inspect_image(BASE)["Id"]
+    # Children first: passes until only the base is left (an image with children cannot go).
+    for _attempt in range(10):
+        images = [image["Id"] for image in api.images() if image["Id"] != base]
+        if not images:
+            return
+        for image in images:
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_image(image, force=True)
+    pytest.fail(f"could not empty the private engine: {api.images()}")
+
+
+@pytest.fixture
+def population(private_engine: PrivateEngine) -> Population:
+    """Grocker chains of an older, the current and a newer version, and what is not Grocker's."""
+    _wipe(private_engine)
+    made = Population(private_engine)
+    # 6.3, older: a whole chain, its running wheel server, and an image someone built FROM its runner.
+    made.grocker_image("root-old", OLD, "root", tags=("grocker-test-root:6.3",))
+    made.grocker_image(
+        "compiler-old", OLD, "compiler", "root-old", tags=("grocker-test-compiler:6.3", "mirror/compiler:6.3")
+    )
+    made.grocker_image("wheel-server-old", OLD, "wheel-server", "root-old", tags=("grocker-test-ws:6.3",))
+    made.grocker_image("runner-old", OLD, "runner", "root-old", tags=("app:6.3",))
+    made.grocker_image("dangling-old", OLD, "compiler", "root-old")
+    made.container("compile-old", "compiler-old", labels={"grocker.version": OLD, "grocker.image.role": "compile"})
+    made.container("run-old", "runner-old")
+    made.volume("wheel-old", {"grocker.version": OLD, "grocker.image.role": "wheel"})
+    serving = made.api.create_container(
+        made.images["wheel-server-old"],
+        command=["sleep", "infinity"],
+        labels={"grocker.version": OLD, "grocker.image.role": "wheel-server"},
+        host_config=made.api.create_host_config(binds={"wheel-old": {"bind": "/wheels", "mode": "ro"}}),
+    )
+    made.api.start(serving["Id"])
+    made.containers["serving-old"] = serving["Id"]
+    made.build("theirs-run", f"FROM {made.images['runner-old']}\nRUN echo mine > /mine\n", tags=("someone/app:1",))
+    made.container("theirs-run-container", "theirs-run")
+    # 6.2, older: labelled by a LABEL line of the Dockerfile, the way a 2018 engine recorded build
+    # labels; a Grocker 6 compile container (no labels of its own); a root someone ran by hand.
+    made.build(
+        "root-older",
+        "FROM debian:trixie\nENV GROCKER_TEST_NAME=root-older\n"
+        "LABEL \"grocker.image.role\"='root' \"grocker.version\"='6.2'\n",
+        tags=("grocker-test-root:6.2", "mirror/root:6.2"),
+    )
+    made.grocker_image("compiler-older", OLDER, "compiler", "root-older")
+    made.container("compile-older", "compiler-older")
+    made.container("theirs-root-run", "root-older")
+    made.volume("wheel-older", {"grocker.version": OLDER, "grocker.image.role": "wheel"})
+    made.volume("wheel-bad", {"grocker.version": "unknown", "grocker.image.role": "wheel"})
+    # 6.1, older: a root that lost its name. The engine lists an untagged image only once it has no
+    # children, and prunes it with its last child: it goes, though no line names it.
+    made.grocker_image("root-oldest", OLDEST, "root")
+    made.grocker_image("compiler-oldest", OLDEST, "compiler", "root-oldest", tags=("grocker-test-compiler:6.1",))
+    # The current version.
+    made.grocker_image("root-cur", CURRENT, "root", tags=("grocker-test-root:cur",))
+    made.grocker_image("compiler-cur", CURRENT, "compiler", "root-cur")
+    made.grocker_image("wheel-server-cur", CURRENT, "wheel-server", "root-cur")
+    made.grocker_image("runner-cur", CURRENT, "runner", "root-cur", tags=("app:cur", "registry.example/app:cur"))
+    made.container("compile-cur", "compiler-cur", labels={"grocker.version": CURRENT, "grocker.image.role": "compile"})
+    made.container("run-cur", "runner-cur")
+    made.volume("wheel-cur", {"grocker.version": CURRENT, "grocker.image.role": "wheel"})
+    # A newer version, with an image someone labelled on top of its runner.
+    made.grocker_image("root-new", NEW, "root", tags=("grocker-test-root:99.0",))
+    made.grocker_image("compiler-new", NEW, "compiler", "root-new")
+    made.grocker_image("runner-new", NEW, "runner", "root-new", tags=("app:99.0",))
+    made.container("compile-new", "compiler-new", labels={"grocker.version": NEW, "grocker.image.role": "compile"})
+    made.build("theirs-label", f"FROM {made.images['runner-new']}\nLABEL maintainer=someone\n", tags=("someone/l:1",))
+    made.volume("wheel-new", {"grocker.version": NEW, "grocker.image.role": "wheel"})
+    # Not Grocker's at all.
+    made.build("plain", "FROM debian:trixie\nENV PLAIN=1\n", labels={"maintainer": "x"}, tags=("someone/plain:1",))
+    made.images["debian"] = made.api.inspect_image(BASE)["Id"]
+    made.volume("someone-data", {})
+    return made
+
+
+def run_purge(engine: PrivateEngine, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m grocker purge ARGS` against the private engine."""
+    return subprocess.run(
+        [sys.executable, "-m", "grocker", "purge", *args],
+        env={**os.environ, "DOCKER_HOST": engine.host},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+UNLISTED = {"root-oldest"}
+OLD_BUILD = UNLISTED | {
+    "compiler-oldest",
+    "compile-old",
+    "compiler-old",
+    "dangling-old",
+    "compile-older",
+    "compiler-older",
+    "wheel-older",
+    "wheel-bad",
+}
+ALL_BUILD = OLD_BUILD | {"compile-cur", "compiler-cur", "wheel-server-cur", "wheel-cur"}
+ALL_BUILD |= {"compile-new", "compiler-new", "wheel-new"}
+# Reported, kept: the running wheel server, its image and volume, root-old under its runner, and
+# root-older, which the container someone ran from it holds.
+IN_USE = {"serving-old", "wheel-server-old", "wheel-old", "root-old", "root-older"}
+SCENARIOS = {
+    "none": ((), OLD_BUILD, IN_USE),
+    "-a": (("-a",), ALL_BUILD, IN_USE | {"root-cur", "root-new"}),
+    # runner-old has a child someone else built FROM it.
+    "-f": (("-f",), OLD_BUILD | {"run-old"}, IN_USE | {"runner-old"}),
+    "-a -f": (
+        ("-a", "-f"),
+        ALL_BUILD | {"run-old", "run-cur", "runner-cur", "root-cur"},
+        IN_USE | {"runner-old", "runner-new", "root-new"},
+    ),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_purge_removes_exactly_what_the_flags_select(population: Population, scenario: str) -> None:
+    args, removed, kept = SCENARIOS[scenario]
+    result = run_purge(population.engine, *args)
+    assert result.returncode == 0, result.stderr
+    assert population.remaining() == population.all_names() - removed, result.stdout
+    lines = result.stdout.splitlines()
+    assert len([line for line in lines if line.startswith("removed ")]) == len(removed - UNLISTED), result.stdout
+    kept_lines = [line for line in lines if line.startswith("in use, kept ")]
+    assert len(kept_lines) == len(kept), result.stdout
+    assert [line for line in kept_lines if line.startswith("in use, kept container ")] == [
+        f"in use, kept container {population.api.inspect_container(population.containers['serving-old'])['Name'][1:]} "
+        f"(grocker {OLD}, wheel-server): running"
+    ]
+    # Names go with the images removed by ID; an image kept keeps all of them.
+    tags = {tag for image in population.api.images() for tag in image.get("RepoTags") or []}
+    for name in ("compiler-old", "runner-cur"):
+        if name in removed:
+            assert not tags & set(population.tags[name])
+    assert {"grocker-test-root:6.2", "mirror/root:6.2"} <= tags
+    assert {"someone/app:1", "someone/l:1", "someone/plain:1", BASE} <= tags
+
+
+def test_purge_twice_finds_nothing_more(population: Population) -> None:
+    first = run_purge(population.engine, "-a", "-f")
+    second = run_purge(population.engine, "-a", "-f")
+    assert first.returncode == second.returncode == 0
+    assert not [line for line in second.stdout.splitlines() if line.startswith("removed ")], second.stdout
+
+
+def test_purge_exits_4_when_the_engine_does_not_answer(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "grocker", "purge"],
+        env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 4, result.stderr
+    assert "cannot reach the Docker engine" in result.stderr
+    assert result.stdout == ""
