@@ -119,6 +119,23 @@ def write_result(path: Path, result: BuildResult) -> None:
     path.write_text(yaml.safe_dump(result.as_dict(), sort_keys=True, default_flow_style=False), "utf-8")
 
 
+def _compile_advice(lines: list[str], pip: PipSettings) -> str:
+    """What to do about a failed compile, from what pip said."""
+    missing = [line.split(" for ", 1)[1].strip() for line in lines if "No matching distribution found for " in line]
+    if missing:
+        where = ", ".join(pip.sources) or "pip's defaults"
+        return (
+            f"pip found no distribution of {missing[-1]} on the indexes it was given. Check that this "
+            f"version is released there and that the pip settings (from {where}; -v shows them) "
+            "name that index, with its credentials."
+        )
+    return (
+        "If a C extension misses a header or library ('fatal error: foo.h: No such file', "
+        "'library not found'), add its -dev package to dependencies.build and its runtime "
+        "library to dependencies.run in .grocker.yml."
+    )
+
+
 def _summary(result: BuildResult) -> None:
     size = f", {result.size / 1e6:.0f} MB" if result.size else ""
     reused = f"; reused: {', '.join(result.reused)}" if result.reused else ""
@@ -194,6 +211,10 @@ class _Chain:
         release = self.request.release
         self.engine.create_volume(self.names.volume, internal_labels(self.config, "wheel"))
         files, request = self._compile_inputs()
+        # Where packages come from, at -v; masked here too, for library callers without the CLI's mask.
+        logger.debug("pip settings from %s:", ", ".join(self.request.pip.sources) or "no pip configuration")
+        for line in files["pip.conf"].decode("utf-8").splitlines()[1:]:
+            logger.debug("  pip %s", mask(line, self.secrets))
         with phase(f"compile wheels of {release.requirement}") as note:
             with self.engine.container(
                 self.names.compiler,
@@ -209,9 +230,7 @@ class _Chain:
             if lock is None:
                 raise BuildError(
                     f"Compiling the wheels of {release.requirement} failed (exit status {status}). "
-                    "If a C extension misses a header or library ('fatal error: foo.h: No such file', "
-                    "'library not found'), add its -dev package to dependencies.build and its runtime "
-                    "library to dependencies.run in .grocker.yml. The compiler's output ends with:",
+                    f"{_compile_advice(lines, self.request.pip)} The compiler's output ends with:",
                     details=mask(tail(lines), self.secrets),
                 )
             note(f"{len(lock.added)} new wheels, {len(lock.reused)} reused")

@@ -16,7 +16,7 @@ import click
 from grocker import __version__, api
 from grocker.config import parse_env_options
 from grocker.errors import GrockerError, InterruptError
-from grocker.log import logger, set_mask, setup
+from grocker.log import logger, masked, set_mask, setup
 from grocker.pipconf import mask
 
 T = TypeVar("T")
@@ -30,7 +30,8 @@ T = TypeVar("T")
 def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Grocker: build a minimal Docker image of a released Python application."""
     ctx.obj = {"verbosity": -1 if quiet else verbose}
-    setup(ctx.obj["verbosity"], os.environ)
+    # URL credentials are hidden from the first line on, before the pip settings are read.
+    setup(ctx.obj["verbosity"], os.environ, mask=mask)
 
 
 @main.command("build")
@@ -162,8 +163,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def _report(err: GrockerError, verbosity: int) -> None:
     if verbosity >= 2:
-        traceback.print_exc(file=sys.stderr)
+        # Masked too: an exception's text may quote a pip setting, token included.
+        sys.stderr.write(masked(traceback.format_exc()))
     logger.error("%s", err.message)
     if err.details:
         # The tail of a build or compile log: plain lines, so they read as the tool printed them.
-        click.echo("\n".join(f"  | {line}" for line in err.details.splitlines()), err=True)
+        click.echo(masked("\n".join(f"  | {line}" for line in err.details.splitlines())), err=True)

@@ -125,6 +125,10 @@ def load_file(path: Path) -> Layer:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or str(err)
+        # The parser notices a fault where it stops, often lines after the cause (an unclosed `[`).
+        context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context and start and mark and start.line != mark.line:
+            problem += f" ({context} started at line {start.line + 1}, column {start.column + 1})"
         raise ConfigError(f"Config file {where} is not valid YAML: {problem}. Fix the syntax at that place.") from err
     if values is None:
         values = {}

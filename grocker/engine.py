@@ -25,7 +25,12 @@ from grocker.errors import BuildError, EngineError, PushError
 from grocker.log import logger, tail
 
 MIN_API_VERSION = (1, 39)
+# The first answer comes fast from a healthy engine: an engine that accepts the connection and
+# never answers must fail the build in seconds, not after the timeout that builds and pushes need.
+CONNECT_TIMEOUT = 20
+OPERATION_TIMEOUT = 600
 LineHandler = Callable[[str], None]
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,10 @@ class VolumeInfo:
 
 def connect(env: Mapping[str, str]) -> Engine:
     """Connect to the engine named by the environment and check that it answers and is recent."""
-    host = env.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    # docker-py takes an empty DOCKER_HOST as unset, and so must the messages.
+    host = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        client = docker.from_env(environment=dict(env), timeout=600)
+        client = docker.from_env(environment=dict(env), timeout=CONNECT_TIMEOUT)
         version = client.version()
     except docker.errors.DockerException as err:
         raise _unreachable(host, err) from err
@@ -74,6 +80,7 @@ def connect(env: Mapping[str, str]) -> Engine:
             f"The Docker engine at {host} speaks API {version.get('ApiVersion')}, older than the "
             f"{'.'.join(map(str, MIN_API_VERSION))} Grocker needs (Docker 18.09). Upgrade the engine."
         )
+    client.api.timeout = OPERATION_TIMEOUT
     return Engine(client, host)
 
 
@@ -85,6 +92,13 @@ def _unreachable(host: str, err: Exception) -> EngineError:
             "has to be readable and writable by the current user; most distributions give that "
             "to root and the `docker` group. Add yourself to it (`sudo adduser $(whoami) docker`), "
             "then reload your groups (`su $(whoami)` or log in again).",
+            details=text,
+        )
+    if "timed out" in text.lower():
+        return EngineError(
+            f"The Docker engine at {host} did not answer within {CONNECT_TIMEOUT} s: something "
+            "accepts connections there but does not speak the engine's API, or the engine hangs. "
+            "Check DOCKER_HOST, and that `docker info` answers.",
             details=text,
         )
     if "certificate" in text.lower() or "SSL" in text or "TLS" in text:
@@ -152,6 +166,7 @@ class Engine:
         """
         context = _tar(files)
         lines: list[str] = []
+        pending = ""
         image_id = None
         try:
             stream = self.api.build(
@@ -165,21 +180,28 @@ class Engine:
                 decode=True,
             )
             for chunk in stream:
-                if "stream" in chunk:
-                    for line in chunk["stream"].splitlines():
-                        lines.append(line)
-                        on_line(line)
-                        found = re.match(r"^Successfully built ([0-9a-f]+)$", line.strip())
-                        if found:
-                            image_id = found.group(1)
+                # A line may span chunks, and so may the colour codes the engine puts around a
+                # step's stderr: join the chunks into lines first, then drop the codes (NO_COLOR).
+                pending += chunk.get("stream", "")
+                *complete, pending = pending.split("\n")
+                if "error" in chunk and pending:
+                    complete.append(pending)
+                    pending = ""
+                for raw in complete:
+                    line = _ANSI_RE.sub("", raw).rstrip("\r")
+                    lines.append(line)
+                    on_line(line)
+                    found = re.match(r"^Successfully built ([0-9a-f]+)$", line.strip())
+                    if found:
+                        image_id = found.group(1)
                 if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
                     image_id = chunk["aux"]["ID"]
                 if "error" in chunk:
                     lines.append(chunk["error"])
-                    raise BuildError(
-                        f"The {what} build failed: {chunk['error'].strip()}",
-                        details=tail(lines),
-                    )
+                    raise BuildError(_build_failure(what, chunk["error"].strip(), lines), details=tail(lines))
+            if pending:
+                lines.append(_ANSI_RE.sub("", pending))
+                on_line(lines[-1])
         except docker.errors.APIError as err:
             raise BuildError(f"The {what} build failed: {err.explanation or err}", details=tail(lines)) from err
         except requests.exceptions.RequestException as err:
@@ -542,6 +564,24 @@ def split_tag(name: str) -> tuple[str, str]:
         repository, _, tag = name.rpartition(":")
         return repository, tag
     return name, "latest"
+
+
+def _build_failure(what: str, error: str, lines: Sequence[str]) -> str:
+    """The message of a failed build: the engine's error, and the cause when the log shows it."""
+    # apt's "E: Unable to locate package foo", apk's "  foo (no such package):".
+    missing = [
+        found.group(1) or found.group(2)
+        for line in lines
+        if (found := re.match(r"^E: Unable to locate package (\S+)|^\s+(\S+) \(no such package\)", line))
+    ]
+    if not missing:
+        return f"The {what} build failed: {error}"
+    return (
+        f"The {what} build failed because the distribution has no system package named "
+        f"{', '.join(dict.fromkeys(missing))}. Correct the name in dependencies.run or "
+        "dependencies.build of the configuration (or in the runtime's packages), or add the "
+        "repository that provides it under `repositories`."
+    )
 
 
 def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:

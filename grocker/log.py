@@ -63,6 +63,13 @@ def set_mask(mask: Callable[[str], str]) -> None:
         _handler.formatter.mask = mask
 
 
+def masked(text: str) -> str:
+    """`text` with the secrets hidden that every logged line hides, for text printed around the logger."""
+    if _handler is not None and isinstance(_handler.formatter, _Formatter):
+        return _handler.formatter.mask(text)
+    return text
+
+
 @contextmanager
 def phase(title: str) -> Iterator[Callable[[str], None]]:
     """Log one line for a phase with its elapsed time; the callback adds a short outcome."""

@@ -120,6 +120,8 @@ def load_pip_settings(
     pooled: dict[tuple[str, str], str] = {}
     sources: list[str] = []
     files = [pip_conf] if pip_conf is not None else config_files(env, home, system_dir)
+    if pip_conf is not None and str(pip_conf) == os.devnull:
+        files = []  # `--pip-conf /dev/null`: no pip settings at all, as PIP_CONFIG_FILE=/dev/null does for pip
     for path in files:
         if not path.is_file():
             if pip_conf is not None:
@@ -130,7 +132,8 @@ def load_pip_settings(
         try:
             parser.read(path, encoding="utf-8")
         except (configparser.Error, UnicodeDecodeError) as err:
-            raise ConfigError(f"pip configuration {path} cannot be parsed: {err}. Fix or remove it.") from err
+            problem = _parse_problem(err)
+            raise ConfigError(f"pip configuration {path} cannot be parsed: {problem}. Fix or remove it.") from err
         read_any = False
         for section in _SECTIONS:
             if parser.has_section(section):
@@ -149,6 +152,19 @@ def load_pip_settings(
                 values[key] = value
                 sources.append(name)
     return _settings(values, sources)
+
+
+def _parse_problem(err: Exception) -> str:
+    """What is wrong in a pip config file, on one line and without quoting it: its lines may hold tokens."""
+    if isinstance(err, configparser.MissingSectionHeaderError):
+        return f"line {err.lineno} comes before any section header (put the settings under [global])"
+    if isinstance(err, configparser.ParsingError):
+        lines = [str(lineno) for lineno, _text in err.errors]
+        what = "is not a `name = value` setting" if len(lines) == 1 else "are not `name = value` settings"
+        return f"line {', '.join(lines)} {what}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"it is not UTF-8 text (byte {err.start})"
+    return mask(str(err).splitlines()[0])
 
 
 def _option_name(name: str) -> str:
