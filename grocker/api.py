@@ -48,6 +48,7 @@ def prepare_build(
     build_dependencies: bool = True,
     build_image: bool = True,
     push: bool | None = None,
+    no_cache: bool = False,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> BuildRequest:
@@ -56,10 +57,7 @@ def prepare_build(
     env = os.environ if env is None else env
     release = parse_release(release_text, cwd)
     check_wheel_platform(release, config.runtime.python_version)
-    if image_name:
-        name = naming.check_image_name(image_name)
-    else:
-        name = naming.default_image_name(release, config)
+    name = naming.check_image_name(image_name) if image_name else naming.default_image_name(release, config)
     pip = load_pip_settings(pip_conf, env, Path(env.get("HOME", str(Path.home()))))
     for skipped in pip.skipped:
         logger.warning(
@@ -75,7 +73,9 @@ def prepare_build(
         result_file=result_file,
         build_dependencies=build_dependencies,
         build_image=build_image,
-        push=build_image if push is None else push,
+        # By default, push what this run builds, when its name says where to.
+        push=(build_image and naming.has_registry(name)) if push is None else push,
+        no_cache=no_cache,
     )
 
 

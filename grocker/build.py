@@ -7,19 +7,19 @@ configuration; the final image is tagged only once it is built and its entrypoin
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from grocker import __version__, render
+from grocker import render
 from grocker.config import ProjectConfig
 from grocker.engine import Container, Engine
-from grocker.errors import BuildError, PushError
+from grocker.errors import BuildError, EngineError, PushError
 from grocker.log import logger, phase, tail
 from grocker.naming import InternalNames, has_registry, internal_labels, internal_names, runner_labels
 from grocker.pipconf import PipSettings, mask
@@ -27,6 +27,9 @@ from grocker.release import Release
 from grocker.wheels import WHEELS_PATH, Lock, lock_key, parse_lock, parse_result_line
 
 INPUT_DIR = "/tmp/grocker-input"
+# Labels recording what an internal image was built FROM, so that it is rebuilt when that changes.
+BASE_LABEL = "grocker.base.id"
+ROOT_LABEL = "grocker.root.id"
 WHEEL_SERVER_TIMEOUT = 30.0
 
 
@@ -42,6 +45,7 @@ class BuildRequest:
     build_dependencies: bool = True
     build_image: bool = True
     push: bool = True
+    no_cache: bool = False
 
 
 @dataclass
@@ -86,7 +90,8 @@ def build(request: BuildRequest, engine: Engine) -> BuildResult:
     if request.build_dependencies or request.build_image:
         result.root_image = chain.ensure_root()
     if request.build_dependencies:
-        result.compiler_image = chain.ensure_image("compiler", names.compiler, render.compiler_context(config, names.root))
+        compiler_context = render.compiler_context(config, names.root)
+        result.compiler_image = chain.ensure_child("compiler", names.compiler, compiler_context)
         lock = chain.compile()
     if request.build_image:
         image_id = chain.build_runner(lock)
@@ -103,6 +108,7 @@ def build(request: BuildRequest, engine: Engine) -> BuildResult:
                 f"There is no image {request.image_name} on the engine to push. Build it first (run "
                 "without --no-build-image), then push with --no-build-dependencies --no-build-image --push."
             )
+        chain.push_internal_images()
         with phase(f"push {request.image_name}") as note:
             result.hash = engine.push(request.image_name, chain.stream_line)
             note(result.hash)
@@ -166,9 +172,15 @@ class _Chain:
         logger.debug("  %s", mask(line, self.secrets))
 
     def ensure_root(self) -> str:
-        """Get, pull or build the root image, after checking its base image is there."""
+        """Get, pull or build the root image; rebuild it when its base image changed."""
         base = self.config.runtime.image
-        if self.engine.image(self.names.root) is None and self.engine.image(base) is None:
+        base_info = self.engine.image(base)
+        if base_info is None and self.config.image_prefix and not self.request.no_cache:
+            # A machine sharing the prefix's registry may have built root already: its base
+            # image is then not needed here at all.
+            with phase("pull root image") as note:
+                note("pulled from the registry" if self.engine.pull(self.names.root) else "not in the registry")
+        if base_info is None and not self._available(self.names.root, BASE_LABEL, None):
             with phase(f"pull base image {base}"):
                 if not self.engine.pull(base):
                     raise BuildError(
@@ -178,39 +190,99 @@ class _Chain:
                         "(scripts/import-debian-image.sh in Grocker's repository does it), or a "
                         "registry mirror configured in the engine (registry-mirrors in daemon.json)."
                     )
-        return self.ensure_image("root", self.names.root, render.root_context(self.config))
+            base_info = self.engine.image(base)
+        base_id = base_info.id if base_info else None
+        return self.ensure_image("root", self.names.root, render.root_context(self.config), (BASE_LABEL, base_id))
 
-    def ensure_image(self, role: str, name: str, context: render.BuildContext) -> str:
-        """Reuse a local image, pull it from the prefix's registry, or build and tag it."""
-        if self.engine.image(name) is not None:
+    def ensure_child(self, role: str, name: str, context: render.BuildContext) -> str:
+        """Get, pull or build an image FROM root; rebuild it when root was rebuilt."""
+        root = self.engine.image(self.names.root)
+        return self.ensure_image(role, name, context, (ROOT_LABEL, root.id if root else None))
+
+    def ensure_image(self, role: str, name: str, context: render.BuildContext, parent: tuple[str, str | None]) -> str:
+        """Reuse a local image, pull it from the prefix's registry, or build and tag it.
+
+        `parent` is the label recording the ID of the image it was built FROM, and that
+        image's current ID: an image built from an older parent is stale and rebuilt.
+        Concurrent builds of one configuration take turns to pull or build it: the first one
+        does, the others wait and reuse its image, so that no name moves under a running build.
+        """
+        label, parent_id = parent
+        if not self.request.no_cache and self._available(name, label, parent_id):
             self.result.reused.append(f"{role} image")
             logger.debug("%s image %s is already on the engine", role, name)
             return name
-        if self.config.image_prefix:
+        waited: list[str] = []
+
+        def on_wait() -> None:
+            waited.append(name)
+            logger.info("waiting for another Grocker build to finish the %s image %s", role, name)
+
+        # The lock container needs a local image: root is built FROM the base, the others FROM root.
+        lock_image = self.config.runtime.image if role == "root" else self.names.root
+        with self.engine.lock(name, lock_image, internal_labels(self.config, "lock"), on_wait):
+            if waited and not self.request.no_cache and self._available(name, label, parent_id):
+                self.result.reused.append(f"{role} image (built by a concurrent build)")
+                return name
+            return self._pull_or_build(role, name, context, label, parent_id)
+
+    def _pull_or_build(
+        self, role: str, name: str, context: render.BuildContext, label: str, parent_id: str | None
+    ) -> str:
+        if not self.request.no_cache and self.config.image_prefix:
             with phase(f"pull {role} image") as note:
-                if self.engine.pull(name):
+                if self.engine.pull(name) and self._available(name, label, parent_id):
                     note("pulled from the registry")
                     self.result.reused.append(f"{role} image (pulled)")
                     return name
                 note("not in the registry")
         with phase(f"build {role} image {name}"):
+            labels = internal_labels(self.config, role)
+            if parent_id:
+                labels[label] = parent_id
             image_id = self.engine.build(
                 context.files,
-                labels=internal_labels(self.config, role),
+                labels=labels,
                 what=f"{role} image",
                 on_line=self.stream_line,
+                nocache=self.request.no_cache,
             )
             self.engine.tag(image_id, name)
-        if self.config.image_prefix and self.request.push:
-            with phase(f"push {role} image"):
-                self.engine.push(name, self.stream_line)
         return name
+
+    def push_internal_images(self) -> None:
+        """Share the root, compiler and wheel-server images through the prefix's registry.
+
+        Done in the push phase, whichever run built them (in CI, the build often runs with
+        --no-push and a later run pushes); a layer the registry has is not sent again.
+        """
+        if not self.config.image_prefix:
+            return
+        for role, name in (
+            ("root", self.names.root),
+            ("compiler", self.names.compiler),
+            ("wheel-server", self.names.wheel_server),
+        ):
+            if self.engine.image(name) is not None:
+                with phase(f"push {role} image"):
+                    self.engine.push(name, self.stream_line)
+
+    def _available(self, name: str, label: str, parent_id: str | None) -> bool:
+        """True when `name` is on the engine and was built from the current parent image."""
+        info = self.engine.image(name)
+        if info is None:
+            return False
+        built_from = info.labels.get(label)
+        if parent_id and built_from and built_from != parent_id:
+            logger.info("%s was built from an older %s; rebuilding it", name, label.split(".")[1])
+            return False
+        return True
 
     def compile(self) -> Lock:
         """Build the wheels of the release into the volume; return the lock naming them."""
         release = self.request.release
         self.engine.create_volume(self.names.volume, internal_labels(self.config, "wheel"))
-        files, request = self._compile_inputs()
+        files = self._compile_inputs()
         # Where packages come from, at -v; masked here too, for library callers without the CLI's mask.
         logger.debug("pip settings from %s:", ", ".join(self.request.pip.sources) or "no pip configuration")
         for line in files["pip.conf"].decode("utf-8").splitlines()[1:]:
@@ -238,7 +310,7 @@ class _Chain:
             self.result.reused.append(f"{len(lock.reused)} wheels")
         return lock
 
-    def _compile_inputs(self) -> tuple[dict[str, bytes], dict[str, object]]:
+    def _compile_inputs(self) -> dict[str, bytes]:
         release = self.request.release
         pip = self.request.pip
         files: dict[str, bytes] = {}
@@ -267,7 +339,7 @@ class _Chain:
             "local": release.path is not None,
         }
         files["request.json"] = json.dumps(request).encode("utf-8")
-        return files, request
+        return files
 
     def build_runner(self, lock: Lock | None) -> str:
         """Serve the volume, build the runner from it, check its entrypoint, then tag it."""
@@ -276,30 +348,38 @@ class _Chain:
                 f"There is no wheel volume {self.names.volume} yet, so --no-build-dependencies has "
                 "nothing to build from. Run the build once with --build-dependencies (the default)."
             )
-        server_image = self.ensure_image(
+        server_image = self.ensure_child(
             "wheel-server", self.names.wheel_server, render.wheel_server_context(self.config, self.names.root)
         )
-        with self.engine.container(
-            server_image,
-            role="wheel-server",
-            labels=internal_labels(self.config, "wheel-server"),
-            volumes={self.names.volume: ("/wheels", "ro")},
-        ) as server:
-            with phase("start wheel server"):
-                server.start()
-                server.wait_until(
-                    [self.config.runtime.python, "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1/')"],
-                    WHEEL_SERVER_TIMEOUT,
-                    "wheel server",
-                )
-                address = server.ip_address()
-            if lock is None:
-                lock = self._read_lock(server)
-            image_id = self._build_runner_image(lock, address)
+        image_id: str | None = None
         try:
+            with self.engine.container(
+                server_image,
+                role="wheel-server",
+                labels=internal_labels(self.config, "wheel-server"),
+                volumes={self.names.volume: ("/wheels", "ro")},
+            ) as server:
+                with phase("start wheel server"):
+                    server.start()
+                    # nginx writes its pid file once its socket listens: a probe that needs no Python,
+                    # which a runtime may install in the compiler only.
+                    server.wait_until(
+                        ["/bin/sh", "-c", "test -s /tmp/nginx.pid"],
+                        WHEEL_SERVER_TIMEOUT,
+                        "wheel server",
+                    )
+                    address = server.ip_address()
+                if lock is None:
+                    lock = self._read_lock(server)
+                image_id = self._build_runner_image(lock, address)
             self._check_entrypoint(image_id)
         except BaseException:
-            self.engine.remove_image(image_id)
+            # Interrupts included. An image that already has a name is an earlier build's (a fully
+            # cached build gives the same image): it stays.
+            with contextlib.suppress(EngineError):  # never hide the first error
+                info = self.engine.image(image_id) if image_id else None
+                if info is not None and not info.tags:
+                    self.engine.try_remove_image(info.id)
             raise
         self.engine.tag(image_id, self.request.image_name)
         return image_id
@@ -335,6 +415,7 @@ class _Chain:
                 what="runner image",
                 on_line=on_line,
                 extra_hosts={render.WHEEL_SERVER_HOST: wheel_server_address},
+                nocache=self.request.no_cache,
             )
             if cached:
                 note(f"{len(cached)} cached layers")

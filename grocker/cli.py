@@ -36,40 +36,83 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 @main.command("build")
 @click.argument("release")
-@click.option("-c", "--config", "config_files", multiple=True, metavar="<filename>",
-              type=click.Path(path_type=Path), help="Grocker config file (repeatable, applied in order; "
-              "default ./.grocker.yml)")
+@click.option(
+    "-c",
+    "--config",
+    "config_files",
+    multiple=True,
+    metavar="<filename>",
+    type=click.Path(path_type=Path),
+    help="Grocker config file (repeatable, applied in order; default ./.grocker.yml)",
+)
 @click.option("-r", "--runtime", metavar="<runtime>", help="runtime used to build and run this image")
-@click.option("--pip-conf", metavar="<filename>", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="pip configuration file used to download dependencies (by default, the user's pip "
-              "configuration)")
-@click.option("--pip-constraint", metavar="<filename>",
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="pip constraint file used to download dependencies")
+@click.option(
+    "--pip-conf",
+    metavar="<filename>",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="pip configuration file used to download dependencies (by default, the user's pip configuration)",
+)
+@click.option(
+    "--pip-constraint",
+    metavar="<filename>",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="pip constraint file used to download dependencies",
+)
 @click.option("-e", "--entrypoint", metavar="<entrypoint>", help="Docker entrypoint to use to run this image")
-@click.option("--volume", "volumes", multiple=True, metavar="<volume>",
-              help="Container storage and configuration area (repeatable)")
-@click.option("--port", "ports", multiple=True, metavar="<port>",
-              help="Port on which a container will listen for connections (repeatable)")
-@click.option("--env", "env", multiple=True, metavar="<env=value>",
-              help="Additional environment variable for final image (repeatable)")
-@click.option("--image-prefix", metavar="<uri>",
-              help="docker registry or account on Docker official registry to use")
-@click.option("--image-base-name", metavar="<name>",
-              help="base name for the image (eg '<image-prefix>/<image-base-name>:<image-version>')")
+@click.option(
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="<volume>",
+    help="Container storage and configuration area (repeatable)",
+)
+@click.option(
+    "--port",
+    "ports",
+    multiple=True,
+    metavar="<port>",
+    help="Port on which a container will listen for connections (repeatable)",
+)
+@click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="<env=value>",
+    help="Additional environment variable for final image (repeatable)",
+)
+@click.option("--image-prefix", metavar="<uri>", help="docker registry or account on Docker official registry to use")
+@click.option(
+    "--image-base-name",
+    metavar="<name>",
+    help="base name for the image (eg '<image-prefix>/<image-base-name>:<image-version>')",
+)
 @click.option("-n", "--image-name", metavar="<name>", help="name used to tag the build image")
-@click.option("--result-file", metavar="<filename>", type=click.Path(dir_okay=False, path_type=Path),
-              help="yaml file where results (image name, ...) are written")
-@click.option("--build-dependencies/--no-build-dependencies", default=True, show_default=True,
-              help="build the dependencies")
+@click.option(
+    "--result-file",
+    metavar="<filename>",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="yaml file where results (image name, ...) are written",
+)
+@click.option(
+    "--build-dependencies/--no-build-dependencies", default=True, show_default=True, help="build the dependencies"
+)
 @click.option("--build-image/--no-build-image", default=True, show_default=True, help="build the docker image")
-@click.option("--push/--no-push", default=None,
-              help="push the image (only when its name has a registry or namespace; by default, "
-              "when this run builds the image)")
-@click.option("--dry-run", is_flag=True,
-              help="print the resolved configuration and the rendered Dockerfiles; touch no engine")
+@click.option(
+    "--push/--no-push",
+    default=None,
+    help="push the image (only when its name has a registry or namespace; by default, when this run builds the image)",
+)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="rebuild the root, compiler, wheel-server and final images without the engine's "
+    "layer cache (the wheels in the volume are kept)",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="print the resolved configuration and the rendered Dockerfiles; touch no engine"
+)
 @click.pass_context
-def build_command(ctx: click.Context, release: str, config_files: tuple[Path, ...], **options: Any) -> None:
+def build_command(ctx: click.Context, /, release: str, config_files: tuple[Path, ...], **options: Any) -> None:
     """Build docker image for <release> (a NAME==VERSION requirement, or a wheel or sdist path)."""
 
     def run() -> None:
@@ -85,6 +128,7 @@ def build_command(ctx: click.Context, release: str, config_files: tuple[Path, ..
             build_dependencies=options["build_dependencies"],
             build_image=options["build_image"],
             push=options["push"],
+            no_cache=options["no_cache"],
         )
         secrets = request.pip.secrets()
         set_mask(lambda text: mask(text, secrets))
@@ -98,10 +142,18 @@ def build_command(ctx: click.Context, release: str, config_files: tuple[Path, ..
 
 
 @main.command("purge")
-@click.option("-a", "--all-versions/--only-old-versions", default=False,
-              help="also purge what the current Grocker version created")
-@click.option("-f", "--including-final-images/--excluding-final-images", default=False,
-              help="also remove runner (final) images and the stopped containers that use them")
+@click.option(
+    "-a",
+    "--all-versions/--only-old-versions",
+    default=False,
+    help="also purge what the current Grocker version created",
+)
+@click.option(
+    "-f",
+    "--including-final-images/--excluding-final-images",
+    default=False,
+    help="also remove runner (final) images and the stopped containers that use them",
+)
 @click.pass_context
 def purge_command(ctx: click.Context, all_versions: bool, including_final_images: bool) -> None:
     """Purge Grocker created Docker stuff (found by label; nothing else is touched)."""
@@ -135,7 +187,7 @@ def _overrides(options: dict[str, Any]) -> dict[str, Any]:
 
 def _handle(ctx: click.Context, run: Callable[[], None]) -> None:
     verbosity = ctx.obj["verbosity"] if ctx.obj else 0
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         run()
     except GrockerError as err:
@@ -144,7 +196,7 @@ def _handle(ctx: click.Context, run: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         _report(InterruptError("SIGINT", 130), verbosity)
         ctx.exit(130)
-    except Exception as err:  # noqa: BLE001 - the last resort: one paragraph, not a traceback
+    except Exception as err:
         _report(
             GrockerError(
                 f"Grocker failed unexpectedly: {type(err).__name__}: {err}. This is a bug in Grocker: "
@@ -154,11 +206,19 @@ def _handle(ctx: click.Context, run: Callable[[], None]) -> None:
         )
         ctx.exit(1)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise InterruptError("SIGTERM", 143)
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # The build removes its containers on its way out: a second signal (Ctrl-C pressed twice)
+    # must not cut that short and leave them behind.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if signum == signal.SIGTERM:
+        raise InterruptError("SIGTERM", 143)
+    raise KeyboardInterrupt
 
 
 def _report(err: GrockerError, verbosity: int) -> None:

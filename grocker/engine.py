@@ -7,8 +7,11 @@ a remedy; containers live in context managers that always remove them.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import re
+import socket
 import tarfile
 import time
 import uuid
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docker
+import docker.constants
 import docker.errors
 import requests.exceptions
 
@@ -68,8 +72,15 @@ def connect(env: Mapping[str, str]) -> Engine:
     # docker-py takes an empty DOCKER_HOST as unset, and so must the messages.
     host = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        client = docker.from_env(environment=dict(env), timeout=CONNECT_TIMEOUT)
-        version = client.version()
+        # The API version is negotiated below, once the session is set up: not at construction.
+        client = docker.from_env(environment=dict(env), timeout=CONNECT_TIMEOUT, version=_FIRST_API_VERSION)
+        # requests would let REQUESTS_CA_BUNDLE (often set for a proxy's CA) replace the engine's
+        # CA from DOCKER_CERT_PATH, and the TLS handshake would fail; an engine is never reached
+        # through an HTTP proxy either.
+        client.api.trust_env = False
+        version = client.version(api_version=False)
+        # docker-py has no public setter: it negotiates only in its constructor.
+        client.api._version = _negotiated(str(version.get("ApiVersion", "0.0")))  # type: ignore[attr-defined]
     except docker.errors.DockerException as err:
         raise _unreachable(host, err) from err
     except requests.exceptions.RequestException as err:
@@ -82,6 +93,19 @@ def connect(env: Mapping[str, str]) -> Engine:
         )
     client.api.timeout = OPERATION_TIMEOUT
     return Engine(client, host)
+
+
+_FIRST_API_VERSION = "1.39"
+
+
+def _negotiated(server: str) -> str:
+    """The highest API version both docker-py and the engine speak."""
+    ours = docker.constants.DEFAULT_DOCKER_API_VERSION
+
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split(".")[:2])
+
+    return server if key(server) < key(ours) else ours
 
 
 def _unreachable(host: str, err: Exception) -> EngineError:
@@ -129,7 +153,7 @@ class Engine:
     def image(self, name: str) -> ImageInfo | None:
         """Inspect a local image, or None when it does not exist."""
         try:
-            attrs = self.api.inspect_image(name)
+            attrs = self.api.inspect_image(name)  # type: ignore[no-untyped-call]  # untyped in docker's stubs
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as err:
@@ -223,10 +247,8 @@ class Engine:
 
     def remove_image(self, ref: str, force: bool = False) -> None:
         """Remove an image (or one of its tags); an image that is already gone is fine."""
-        try:
+        with contextlib.suppress(docker.errors.ImageNotFound):
             self.api.remove_image(ref, force=force, noprune=False)
-        except docker.errors.ImageNotFound:
-            pass
 
     def push(self, name: str, on_line: LineHandler) -> str:
         """Push an image; return the registry's manifest digest, taken from the push itself."""
@@ -323,25 +345,102 @@ class Engine:
         It is created stopped, so that files can be copied in before it starts.
         """
         name = f"grocker-{role}-{uuid.uuid4().hex[:12]}"
-        binds = {source: {"bind": target, "mode": mode} for source, (target, mode) in (volumes or {}).items()}
+        binds: dict[str, Mapping[str, str]] = {
+            source: {"bind": target, "mode": mode} for source, (target, mode) in (volumes or {}).items()
+        }
+        # Known by its name until the engine answers, so that an interrupt (SIGINT, SIGTERM)
+        # arriving while it is being created still removes it.
+        container = Container(self, name, name)
         try:
-            created = self.api.create_container(
-                image,
-                command=list(command) if command is not None else None,
-                name=name,
-                labels=dict(labels),
-                environment=dict(environment or {}),
-                entrypoint=list(entrypoint) if entrypoint is not None else None,
-                user=user or "",
-                host_config=self.api.create_host_config(binds=binds),
-            )
-        except docker.errors.APIError as err:
-            raise self.error(f"create the {role} container", image, err) from err
-        container = Container(self, created["Id"], name)
-        try:
+            try:
+                created = self.api.create_container(
+                    image,
+                    command=list(command) if command is not None else None,
+                    name=name,
+                    labels=dict(labels),
+                    environment=dict(environment or {}),
+                    entrypoint=list(entrypoint) if entrypoint is not None else None,
+                    user=user or "",
+                    host_config=self.api.create_host_config(binds=binds),
+                )
+            except docker.errors.APIError as err:
+                raise self.error(f"create the {role} container", image, err) from err
+            container.id = created["Id"]
             yield container
         finally:
             container.remove()
+
+    @contextmanager
+    def lock(self, key: str, image: str, labels: Mapping[str, str], on_wait: Callable[[], None]) -> Iterator[None]:
+        """Hold the engine-wide lock called `key` while the block runs; wait while another build holds it.
+
+        The lock is a container with a name made from `key`: the engine refuses a second container
+        of that name, so one build at a time holds it, whichever machine it runs on. The container
+        runs `cat` on a stdin attached to this process and is removed when it ends, so the lock
+        goes away by itself when its holder dies, however it dies. `image` must be local.
+        """
+        name = f"grocker-lock-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}"
+        owner = uuid.uuid4().hex
+        holder = Container(self, name, name)
+        created_since: dict[str, float] = {}
+        attempted = waiting = False
+        try:
+            while True:
+                attempted = True
+                try:
+                    self.api.create_container(
+                        image,
+                        entrypoint=["cat"],
+                        name=name,
+                        stdin_open=True,
+                        labels={**labels, "grocker.lock.owner": owner},
+                        network_disabled=True,
+                        host_config=self.api.create_host_config(auto_remove=True),
+                    )
+                    break
+                except docker.errors.APIError as err:
+                    attempted = False
+                    if err.status_code != 409:
+                        raise self.error("create the lock container", name, err) from err
+                if not waiting:
+                    waiting = True
+                    on_wait()
+                self._clear_stale_lock(name, created_since)
+                time.sleep(1)
+            connection = self.api.attach_socket(name, params={"stdin": 1, "stream": 1})
+            try:
+                holder.start()
+                yield
+            finally:
+                raw = getattr(connection, "_sock", connection)
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_RDWR)
+                connection.close()
+        finally:
+            if attempted and self._lock_owner(name) == owner:
+                holder.remove()
+
+    def _lock_owner(self, name: str) -> str | None:
+        try:
+            attrs = self.api.inspect_container(name)
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return None
+        return (attrs.get("Config", {}).get("Labels") or {}).get("grocker.lock.owner")
+
+    def _clear_stale_lock(self, name: str, created_since: dict[str, float]) -> None:
+        """Remove a lock container whose holder died before starting it, or that outlived `cat`."""
+        try:
+            attrs = self.api.inspect_container(name)
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return  # gone already, or the engine is busy: look again on the next turn
+        status = attrs.get("State", {}).get("Status")
+        # Holders start their lock right after creating it; a lock seen unstarted for a minute
+        # (measured here, so that the engine's clock does not matter) has lost its holder.
+        first_seen = created_since.setdefault(attrs["Id"], time.monotonic())
+        if status in ("exited", "dead") or (status == "created" and time.monotonic() - first_seen > 60):
+            logger.debug("removing the abandoned lock %s (%s)", name, status)
+            with contextlib.suppress(docker.errors.APIError):
+                self.api.remove_container(attrs["Id"], force=True)
 
     def containers(self, label: str) -> list[ContainerInfo]:
         """Every container, running or not, carrying the label."""
@@ -351,7 +450,10 @@ class Engine:
             raise self.error("list containers", label, err) from err
         return [
             ContainerInfo(
-                c["Id"], (c.get("Names") or ["?"])[0].lstrip("/"), c.get("State", ""), c.get("ImageID", ""),
+                c["Id"],
+                (c.get("Names") or ["?"])[0].lstrip("/"),
+                c.get("State", ""),
+                c.get("ImageID", ""),
                 c.get("Labels") or {},
             )
             for c in answer
@@ -553,7 +655,9 @@ class Container:
                 return
             except (docker.errors.APIError, requests.exceptions.RequestException) as err:
                 if attempt == 2:
-                    logger.warning("could not remove container %s: %s; remove it with `docker rm -f %s`", self.name, err, self.name)
+                    logger.warning(
+                        "could not remove container %s: %s; remove it with `docker rm -f %s`", self.name, err, self.name
+                    )
                 time.sleep(0.5)
 
 

@@ -44,7 +44,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,
+        autoescape=False,  # noqa: S701 - Dockerfiles and shell scripts, not HTML
     )
     env.filters["shquote"] = shlex.quote
     env.filters["envquote"] = envquote
@@ -157,7 +157,12 @@ def _install_command(python: str, installer: WheelFile, wheels: Sequence[WheelFi
         f"{python} -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "
         f"{_url(installer)} {pip_wheel}"
     )
-    steps = [download]
+    # An http_proxy set in `env` must not catch the wheel server.
+    no_proxy = (
+        f'export no_proxy="{WHEEL_SERVER_HOST}${{no_proxy:+,$no_proxy}}" '
+        f'NO_PROXY="{WHEEL_SERVER_HOST}${{NO_PROXY:+,$NO_PROXY}}"'
+    )
+    steps = [no_proxy, download]
     if create_venv:
         steps.append(f"{python} -m venv --without-pip {APP_VENV}")
     if wheels:

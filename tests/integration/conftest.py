@@ -20,7 +20,7 @@ import docker
 import pytest
 import yaml
 
-from tests.integration.helpers import Grocker
+from tests.integration.helpers import Grocker, package_fixture
 
 REGISTRY = "localhost:5000"
 BASE_IMAGES = ("debian:trixie", "debian:bookworm")
@@ -117,3 +117,9 @@ def _registry_answers() -> bool:
 def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where fixture applications are packaged."""
     return tmp_path_factory.mktemp("dist")
+
+
+@pytest.fixture(scope="session")
+def pure_wheel(dist_dir: Path) -> Path:
+    """A wheel of tests/fixtures/pure-app 1.0.0 (pure Python, depends on six and attrs)."""
+    return package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.0")

@@ -30,11 +30,6 @@ def _grocker_containers(client: docker.DockerClient) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def pure_wheel(dist_dir: Path) -> Path:
-    return package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.0")
-
-
 def test_seed_example_ipython_from_pypi(grocker: Grocker) -> None:
     result = grocker.build("ipython==8.18.1", "--entrypoint", "ipython", "--no-push")
 

@@ -83,7 +83,8 @@ def test_defaults_reach_the_request(grocker) -> None:
     assert config.image_base_name is None
     assert request.image_name == "ipython:8.18.1"
     assert request.result_file is None
-    assert (request.build_dependencies, request.build_image, request.push) == (True, True, True)
+    # No registry in the name: nothing to push.
+    assert (request.build_dependencies, request.build_image, request.push) == (True, True, False)
     assert request.pip.index_url is None
     assert request.pip.sources == ()
 
@@ -111,10 +112,18 @@ def test_default_image_name_uses_prefix_and_base_name(grocker) -> None:
     ],
 )
 def test_phase_flags_reach_the_request(grocker, flags: list[str], expected: tuple[bool, bool, bool]) -> None:
-    run = grocker("build", *flags, "ipython==8.18.1")
+    run = grocker("build", *flags, "-n", "registry.example.com/app:1", "ipython==8.18.1")
 
     assert run.exit_code == 0, run.stderr
     assert (run.request.build_dependencies, run.request.build_image, run.request.push) == expected
+
+
+def test_an_image_name_without_registry_is_not_pushed_by_default(grocker) -> None:
+    run = grocker("build", "ipython==8.18.1")
+
+    assert run.exit_code == 0, run.stderr
+    assert run.request.push is False
+    assert "Not pushing" not in run.stderr
 
 
 def test_only_the_image_reference_goes_to_stdout(grocker) -> None:

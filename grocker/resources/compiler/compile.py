@@ -8,6 +8,7 @@ in a private staging folder and linked into place, so a concurrent build never s
 half-written file.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -26,7 +27,8 @@ RESULT_MARK = "GROCKER-RESULT:"
 def main():
     request = json.loads(Path(sys.argv[1]).read_text())
     LOCKS.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=WHEELS))
+    staging, _owner = make_staging()  # the lock is held until main returns
+    remove_abandoned_staging(staging)
     try:
         online = False
         if not wheel(request, staging, offline=True):
@@ -45,6 +47,33 @@ def main():
     lock.update(added=added, reused=reused, online=online)
     print(RESULT_MARK + json.dumps(lock, sort_keys=True), flush=True)
     return 0
+
+
+def make_staging():
+    """A private staging folder, with a lock held as long as this compile lives.
+
+    The folder gets its `.staging-` name only once its lock is held, so that another compile
+    never takes it for abandoned.
+    """
+    setup = Path(tempfile.mkdtemp(prefix=".setup-", dir=WHEELS))
+    owner = open(setup / ".owner", "w")  # kept open: closing it would release the lock
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    staging = WHEELS / (".staging-" + setup.name[len(".setup-") :])
+    os.rename(setup, staging)
+    return staging, owner
+
+
+def remove_abandoned_staging(own):
+    """Remove the staging folders of killed compiles (interrupted builds): nobody holds their lock."""
+    for folder in WHEELS.glob(".staging-*"):
+        if folder == own:
+            continue
+        try:
+            with open(folder / ".owner") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder, ignore_errors=True)
+        except (FileNotFoundError, BlockingIOError):
+            continue
 
 
 def pip(*args):
