@@ -29,7 +29,7 @@ INTERNAL_ROLES = frozenset({"root", "compiler", "wheel-server"})
 RUNNER_ROLE = "runner"
 VOLUME_ROLE = "wheel"
 # Roles that only Grocker gives to the containers it runs (build.py).
-OWN_CONTAINER_ROLES = frozenset({"compile", "check"})
+OWN_CONTAINER_ROLES = frozenset({"compile", "check", "lock"})
 # Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
 # carried its image's role, so it counts as a build container when its image is Grocker's.
 IMAGE_CONTAINER_ROLES = frozenset({"compiler", "wheel-server"})
