@@ -20,7 +20,7 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
     log "starting dockerd"
-    nohup dockerd >/tmp/grocker-dockerd.log 2>&1 &
+    setsid nohup dockerd >/tmp/grocker-dockerd.log 2>&1 < /dev/null &
     for _ in $(seq 1 60); do
         docker info >/dev/null 2>&1 && break
         sleep 1
@@ -28,10 +28,15 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { tail -n 20 /tmp/grocker-dockerd.log >&2; exit 1; }
 fi
 
+imports=()
 for suite in trixie bookworm; do
     bash scripts/import-debian-image.sh "$suite" &
+    imports+=($!)
 done
-wait
+# Wait for the imports only: a bare `wait` would also wait for dockerd.
+for pid in "${imports[@]}"; do
+    wait "$pid"
+done
 
 if ! curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1; then
     log "starting a registry on 127.0.0.1:5000"
@@ -42,7 +47,7 @@ log: {level: warn}
 storage: {filesystem: {rootdirectory: /tmp/grocker-registry/data}, delete: {enabled: true}}
 http: {addr: 127.0.0.1:5000}
 YAML
-    nohup docker-registry serve /tmp/grocker-registry/config.yml >/tmp/grocker-registry/log 2>&1 &
+    setsid nohup docker-registry serve /tmp/grocker-registry/config.yml >/tmp/grocker-registry/log 2>&1 < /dev/null &
     for _ in $(seq 1 30); do
         curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1 && break
         sleep 0.5
