@@ -132,12 +132,7 @@ def _grocker(client: docker.DockerClient, method: str, args: argparse.Namespace,
     figures.notes.append(f"bump: {summary}")
     figures.noop_seconds, summary = build(args.app, "bumped")
     figures.notes.append(f"no-op: {summary}")
-    figures.size_bytes = client.images.get(f"{repository}:bumped").attrs["Size"]
-    figures.push_bump_bytes = _push_bytes(client, repository)
-    _check(client, f"{repository}:bumped", [args.entrypoint, "--version"])
-    for tag in ("previous", "bumped"):
-        _remove_image(client, f"{repository}:{tag}")
-    return figures
+    return _measure_image(client, repository, args.entrypoint, figures)
 
 
 def _dockerfile(
@@ -167,9 +162,14 @@ def _dockerfile(
     figures.cold_seconds = build(args.previous, "previous", nocache=True)
     figures.bump_seconds = build(args.app, "bumped")
     figures.noop_seconds = build(args.app, "bumped")
+    return _measure_image(client, repository, args.entrypoint, figures)
+
+
+def _measure_image(client: docker.DockerClient, repository: str, entrypoint: str, figures: Figures) -> Figures:
+    """Size and bytes pushed on the bump, a check that the image runs, then clean up."""
     figures.size_bytes = client.images.get(f"{repository}:bumped").attrs["Size"]
     figures.push_bump_bytes = _push_bytes(client, repository)
-    _check(client, f"{repository}:bumped", [args.entrypoint, "--version"])
+    _check(client, f"{repository}:bumped", [entrypoint, "--version"])
     for tag in ("previous", "bumped"):
         _remove_image(client, f"{repository}:{tag}")
     return figures
