@@ -649,7 +649,9 @@ class Container:
         """Force-remove the container; a failure only warns, so it never hides the first error."""
         for attempt in range(3):
             try:
-                self.api.remove_container(self.id, force=True, v=False)
+                # v=True: the anonymous volumes of the image's VOLUMEs go with it; named ones (the wheel
+                # volume) never do.
+                self.api.remove_container(self.id, force=True, v=True)
                 return
             except docker.errors.NotFound:
                 return

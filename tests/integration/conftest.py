@@ -62,12 +62,29 @@ def _has_image(client: docker.DockerClient, name: str) -> bool:
 def grocker(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grocker]:
     """The CLI under test, run from an empty folder (no .grocker.yml)."""
     runner = Grocker(docker_client, tmp_path_factory.mktemp("grocker-cwd"))
+    # What Grocker already had here belongs to the machine's user: only what the tests add goes.
+    images_before = {image.id for image in docker_client.images.list(filters={"label": "grocker.version"})}
+    volumes_before = {volume.name for volume in docker_client.volumes.list(filters={"label": "grocker.version"})}
     yield runner
     if os.environ.get("GROCKER_TEST_KEEP") == "1":
         return
     for name in runner.images:
         with contextlib.suppress(docker.errors.APIError):
             docker_client.images.remove(name, force=True)
+    # Runners first, then compiler and wheel server, then root: children before parents.
+    order = {"runner": 0, "compiler": 1, "wheel-server": 1, "root": 2}
+    added = [
+        image
+        for image in docker_client.images.list(filters={"label": "grocker.version"})
+        if image.id not in images_before
+    ]
+    for image in sorted(added, key=lambda image: order.get(image.labels.get("grocker.image.role", ""), 0)):
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(image.id, force=True)
+    for volume in docker_client.volumes.list(filters={"label": "grocker.version"}):
+        if volume.name not in volumes_before:
+            with contextlib.suppress(docker.errors.APIError):
+                volume.remove()
 
 
 @pytest.fixture(scope="session")

@@ -69,8 +69,12 @@ class Grocker:
 
     def docker_run(self, image: str, *args: str, entrypoint: str | None = None) -> str:
         """Run the image and return what it printed (stdout and stderr)."""
-        output = self.client.containers.run(image, list(args), entrypoint=entrypoint, remove=True, stderr=True)
-        return output.decode("utf-8")
+        container = self.client.containers.run(image, list(args), entrypoint=entrypoint, detach=True)
+        try:
+            container.wait()
+            return container.logs(stdout=True, stderr=True).decode("utf-8")
+        finally:
+            container.remove(v=True)  # with the anonymous volumes of the image's VOLUMEs
 
 
 def manifest_digest(reference: str) -> str:
