@@ -7,3 +7,29 @@ which CI scripts may call directly with frozen configuration objects.
 from __future__ import annotations
 
 __version__ = "7.0.0.dev0"
+
+# The library: CI scripts call these with frozen configuration objects (see docs/ci.rst).
+# The operations are `run_build` and `run_purge` here (grocker.api.build and .purge), so that
+# the names `build` and `purge` stay those of the modules.
+from grocker.api import build as run_build
+from grocker.api import dry_run, load_config, prepare_build
+from grocker.api import purge as run_purge
+from grocker.build import BuildRequest, BuildResult
+from grocker.config import ProjectConfig
+from grocker.errors import GrockerError
+from grocker.purge import PurgeOptions, PurgeReport
+
+__all__ = [
+    "BuildRequest",
+    "BuildResult",
+    "GrockerError",
+    "ProjectConfig",
+    "PurgeOptions",
+    "PurgeReport",
+    "__version__",
+    "dry_run",
+    "load_config",
+    "prepare_build",
+    "run_build",
+    "run_purge",
+]

@@ -13,11 +13,13 @@ from typing import Any
 
 from grocker import engine as engine_module
 from grocker import naming, render
+from grocker import purge as purge_module
 from grocker.build import BuildRequest, BuildResult
 from grocker.build import build as run_build
 from grocker.config import CLI_SOURCE, Layer, ProjectConfig, describe, load_defaults, load_file, project_files, resolve
 from grocker.log import logger
 from grocker.pipconf import load_pip_settings
+from grocker.purge import PurgeOptions, PurgeReport
 from grocker.release import check_wheel_platform, parse_release
 
 
@@ -114,3 +116,8 @@ def dry_run(request: BuildRequest) -> str:
                 lines.append(content.decode("utf-8").rstrip("\n"))
                 lines.append("")
     return "\n".join(lines)
+
+
+def purge(options: PurgeOptions, env: Mapping[str, str] | None = None) -> PurgeReport:
+    """Remove what Grocker created on the engine named by `env` (default: this process's)."""
+    return purge_module.purge(options, os.environ if env is None else env)

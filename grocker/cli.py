@@ -18,6 +18,7 @@ from grocker.config import parse_env_options
 from grocker.errors import GrockerError, InterruptError
 from grocker.log import logger, masked, set_mask, setup
 from grocker.pipconf import mask
+from grocker.purge import PurgeOptions
 
 T = TypeVar("T")
 
@@ -157,12 +158,10 @@ def build_command(ctx: click.Context, /, release: str, config_files: tuple[Path,
 @click.pass_context
 def purge_command(ctx: click.Context, all_versions: bool, including_final_images: bool) -> None:
     """Purge Grocker created Docker stuff (found by label; nothing else is touched)."""
-    from grocker import purge
 
     def run() -> None:
-        report = purge.purge(
-            purge.PurgeOptions(all_versions=all_versions, including_final_images=including_final_images),
-            os.environ,
+        report = api.purge(
+            PurgeOptions(all_versions=all_versions, including_final_images=including_final_images), os.environ
         )
         for line in report.lines():
             click.echo(line)

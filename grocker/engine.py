@@ -45,7 +45,6 @@ class ImageInfo:
     tags: tuple[str, ...]
     labels: Mapping[str, str]
     size: int
-    parent_base: str = ""
 
 
 @dataclass(frozen=True)
