@@ -397,10 +397,12 @@ class _Chain:
 
     def _build_runner_image(self, lock: Lock, wheel_server_address: str) -> str:
         release = self.request.release
-        context = render.runner_context(release, self.config, self.names.root, lock)
         created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         labels = runner_labels(release, self.config, created)
         labels["grocker.app.version"] = labels["org.opencontainers.image.version"] = lock.app_version
+        # The labels are the Dockerfile's last instruction (see purge.built_by_grocker), not
+        # build options, which the classic builder turns into one step each.
+        context = render.runner_context(release, self.config, self.names.root, lock, labels)
         cached: list[str] = []
 
         def on_line(line: str) -> None:
@@ -411,7 +413,7 @@ class _Chain:
         with phase(f"build image {self.request.image_name}") as note:
             image_id = self.engine.build(
                 context.files,
-                labels=labels,
+                labels={},
                 what="runner image",
                 on_line=on_line,
                 extra_hosts={render.WHEEL_SERVER_HOST: wheel_server_address},

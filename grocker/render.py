@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from urllib.parse import quote
@@ -114,8 +114,14 @@ def wheel_server_context(config: ProjectConfig, root_image: str) -> BuildContext
     )
 
 
-def runner_context(release: Release, config: ProjectConfig, root_image: str, lock: Lock) -> BuildContext:
-    """The final image: root plus a venv installed from the wheel server, in two layers."""
+def runner_context(
+    release: Release,
+    config: ProjectConfig,
+    root_image: str,
+    lock: Lock,
+    labels: Mapping[str, str] | None = None,
+) -> BuildContext:
+    """The final image: root plus a venv installed from the wheel server, in two layers, then its labels."""
     python = config.runtime.python
 
     def install(wheels: Sequence[WheelFile], create_venv: bool) -> str:
@@ -136,6 +142,7 @@ def runner_context(release: Release, config: ProjectConfig, root_image: str, loc
                 ports=list(config.ports),
                 volumes=list(config.volumes),
                 entrypoint=config.entrypoint_name,
+                labels=sorted((labels or {}).items()),
             )
         },
     )
