@@ -18,7 +18,7 @@ from grocker.build import BuildRequest, BuildResult
 from grocker.build import build as run_build
 from grocker.config import CLI_SOURCE, Layer, ProjectConfig, describe, load_defaults, load_file, project_files, resolve
 from grocker.log import logger
-from grocker.pipconf import load_pip_settings
+from grocker.pipconf import load_pip_settings, mask
 from grocker.purge import PurgeOptions, PurgeReport
 from grocker.release import check_wheel_platform, parse_release
 
@@ -65,7 +65,8 @@ def prepare_build(
         logger.warning(
             "pip setting %s is a local path that does not exist on the engine; it is not "
             "given to the compile container.",
-            skipped,
+            # Logged before the CLI installs the mask of these settings: masked here.
+            mask(skipped, pip.secrets()),
         )
     return BuildRequest(
         release=release,

@@ -57,3 +57,17 @@ class InterruptError(GrockerError):
     def __init__(self, signal_name: str, exit_code: int) -> None:
         super().__init__(f"Interrupted by {signal_name}; Grocker removed its containers.")
         self.exit_code = exit_code
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters with an ellipsis, for quoting a value in a message.
+
+    A hostile or mistaken value (a 300 MB YAML alias expansion, a pasted file) must not turn a
+    one-paragraph error into megabytes of output.
+    """
+    return cut(repr(value), limit)
+
+
+def cut(text: str, limit: int = 160) -> str:
+    """`text` cut to `limit` characters with an ellipsis (paths and other unquoted values)."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"

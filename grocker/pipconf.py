@@ -4,22 +4,43 @@ Only the settings that choose where packages come from travel: index-url, extra-
 trusted-host, timeout, retries, cert, client-cert and remote find-links. Local find-links and
 file:// indexes do not exist inside a container on the engine, so they are skipped with a
 warning. Credentials in URLs are masked in everything Grocker prints.
+
+What counts as a secret (see docs/security.rst): the password of a URL's user info, or its
+user name when there is no password (an index token given as `https://TOKEN@host`); and, in
+the URLs of the pip settings only, path segments and query values that look like tokens
+(`https://pypi.fury.io/TOKEN/team/`, `?token=...`). A user name next to a password is not a
+secret: masking it would hide ordinary words of the output (`apt`, `hello`) everywhere.
 """
 
 from __future__ import annotations
 
 import configparser
+import io
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from grocker.errors import ConfigError, UsageError
+from grocker.errors import ConfigError, UsageError, cut, shown
 
 # pip's sections that apply to `pip wheel`, lowest priority first; PIP_* variables come last.
 _SECTIONS = ("global", "wheel")
-_URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:\s]*)(?::(?P<password>[^/@\s]*))?@")
+# The authority of a URL: what follows `://` up to the path, query, fragment or the end of the
+# word. Anchored on the literal `://` and with a single character class, so matching is linear
+# in the text's length (no nested quantifier to backtrack through).
+_AUTHORITY_RE = re.compile(r"://([^/?#\s'\"<>]*)")
+# A path segment or query value that reads as a token rather than a word: long, and made of
+# letters and digits both (`simple`, `packages`, `v1` are not).
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_.~+=-]{16,}")
+# A secret shorter than this is hidden only where it stands as a URL password or query value
+# (after `:` or `=` and before `@`, `&`, `#`, `/`, a quote, a space or the end): short strings
+# are ordinary words too, and hiding `apt` would turn `apt-get` into `****-get`.
+MIN_LITERAL_SECRET = 8
+_NUMBER_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+_HOST_RE = re.compile(r"[A-Za-z0-9._\[\]:-]+")
 _KEYS = ("index-url", "extra-index-url", "trusted-host", "timeout", "retries", "cert", "client-cert", "find-links")
 # Other spellings pip accepts for the same option.
 _ALIASES = {"default-timeout": "timeout"}
@@ -41,47 +62,108 @@ class PipSettings:
     skipped: tuple[str, ...] = field(default=(), compare=False)
 
     def secrets(self) -> tuple[str, ...]:
-        """Passwords and tokens found in the index URLs, to be masked wherever text is shown."""
-        found = []
-        for url in (self.index_url or "", *self.extra_index_urls, *self.find_links):
-            for match in _URL_CREDENTIALS_RE.finditer(url):
-                for part in (match.group("password"), match.group("user")):
-                    if part and len(part) >= 3:
-                        found.append(part)
-        return tuple(found)
+        """Passwords and tokens found in the pip settings' URLs, to be masked wherever text is shown.
+
+        Skipped settings count too: their warning quotes them.
+        """
+        found: list[str] = []
+        urls = (self.index_url or "", *self.extra_index_urls, *self.find_links, *self.skipped)
+        for value in urls:
+            for word in value.split():
+                found += url_secrets(word)
+        return tuple(dict.fromkeys(found))
 
     def config_text(self, cert_path: str | None, client_cert_path: str | None) -> str:
-        """A pip.conf for the compile container, with the certificate paths it was given."""
-        lines = ["[global]"]
-        if self.index_url:
-            lines.append(f"index-url = {self.index_url}")
-        if self.extra_index_urls:
-            lines.append("extra-index-url = " + " ".join(self.extra_index_urls))
-        if self.trusted_hosts:
-            lines.append("trusted-host = " + " ".join(self.trusted_hosts))
-        if self.find_links:
-            lines.append("find-links = " + " ".join(self.find_links))
-        if self.timeout:
-            lines.append(f"timeout = {self.timeout}")
-        if self.retries:
-            lines.append(f"retries = {self.retries}")
-        if cert_path:
-            lines.append(f"cert = {cert_path}")
-        if client_cert_path:
-            lines.append(f"client-cert = {client_cert_path}")
-        return "\n".join(lines) + "\n"
+        """A pip.conf for the compile container, with the certificate paths it was given.
+
+        Written by configparser, and every value was checked to be one line: a value cannot add
+        a setting or a section of its own.
+        """
+        values = {
+            "index-url": self.index_url,
+            "extra-index-url": " ".join(self.extra_index_urls),
+            "trusted-host": " ".join(self.trusted_hosts),
+            "find-links": " ".join(self.find_links),
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "cert": cert_path,
+            "client-cert": client_cert_path,
+        }
+        parser = configparser.RawConfigParser()
+        parser.add_section("global")
+        for key, value in values.items():
+            if value:
+                if "\n" in value or "\r" in value:
+                    raise ConfigError(f"pip setting `{key}` spans lines. Give it on one line.")
+                parser.set("global", key, value)
+        out = io.StringIO()
+        parser.write(out)
+        return out.getvalue().rstrip("\n") + "\n"
 
 
 def mask(text: str, secrets: Sequence[str] = ()) -> str:
-    """Hide URL credentials (`https://****@host`) and any known secret in `text`.
+    """Hide URL credentials and the known `secrets` in `text`, in time linear in its length.
 
-    The whole user-info goes, not only the password: index tokens are often given as the user
-    name (`https://TOKEN@host`).
+    In any URL, the password of the user info becomes `****` (`https://user:****@host`), or the
+    user name when there is no password (`https://****@host`, a token given as user name). The
+    user info ends at the last `@` before the host, as pip reads it, so a password may hold `@`.
+    Then each secret of MIN_LITERAL_SECRET characters or more is hidden wherever it appears, and
+    a shorter one only where it stands as a password or query value.
     """
-    text = _URL_CREDENTIALS_RE.sub(lambda match: f"{match.group('scheme')}****@", text)
-    for secret in secrets:
-        text = text.replace(secret, "****")
+    text = _AUTHORITY_RE.sub(_mask_authority, text)
+    short = []
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= MIN_LITERAL_SECRET:
+            text = text.replace(secret, "****")
+        elif secret:
+            short.append(re.escape(secret))
+    if short:
+        pattern = rf"(?<=[:=])(?:{'|'.join(short)})(?=[@&#/\s'\"]|$)"
+        text = re.sub(pattern, "****", text)
     return text
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets of one URL of the pip settings (scheme-less ones too), raw and percent-decoded.
+
+    The password of its user info, or the user name when there is no password; path segments
+    and query values that look like tokens (see _TOKEN_RE); every query value of a parameter
+    named like a credential (token, key, secret, password, auth, sig).
+    """
+    try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
+    except ValueError:
+        return [url]  # not even a URL: keep it all out of sight
+    found: list[str] = []
+    userinfo, at, _host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        found.append(password if colon else user)
+    found += [segment for segment in parts.path.split("/") if _looks_like_token(segment)]
+    for pair in parts.query.split("&"):
+        name, _eq, value = pair.partition("=")
+        credential = any(word in name.lower() for word in ("token", "key", "secret", "pass", "auth", "sig"))
+        if value and (credential or _looks_like_token(value)):
+            found.append(value)
+    found = [secret for secret in found if secret]
+    return found + [unquote(secret) for secret in found if unquote(secret) != secret]
+
+
+def _looks_like_token(text: str) -> bool:
+    return (
+        _TOKEN_RE.fullmatch(text) is not None
+        and any(char.isdigit() for char in text)
+        and any(char.isalpha() for char in text)
+    )
+
+
+def _mask_authority(match: re.Match[str]) -> str:
+    authority = match.group(1)
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return match.group(0)
+    user, colon, _password = userinfo.partition(":")
+    return f"://{user}:****@{host}" if colon else f"://****@{host}"
 
 
 def config_files(env: Mapping[str, str], home: Path, system_dir: Path = Path("/etc")) -> list[Path]:
@@ -127,6 +209,9 @@ def load_pip_settings(
             if pip_conf is not None:
                 raise UsageError(f"--pip-conf {path} does not exist; give the path of a pip.conf file.")
             continue
+        if pip_conf is not None:
+            # A FIFO or a device would block or never end; is_file() follows symlinks.
+            _check_regular(path, "--pip-conf", UsageError)
         # Raw: pip reads its files without interpolation, so `%` in a password is literal.
         parser = configparser.RawConfigParser()
         try:
@@ -175,7 +260,12 @@ def _option_name(name: str) -> str:
 
 def _settings(values: Mapping[str, str], sources: list[str]) -> PipSettings:
     skipped: list[str] = []
-    index_url = values.get("index-url") or None
+    index_url = values.get("index-url", "").strip() or None
+    if index_url and len(index_url.split()) > 1:
+        raise ConfigError(
+            f"pip setting `index-url` holds several words ({shown(mask(index_url, url_secrets(index_url)))}): "
+            "it takes one URL. Put the other indexes in `extra-index-url`."
+        )
     if index_url and _is_local(index_url):
         skipped.append(f"index-url {index_url}")
         index_url = None
@@ -191,12 +281,19 @@ def _settings(values: Mapping[str, str], sources: list[str]) -> PipSettings:
             skipped.append(f"find-links {link}")
         else:
             find_links.append(link)
+    hosts = tuple(values.get("trusted-host", "").split())
+    for host in hosts:
+        if not _HOST_RE.fullmatch(host):
+            raise ConfigError(
+                f"pip setting `trusted-host` has {shown(host)}, which is not a host name or host:port. "
+                "Fix the pip configuration (pip config list shows where it is set)."
+            )
     return PipSettings(
         index_url=index_url,
         extra_index_urls=tuple(extra),
-        trusted_hosts=tuple(values.get("trusted-host", "").split()),
-        timeout=values.get("timeout") or None,
-        retries=values.get("retries") or None,
+        trusted_hosts=hosts,
+        timeout=_number(values.get("timeout"), "timeout"),
+        retries=_number(values.get("retries"), "retries"),
         cert=_existing_file(values.get("cert"), "cert"),
         client_cert=_existing_file(values.get("client-cert"), "client-cert"),
         find_links=tuple(find_links),
@@ -205,17 +302,53 @@ def _settings(values: Mapping[str, str], sources: list[str]) -> PipSettings:
     )
 
 
+def _number(value: str | None, key: str) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not _NUMBER_RE.fullmatch(value):
+        raise ConfigError(
+            f"pip setting `{key}` must be a number, got {shown(value)}. Fix the pip configuration "
+            "(pip config list shows where it is set) or pass --pip-conf FILE."
+        )
+    return value
+
+
 def _is_local(url: str) -> bool:
     return url.startswith("file:") or "://" not in url
 
 
 def _existing_file(value: str | None, key: str) -> Path | None:
-    if not value:
+    if not value or not value.strip():
         return None
-    path = Path(value).expanduser()
+    path = Path(value.strip()).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"pip's `{key}` names {path}, which does not exist. Fix the pip configuration "
+            f"pip's `{key}` names {cut(str(path))}, which does not exist. Fix the pip configuration "
             "(pip config list shows where it is set) or pass --pip-conf FILE."
         )
+    _check_regular(path, f"pip's `{key}`", ConfigError)
     return path
+
+
+# Certificates and pip.conf files are small; a bigger file is a mistake (or /dev/zero).
+MAX_INPUT_BYTES = 1 << 20
+
+
+def _check_regular(path: Path, what: str, error: type[UsageError] | type[ConfigError]) -> None:
+    """Refuse what is not a readable regular file of at most MAX_INPUT_BYTES, before any engine work."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{what} names {cut(str(path))}, which is not a regular file. Give the path of a file.")
+        if info.st_size > MAX_INPUT_BYTES:
+            raise error(
+                f"{what} names {cut(str(path))}, which is larger than {MAX_INPUT_BYTES >> 20} MiB. Give the right file."
+            )
+        with path.open("rb") as stream:
+            stream.read(1)
+    except OSError as err:
+        raise error(
+            f"{what} names {cut(str(path))}, which cannot be read: {err.strerror}. Fix its permissions "
+            "or give another file."
+        ) from err

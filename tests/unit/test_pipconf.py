@@ -4,6 +4,7 @@ every test passes `env`, `home` and `system_dir` inside tmp_path."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -176,7 +177,8 @@ def test_percent_in_a_value_is_literal(tmp_path: Path, home: Path, etc: Path) ->
     settings = load_pip_settings(conf, {}, home, etc)
 
     assert settings.index_url == "https://deploy:p%40ss%word@pypi.example.com/simple"
-    assert settings.secrets() == ("p%40ss%word", "deploy")
+    # Raw and percent-decoded (pip may print either); the user name is not a secret.
+    assert settings.secrets() == ("p%40ss%word", "p@ss%word")
 
 
 def test_unparsable_file_is_a_config_error(tmp_path: Path, home: Path, etc: Path) -> None:
@@ -268,11 +270,11 @@ def test_config_text_for_the_compile_container() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("https://user:token@pypi.example.com/simple", "https://****@pypi.example.com/simple"),
+        ("https://user:token@pypi.example.com/simple", "https://user:****@pypi.example.com/simple"),
         ("https://tokenonly@pypi.example.com/simple", "https://****@pypi.example.com/simple"),
         (
             "pip wheel --index-url https://u:p@a.example.com/simple --extra-index-url http://v:q@b.example.com/",
-            "pip wheel --index-url https://****@a.example.com/simple --extra-index-url http://****@b.example.com/",
+            "pip wheel --index-url https://u:****@a.example.com/simple --extra-index-url http://v:****@b.example.com/",
         ),
         ("https://pypi.example.com/simple", "https://pypi.example.com/simple"),
         ("mail me at someone@example.com", "mail me at someone@example.com"),
@@ -289,15 +291,175 @@ def test_mask_hides_known_secrets_anywhere() -> None:
 def test_secrets_are_found_in_every_index_url(tmp_path: Path, home: Path, etc: Path) -> None:
     conf = write(
         tmp_path / "pip.conf",
-        "[global]\nindex-url = https://deploy:tok-123@pypi.example.com/simple\n"
+        "[global]\nindex-url = https://deploy:tok-12345678@pypi.example.com/simple\n"
         "extra-index-url = https://gl-token-456@gitlab.example.com/simple https://x@short.example.com/\n"
-        "find-links = https://links:pw-789@wheels.example.com/\n",
+        "find-links = https://links:pw-7890123@wheels.example.com/\n",
     )
 
     settings = load_pip_settings(conf, {}, home, etc)
-    log_line = f"using {settings.index_url}; tokens tok-123 gl-token-456 pw-789"
+    log_line = f"using {settings.index_url}; tokens tok-12345678 gl-token-456 pw-7890123"
 
-    assert settings.secrets() == ("tok-123", "deploy", "gl-token-456", "pw-789", "links")
+    assert settings.secrets() == ("tok-12345678", "gl-token-456", "x", "pw-7890123")
     masked = mask(log_line, settings.secrets())
-    for secret in settings.secrets():
+    for secret in ("tok-12345678", "gl-token-456", "pw-7890123"):
         assert secret not in masked
+    # `x` is too short to hide everywhere, but it is hidden where it stands as a token.
+    assert mask("https://x@short.example.com/", settings.secrets()) == "https://****@short.example.com/"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The password ends at the LAST `@` before the host, as pip reads it.
+        ("https://deploy:p@ss@pypi.example.com/simple", "https://deploy:****@pypi.example.com/simple"),
+        ("https://deploy:p@ss@w0rd@pypi.example.com/", "https://deploy:****@pypi.example.com/"),
+        (
+            "Looking in indexes: https://TOKEN123@host.example.com/simple",
+            "Looking in indexes: https://****@host.example.com/simple",
+        ),
+        ("'https://u:pw@h.example.com'", "'https://u:****@h.example.com'"),
+        ("https://host.example.com/simple?x=a@b", "https://host.example.com/simple?x=a@b"),
+        ("git+ssh://git@github.com/org/repo.git", "git+ssh://****@github.com/org/repo.git"),
+    ],
+)
+def test_mask_splits_user_info_at_the_last_at(text: str, expected: str) -> None:
+    assert mask(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "line", "hidden", "kept"),
+    [
+        # A short user name or password is no reason to hide ordinary words (issue 11.5).
+        (
+            "https://apt:hello@pypi.example.com/simple",
+            "apt-get install hello-world==1.0.0",
+            [],
+            ["apt-get", "hello-world"],
+        ),
+        ("https://apt:hello@pypi.example.com/simple", "auth apt:hello@pypi.example.com", ["hello"], ["apt"]),
+        # A long secret is hidden wherever it appears, inside longer tokens too.
+        ("https://user:s3cr3t-pass@pypi.example.com/", "header xx-s3cr3t-pass-yy", ["s3cr3t-pass"], ["header"]),
+        # A token alone in the user info is a secret, even when short.
+        ("https://tok@pypi.example.com/simple", "403 for https://tok@pypi.example.com/simple", ["tok@"], []),
+        # Tokens in the path and query of an index URL (Gemfury, Azure-style) are secrets.
+        (
+            "https://pypi.fury.io/Ab12Cd34Ef56Gh78Ij90/team/",
+            "GET https://pypi.fury.io/Ab12Cd34Ef56Gh78Ij90/team/ returned 404",
+            ["Ab12Cd34Ef56Gh78Ij90"],
+            ["team", "pypi.fury.io"],
+        ),
+        (
+            "https://idx.example.com/simple?token=abc123",
+            "url https://idx.example.com/simple?token=abc123",
+            ["abc123"],
+            ["simple"],
+        ),
+        # Scheme-less: the user info is still found.
+        (
+            "deploy:LongPassword99@pypi.example.com/simple",
+            "deploy:LongPassword99@pypi.example.com",
+            ["LongPassword99"],
+            ["deploy"],
+        ),
+        # Percent-encoded in the configuration, decoded in some output.
+        (
+            "https://u:pa%24%24word-long@h.example.com/",
+            "pa$$word-long and pa%24%24word-long",
+            ["pa$$word-long", "pa%24%24word-long"],
+            [],
+        ),
+    ],
+)
+def test_mask_hides_every_secret_and_only_secrets(url: str, line: str, hidden: list[str], kept: list[str]) -> None:
+    settings = PipSettings(index_url=url)
+
+    masked = mask(line, settings.secrets())
+
+    for secret in hidden:
+        assert secret not in masked
+    for word in kept:
+        assert word in masked
+
+
+def test_skipped_settings_are_secrets_too() -> None:
+    settings = PipSettings(skipped=("index-url deploy:LongPassword99@pypi.example.com/simple",))
+
+    assert "LongPassword99" in settings.secrets()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 200_000,
+        "https://" + "a" * 200_000,
+        "://" * 70_000,
+        "https://u:" + "@" * 200_000,
+        "x" * 100_000 + "://" + "b@" * 50_000,
+        ("https://user:pw@h.example.com/ " * 40_000)[:1_000_000],
+        "=" + "ab" * 100_000,
+    ],
+)
+def test_mask_is_linear(text: str) -> None:
+    secrets = ("LongPassword99", "pw", "ab", "Ab12Cd34Ef56Gh78Ij90")
+    start = time.monotonic()
+
+    masked = mask(text, secrets)
+
+    assert time.monotonic() - start < 2.0, "masking must not backtrack (ReDoS guard)"
+    assert "LongPassword99" not in masked
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("timeout = 10\n  [evil]", "`timeout` must be a number"),
+        ("retries = many", "`retries` must be a number"),
+        ("index-url = https://a.example.com/ https://b.example.com/", "`index-url` holds several words"),
+        ("trusted-host = a.example.com b;rm", "`trusted-host` has 'b;rm'"),
+    ],
+)
+def test_hostile_pip_settings_are_refused(tmp_path: Path, home: Path, etc: Path, lines: str, message: str) -> None:
+    conf = write(tmp_path / "pip.conf", "[global]\n" + lines + "\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_pip_settings(conf, {}, home, etc)
+
+    assert message in caught.value.message
+
+
+def test_a_newline_in_a_pip_variable_cannot_add_a_setting(home: Path, etc: Path) -> None:
+    env = {"PIP_INDEX_URL": "https://a.example.com/simple\ncert = /etc/shadow"}
+
+    with pytest.raises(ConfigError, match="`index-url` holds several words"):
+        load_pip_settings(None, env, home, etc)
+    with pytest.raises(ConfigError, match="spans lines"):
+        PipSettings(index_url="https://a.example.com/\n[global]\ncert=/x").config_text(None, None)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory-link", "unreadable-size", "devzero"])
+def test_certificate_must_be_a_small_regular_file(tmp_path: Path, home: Path, etc: Path, kind: str) -> None:
+    target = tmp_path / "ca.pem"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "directory-link":
+        target.symlink_to(tmp_path)
+    elif kind == "unreadable-size":
+        target.write_bytes(b"x" * (2 << 20))
+    else:
+        target = Path("/dev/zero")
+    conf = write(tmp_path / "pip.conf", f"[global]\ncert = {target}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_pip_settings(conf, {}, home, etc)
+
+    assert caught.value.exit_code == 3
+    assert "\n" not in caught.value.message
+
+
+def test_pip_conf_option_must_be_a_regular_file(tmp_path: Path, home: Path, etc: Path) -> None:
+    fifo = tmp_path / "pip.fifo"
+    os.mkfifo(fifo)
+
+    # is_file() is False for a FIFO: refused before anything opens it (which would block).
+    with pytest.raises(UsageError):
+        load_pip_settings(fifo, {}, home, etc)
