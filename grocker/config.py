@@ -9,7 +9,9 @@ is checked here, before any engine call, and handed to the core as frozen datacl
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,8 +20,9 @@ from typing import Any
 
 import yaml
 
-from grocker.errors import ConfigError, UsageError
+from grocker.errors import ConfigError, UsageError, cut, shown
 from grocker.naming import is_valid_base_name, is_valid_prefix
+from grocker.pipconf import mask
 from grocker.runtimes import Runtime, is_retired, select_runtime
 
 CLI_SOURCE = "command line"
@@ -42,10 +45,30 @@ PROJECT_KEYS = (
 KNOWN_KEYS = (*PROJECT_KEYS, "runtimes")
 DEPRECATED_KEYS = {"envs": "env"}
 
-_PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:~=<>@-]*$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PORT_RE = re.compile(r"^(\d{1,5})(/(tcp|udp|sctp))?$")
-_ENTRYPOINT_RE = re.compile(r"^[^\s\"'\\]+$")
+# Every pattern below is used with fullmatch: `$` alone lets a trailing newline through.
+# A system package name, with apt's `=version`, `:arch`, `/release` or apk's `=version`, `~ver`
+# and `@tag`: it is written unquoted into an `apt-get install` / `apk add` line, so no shell
+# metacharacter (`<`, `>`, `;`, `$`, quotes, spaces) may appear.
+_PACKAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._:~=@/-]*")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# ASCII digits only: `\d` also matches other scripts' digits, which int() accepts.
+_PORT_RE = re.compile(r"([0-9]{1,5})(/(tcp|udp|sctp))?")
+_ENTRYPOINT_RE = re.compile(r"[^\s\"'\\]+")
+# User info in a URL of an apt source line (`https://user:pass@host/...`): one character class
+# between the literal `://` and `@`, so the search is linear.
+_URL_USERINFO_RE = re.compile(r"://[^/\s]*@")
+_REPOSITORY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_RUNTIME_NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*/[a-z0-9]+(?:[._-][a-z0-9]+)*")
+_PYTHON_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+")
+# A base image reference as FROM takes it: [registry/]path[:tag][@digest], nothing a shell or
+# Dockerfile could read as another instruction.
+_IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
+RUNTIME_FIELDS = ("image", "family", "python", "python_version", "dependencies", "deprecated", "retired")
+# Config and constraint files are small; anything bigger (or /dev/zero) is a mistake.
+MAX_FILE_BYTES = 1 << 20
+# Nodes a YAML file may expand to through aliases: far above any real configuration, far below
+# a "billion laughs" file (451 bytes that expand to hundreds of megabytes).
+MAX_YAML_NODES = 100_000
 
 
 @dataclass(frozen=True)
@@ -102,34 +125,25 @@ def load_defaults() -> Layer:
 
 
 def project_files(config_files: Sequence[Path], cwd: Path) -> list[Path]:
-    """The files to read: the `-c` files in order, else `./.grocker.yml` when present."""
+    """The files to read: the `-c` files in order, else `./.grocker.yml` when present.
+
+    A `.grocker.yml` that is there but is not a file (a directory, a broken symlink) is read
+    anyway, so that load_file says what is wrong with it instead of silently ignoring it.
+    """
     if config_files:
         return list(config_files)
     default = cwd / PROJECT_FILE
-    return [default] if default.is_file() else []
+    return [default] if os.path.lexists(default) else []
 
 
 def load_file(path: Path) -> Layer:
     """Read one project file into a layer, checking its syntax and its keys."""
+    data = read_small_file(path, f"Config file {cut(str(path))}", "Check the path given to -c/--config.")
     try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError as err:
-        raise ConfigError(f"Config file {path} does not exist. Check the path given to -c/--config.") from err
-    except OSError as err:
-        raise ConfigError(f"Config file {path} cannot be read: {err.strerror}.") from err
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"Config file {path} is not UTF-8 text (byte {err.start}). Save it as UTF-8.") from err
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err)
-        # The parser notices a fault where it stops, often lines after the cause (an unclosed `[`).
-        context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
-        if context and start and mark and start.line != mark.line:
-            problem += f" ({context} started at line {start.line + 1}, column {start.column + 1})"
-        raise ConfigError(f"Config file {where} is not valid YAML: {problem}. Fix the syntax at that place.") from err
+    values = _parse_yaml(text, path)
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -137,8 +151,133 @@ def load_file(path: Path) -> Layer:
             f"Config file {path} must hold a mapping of keys (runtime:, dependencies:, ...), "
             f"not a {_type_name(values)}."
         )
-    values = _absolute_constraint(values, path.parent)
+    values = _absolute_constraint(values, path)
     return Layer(str(path), values)
+
+
+def read_small_file(path: Path, what: str, advice: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; a ConfigError for anything else.
+
+    Checked with stat before opening: opening a FIFO blocks, and /dev/zero never ends.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError as err:
+        if path.is_symlink():
+            raise ConfigError(
+                f"{what} is a symbolic link to {cut(os.readlink(path))}, which does not exist. Fix or remove the link."
+            ) from err
+        raise ConfigError(f"{what} does not exist. {advice}") from err
+    except OSError as err:
+        raise ConfigError(f"{what} cannot be read: {err.strerror}. {advice}") from err
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{what} is a directory, not a file. {advice}")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{what} is not a regular file (a FIFO, a socket or a device). {advice}")
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(limit + 1)
+    except OSError as err:
+        raise ConfigError(f"{what} cannot be read: {err.strerror}. Fix its permissions. {advice}") from err
+    if len(data) > limit:
+        raise ConfigError(f"{what} is larger than {limit >> 10} KiB, far more than a configuration needs. {advice}")
+    return data
+
+
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: object, first: int, second: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML says keys are unique;
+    PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKeyError(key, seen[key], line)
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, path)
+        return loader.construct_document(node)
+    except _DuplicateKeyError as err:
+        raise ConfigError(
+            f"Config file {path} gives the key {shown(err.key)} twice in one mapping (lines {err.first} "
+            f"and {err.second}); YAML keys must be unique. Keep one of them."
+        ) from err
+    except RecursionError as err:
+        raise ConfigError(
+            f"Config file {path} nests its values too deeply for a configuration. Check that it is the right file."
+        ) from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        # The parser notices a fault where it stops, often lines after the cause (an unclosed `[`).
+        context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context and start and mark and start.line != mark.line:
+            problem += f" ({context} started at line {start.line + 1}, column {start.column + 1})"
+        raise ConfigError(f"Config file {where} is not valid YAML: {problem}. Fix the syntax at that place.") from err
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Refuse aliases that refer to themselves or expand to more than MAX_YAML_NODES nodes.
+
+    Iterative and memoised per node, so a file of a few hundred bytes with nested aliases
+    (which would expand to gigabytes) is measured in time linear in its size.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = _yaml_children(node)
+        if finished:
+            on_path.discard(id(node))
+            sizes[id(node)] = min(1 + sum(sizes[id(child)] for child in children), MAX_YAML_NODES + 1)
+            continue
+        if id(node) in sizes:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                raise ConfigError(
+                    f"Config file {path} has an alias inside the value it refers to (line "
+                    f"{child.start_mark.line + 1}), which would never end. Remove that alias."
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+    if sizes[id(root)] > MAX_YAML_NODES:
+        raise ConfigError(
+            f"Config file {path} expands through its YAML aliases (*name) to more than {MAX_YAML_NODES} "
+            "values, far more than a configuration holds. Write the values out instead of nesting aliases."
+        )
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
 
 
 def resolve(layers: Sequence[Layer]) -> ProjectConfig:
@@ -181,22 +320,22 @@ def _check_value(source: str, key: str, value: Any) -> None:
     if key in ("runtime", "entrypoint_name", "pip_constraint", "docker_image_prefix", "image_base_name"):
         if not isinstance(value, str) or not value.strip():
             _fail(source, key, f"must be a non-empty string, got {_show(value)}")
-        if key == "entrypoint_name" and not _ENTRYPOINT_RE.match(value):
-            _fail(source, key, f"must be a command name or path without spaces or quotes, got {value!r}")
+        if key == "entrypoint_name" and not _ENTRYPOINT_RE.fullmatch(value):
+            _fail(source, key, f"must be a command name or path without spaces or quotes, got {shown(value)}")
         if key == "docker_image_prefix" and not is_valid_prefix(value):
             _fail(
                 source,
                 key,
                 f"must be a registry and/or namespace in lower-case, e.g. registry.example.com, "
-                f"localhost:5000/team or myaccount; got {value!r}",
+                f"localhost:5000/team or myaccount; got {shown(value)}",
             )
         if key == "image_base_name" and not is_valid_base_name(value):
-            _fail(source, key, f"must contain letters or digits, got {value!r}")
+            _fail(source, key, f"must contain letters or digits, got {shown(value)}")
     elif key == "volumes":
         _check_list(source, key, value, str)
         for item in value:
             if not item.startswith("/"):
-                _fail(source, key, f"entries must be absolute container paths, got {item!r}")
+                _fail(source, key, f"entries must be absolute container paths, got {shown(item)}")
     elif key == "ports":
         _check_list(source, key, value, (str, int))
         for item in value:
@@ -207,8 +346,50 @@ def _check_value(source: str, key: str, value: Any) -> None:
         _check_repositories(source, value)
     elif key == "dependencies":
         _check_dependencies(source, value)
-    elif key == "runtimes" and not isinstance(value, dict):
-        _fail(source, key, f"must be a mapping of runtime name to its fields, got {_show(value)}")
+    elif key == "runtimes":
+        _check_runtimes(source, value)
+
+
+def _check_runtimes(source: str, value: Any) -> None:
+    """Check every entry of a `runtimes:` table as strictly as the top-level keys.
+
+    runtimes.py checks the entry that is chosen; this checks them all, here, so that a typo in
+    an entry (`imgae:`) is an error with a suggestion rather than a silently ignored field.
+    """
+    if not isinstance(value, dict):
+        _fail(source, "runtimes", f"must be a mapping of runtime name to its fields, got {_show(value)}")
+    for name, entry in value.items():
+        if not isinstance(name, str) or not _RUNTIME_NAME_RE.fullmatch(name):
+            _fail(
+                source,
+                "runtimes",
+                "names must be `<distribution>/<python version>` in lower-case letters, digits, '.', '_' "
+                f"and '-', e.g. `trixie/3.13` (they become part of image names); got {shown(name)}",
+            )
+        path = f"runtimes.{name}"
+        if entry is None:
+            continue  # an empty entry amends nothing
+        if not isinstance(entry, dict):
+            _fail(source, path, f"must be a mapping of {', '.join(RUNTIME_FIELDS)}; got {_show(entry)}")
+        for field_name in entry:
+            if field_name not in RUNTIME_FIELDS:
+                close = difflib.get_close_matches(str(field_name), RUNTIME_FIELDS, n=1)
+                hint = f" Did you mean `{close[0]}`?" if close else f" Known fields: {', '.join(RUNTIME_FIELDS)}."
+                _fail(source, f"{path}.{cut(str(field_name), 40)}", f"is not a runtime field.{hint}")
+        for field_name in ("image", "family", "python", "python_version", "deprecated", "retired"):
+            item = entry.get(field_name)
+            if item is not None and not isinstance(item, str):
+                hint = ' (YAML read it as a number: put it in quotes, e.g. "3.10")' if isinstance(item, float) else ""
+                _fail(source, f"{path}.{field_name}", f"must be a string, got {_show(item)}{hint}")
+        version = entry.get("python_version")
+        if isinstance(version, str) and not _PYTHON_VERSION_RE.fullmatch(version):
+            _fail(source, f"{path}.python_version", f'must be MAJOR.MINOR, e.g. "3.13"; got {shown(version)}')
+        image = entry.get("image")
+        if isinstance(image, str) and not _IMAGE_RE.fullmatch(image):
+            _fail(source, f"{path}.image", f"must be an image reference such as debian:trixie; got {shown(image)}")
+        deps = entry.get("dependencies")
+        if deps is not None:
+            _check_dependencies(source, deps, f"{path}.dependencies")
 
 
 def _check_list(source: str, key: str, value: Any, kind: type | tuple[type, ...]) -> None:
@@ -220,19 +401,20 @@ def _check_list(source: str, key: str, value: Any, kind: type | tuple[type, ...]
 
 
 def _check_port(source: str, key: str, port: str | int) -> None:
-    match = _PORT_RE.match(str(port))
+    match = _PORT_RE.fullmatch(str(port))
     if not match or not 1 <= int(match.group(1)) <= 65535:
-        _fail(source, key, f"entries must be port numbers 1-65535, optionally /tcp or /udp, got {port!r}")
+        _fail(source, key, f"entries must be port numbers 1-65535, optionally /tcp or /udp, got {shown(port)}")
 
 
 def _check_env(source: str, value: Any) -> None:
     if not isinstance(value, dict):
         _fail(source, "env", f"must be a mapping of NAME: value, got {_show(value)}")
     for name, item in value.items():
-        if not isinstance(name, str) or not _ENV_NAME_RE.match(name):
-            _fail(source, "env", f"names must be letters, digits and _, not starting with a digit; got {name!r}")
-        if isinstance(item, (dict, list)) or item is None:
-            _fail(source, f"env.{name}", f"must be a string or a number, got {_show(item)}")
+        if not isinstance(name, str) or not _ENV_NAME_RE.fullmatch(name):
+            _fail(source, "env", f"names must be letters, digits and _, not starting with a digit; got {shown(name)}")
+        if not isinstance(item, (str, int, float)):
+            # Lists, mappings, empty values, but also dates, sets and !!binary: quote the value.
+            _fail(source, f"env.{name}", f"must be a string or a number, got {_show(item)}; put it in quotes")
         if "\n" in str(item) or "\r" in str(item):
             # A Dockerfile ENV value cannot hold a line break.
             _fail(source, f"env.{name}", "must be a single line")
@@ -243,8 +425,8 @@ def _check_repositories(source: str, value: Any) -> None:
         _fail(source, "repositories", f"must be a mapping of id: {{uri, key}}, got {_show(value)}")
     for repo_id, repo in value.items():
         path = f"repositories.{repo_id}"
-        if not isinstance(repo_id, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", repo_id):
-            _fail(source, "repositories", f"ids must be letters, digits, '.', '_' and '-', got {repo_id!r}")
+        if not isinstance(repo_id, str) or not _REPOSITORY_ID_RE.fullmatch(repo_id):
+            _fail(source, "repositories", f"ids must be letters, digits, '.', '_' and '-', got {shown(repo_id)}")
         if not isinstance(repo, dict):
             _fail(source, path, f"must be a mapping with `uri` and `key`, got {_show(repo)}")
         for sub in repo:
@@ -260,6 +442,17 @@ def _check_repositories(source: str, value: Any) -> None:
                 _fail(source, f"{path}.{sub}", f"is missing; give {what}")
         if "\n" in repo["uri"].strip():
             _fail(source, f"{path}.uri", "must be a single line")
+        if _URL_USERINFO_RE.search(repo["uri"]):
+            # The source line is written into the root image (its provision script, kept in a
+            # layer, and /etc/apt/sources.list.d): credentials there would ship with every image.
+            _fail(
+                source,
+                f"{path}.uri",
+                f"has credentials in its URL ({shown(mask(repo['uri']))}), which would be written into the "
+                "root image and every image built on it. Grocker does not pass apt credentials: use a "
+                "mirror of that repository that needs none, or a runtime whose base image already has "
+                "them configured (/etc/apt/auth.conf.d), and give the URL without `user:password@`",
+            )
         if "-----BEGIN PGP PUBLIC KEY BLOCK-----" not in repo["key"]:
             _fail(
                 source,
@@ -275,32 +468,38 @@ _NEW_DEPENDENCIES = (
 )
 
 
-def _check_dependencies(source: str, value: Any) -> None:
+_PACKAGE_PROBLEM = (
+    "which is not a system package name: letters, digits and + . _ : ~ = @ / - only, written as is into "
+    "the install command (pin an Alpine version with `py3-foo=1.2` or `py3-foo~1.2`, not `>=`)"
+)
+
+
+def _check_dependencies(source: str, value: Any, path: str = "dependencies") -> None:
     if isinstance(value, list):
         _fail(
             source,
-            "dependencies",
+            path,
             f"uses the syntax of Grocker before 6.0 (a single list). {_NEW_DEPENDENCIES}",
         )
     if not isinstance(value, dict):
-        _fail(source, "dependencies", f"must be a mapping with `run` and `build` lists, got {_show(value)}")
+        _fail(source, path, f"must be a mapping with `run` and `build` lists, got {_show(value)}")
     for kind, packages in value.items():
         if kind not in ("run", "build"):
             close = difflib.get_close_matches(str(kind), ("run", "build"), n=1)
             hint = f" Did you mean `{close[0]}`?" if close else ""
-            _fail(source, f"dependencies.{kind}", f"is not a dependency kind (use `run` or `build`).{hint}")
+            _fail(source, f"{path}.{kind}", f"is not a dependency kind (use `run` or `build`).{hint}")
         if packages is None:
             continue
         if isinstance(packages, list) and any(isinstance(package, dict) for package in packages):
             _fail(
                 source,
-                f"dependencies.{kind}",
+                f"{path}.{kind}",
                 f"uses the pre-6.0 `run-package: build-package` syntax. {_NEW_DEPENDENCIES}",
             )
-        _check_list(source, f"dependencies.{kind}", packages, str)
+        _check_list(source, f"{path}.{kind}", packages, str)
         for package in packages:
-            if not _PACKAGE_RE.match(package):
-                _fail(source, f"dependencies.{kind}", f"has {package!r}, which is not a system package name")
+            if not _PACKAGE_RE.fullmatch(package):
+                _fail(source, f"{path}.{kind}", f"has {shown(package)}, {_PACKAGE_PROBLEM}")
 
 
 def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list[str]) -> ProjectConfig:
@@ -317,20 +516,15 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
     if runtime.deprecated:
         warnings.append(f"Runtime {runtime.name} is deprecated: {runtime.deprecated}")
     for package in runtime.run_packages + runtime.build_packages:
-        if not _PACKAGE_RE.match(package):
+        if not _PACKAGE_RE.fullmatch(package):
             raise ConfigError(
-                f"runtimes.{runtime.name} ({runtimes_source}) has {package!r}, which is not a system "
-                "package name. Fix it in that file."
+                f"runtimes.{runtime.name} ({runtimes_source}) has {shown(package)}, {_PACKAGE_PROBLEM}. "
+                "Fix it in that file."
             )
     constraint = merged.get("pip_constraint")
     constraint_path = Path(constraint) if constraint else None
-    if constraint_path is not None and not constraint_path.is_file():
-        _fail(
-            sources.get("pip_constraint", DEFAULTS_SOURCE),
-            "pip_constraint",
-            f"names {constraint_path}, which does not exist (relative paths are resolved "
-            "against the directory of the config file that names them)",
-        )
+    if constraint_path is not None:
+        _check_constraint_file(constraint_path, sources.get("pip_constraint", DEFAULTS_SOURCE))
     deps = merged.get("dependencies") or {}
     repositories = tuple(
         Repository(repo_id, repo["uri"].strip(), repo["key"].strip() + "\n")
@@ -353,7 +547,7 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
                 repositories_source,
                 f"repositories.{repo.id}.uri",
                 f"must be an apt source line starting with `deb `, e.g. "
-                f"`deb http://host/debian trixie main`; got {repo.uri!r}",
+                f"`deb http://host/debian trixie main`; got {shown(repo.uri)}",
             )
     return ProjectConfig(
         runtime=runtime,
@@ -372,13 +566,29 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
     )
 
 
+def _check_constraint_file(path: Path, source: str) -> None:
+    if not path.exists() and not path.is_symlink():
+        _fail(
+            source,
+            "pip_constraint",
+            f"names {cut(str(path))}, which does not exist (relative paths are resolved "
+            "against the directory of the config file that names them)",
+        )
+    try:
+        read_small_file(path, f"{cut(str(path))}", "Give the path of a pip constraints file.")
+    except ConfigError as err:
+        _fail(source, "pip_constraint", f"is not usable: {err.message.rstrip('.')}")
+
+
 def parse_env_options(values: Sequence[str]) -> dict[str, str]:
     """Turn repeated `--env KEY=VALUE` options into a mapping (the value may contain `=`)."""
     env: dict[str, str] = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise UsageError(f"--env {item!r} has no `=`: give it as --env NAME=VALUE (an empty value is --env NAME=).")
+            raise UsageError(
+                f"--env {shown(item)} has no `=`: give it as --env NAME=VALUE (an empty value is --env NAME=)."
+            )
         env[name] = value
     return env
 
@@ -411,11 +621,31 @@ def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-def _absolute_constraint(values: dict[str, Any], base: Path) -> dict[str, Any]:
+def _absolute_constraint(values: dict[str, Any], config_path: Path) -> dict[str, Any]:
+    """Make a file's `pip_constraint` absolute, refusing one outside the file's directory.
+
+    The constraint file is sent into the compile container: a shared `.grocker.yml` must not be
+    able to send `~/.netrc` there (`../../.netrc`, an absolute path, or a symlink pointing out).
+    A path given on the command line is the user's own choice and is not limited.
+    """
     constraint = values.get("pip_constraint")
-    if isinstance(constraint, str) and constraint.strip():
-        values = dict(values, pip_constraint=str((base / Path(constraint).expanduser()).resolve()))
-    return values
+    if not isinstance(constraint, str) or not constraint.strip():
+        return values
+    source = str(config_path)
+    try:
+        base = config_path.parent.resolve()
+        resolved = (base / Path(constraint).expanduser()).resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop, before Python 3.13
+        _fail(source, "pip_constraint", f"names {shown(constraint)}, which cannot be resolved ({err})")
+    if not resolved.is_relative_to(base):
+        _fail(
+            source,
+            "pip_constraint",
+            f"names {shown(constraint)}, which is outside the directory of this file ({cut(str(base))}); "
+            "a config file may only name a constraint file beside it or below it. Move the file there, "
+            "or give it on the command line with --pip-constraint",
+        )
+    return dict(values, pip_constraint=str(resolved))
 
 
 def _fail(source: str, key: str, problem: str) -> Any:
@@ -450,7 +680,7 @@ def _type_name(value: Any) -> str:
 def _show(value: Any) -> str:
     if value is None:
         return "an empty value"
-    return f"{_type_name(value)} {value!r}"
+    return f"{_type_name(value)} {shown(value)}"
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

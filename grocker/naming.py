@@ -11,7 +11,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from grocker import __version__
-from grocker.errors import UsageError
+from grocker.errors import UsageError, shown
 from grocker.release import Release
 
 if TYPE_CHECKING:
@@ -25,8 +25,13 @@ ROLE_LABEL = "grocker.image.role"
 # A Docker reference: [registry[:port]/]path[:tag], path components lower-case.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REGISTRY = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?)"
-_REFERENCE_RE = re.compile(rf"^(?:{_REGISTRY}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?$")
-_PREFIX_RE = re.compile(rf"^(?:{_REGISTRY})(?:/{_COMPONENT})*$")
+# Used with fullmatch (`$` would let a trailing newline through); the tag alphabet is ASCII, as
+# in Docker's grammar (`\w` would take any script's letters).
+_REFERENCE_RE = re.compile(rf"(?:{_REGISTRY}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?")
+_PREFIX_RE = re.compile(rf"(?:{_REGISTRY})(?:/{_COMPONENT})*")
+# Docker's limits: 255 characters for the repository (registry and path), 128 for the tag.
+MAX_REPOSITORY = 255
+MAX_TAG = 128
 
 
 @dataclass(frozen=True)
@@ -93,28 +98,48 @@ def default_image_name(release: Release, config: ProjectConfig) -> str:
     """`[<prefix>/]<base name or app name[-extras]>:<version>`, always a valid reference."""
     if release.version is None:
         raise UsageError(
-            f"RELEASE {release.text!r} names no exact version, so there is no default image name. "
-            f"Pin it ({release.name}==VERSION) or name the image with -n NAME:TAG."
+            f"RELEASE {shown(release.text)} names no exact version, so there is no default image name "
+            f"(it holds the version). Pin the release ({release.name}==VERSION) or give the image's "
+            "name with -n/--image-name NAME:TAG; the newest version the specifier allows is then built."
         )
     base = config.image_base_name or "-".join((release.name, *release.extras))
     name = f"{_repository(base)}:{_tag(release.version)}"
-    return f"{config.image_prefix}/{name}" if config.image_prefix else name
+    name = f"{config.image_prefix}/{name}" if config.image_prefix else name
+    check_length(name, "shorten docker_image_prefix or image_base_name, or give -n")
+    return name
 
 
 def check_image_name(name: str) -> str:
     """Return `name` with a `:latest` tag if it has none; refuse an invalid reference."""
-    if not _REFERENCE_RE.match(name):
+    if not _REFERENCE_RE.fullmatch(name):
         raise UsageError(
-            f"Image name {name!r} is not a valid Docker reference: use lower-case "
+            f"Image name {shown(name)} is not a valid Docker reference: use lower-case "
             "[registry[:port]/]path[:tag], e.g. registry.example.com/team/app:1.0."
         )
     last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
+    name = name if ":" in last else f"{name}:latest"
+    check_length(name, "-n/--image-name")
+    return name
+
+
+def check_length(name: str, where: str) -> None:
+    """Refuse a reference over Docker's limits (255 for the repository, 128 for the tag)."""
+    repository, _colon, tag = name.rpartition(":")
+    if len(repository) > MAX_REPOSITORY:
+        raise UsageError(
+            f"Image name {shown(name)} has a repository of {len(repository)} characters; Docker allows "
+            f"{MAX_REPOSITORY}. Give a shorter name ({where})."
+        )
+    if len(tag) > MAX_TAG:
+        raise UsageError(
+            f"Image name {shown(name)} has a tag of {len(tag)} characters; Docker allows {MAX_TAG}. "
+            f"Give a shorter tag ({where})."
+        )
 
 
 def is_valid_prefix(prefix: str) -> bool:
     """True when `prefix` can start a Docker reference (a registry and/or namespaces)."""
-    return bool(_PREFIX_RE.match(prefix))
+    return bool(_PREFIX_RE.fullmatch(prefix))
 
 
 def is_valid_base_name(base: str) -> bool:
@@ -126,7 +151,7 @@ def check_prefix(prefix: str) -> None:
     """Refuse an image prefix that cannot start a Docker reference."""
     if not is_valid_prefix(prefix):
         raise UsageError(
-            f"Image prefix {prefix!r} is not a registry or namespace: use e.g. "
+            f"Image prefix {shown(prefix)} is not a registry or namespace: use e.g. "
             "registry.example.com, localhost:5000/team or myaccount (lower-case)."
         )
 
@@ -170,7 +195,7 @@ def _repository(base: str) -> str:
     parts = [re.sub(r"^[._-]+|[._-]+$", "", re.sub(r"[._-]{2,}", "-", part)) for part in path.split("/")]
     parts = [part for part in parts if part]
     if not parts:
-        raise UsageError(f"Image base name {base!r} has no letters or digits; choose another one.")
+        raise UsageError(f"Image base name {shown(base)} has no letters or digits; choose another one.")
     return "/".join(parts)
 
 

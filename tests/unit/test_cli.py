@@ -400,7 +400,7 @@ ERROR_CASES = {
         {},
         ["ipython"],
         2,
-        ["'ipython'", "no exact version", "ipython==VERSION", "-n NAME:TAG"],
+        ["'ipython'", "no exact version", "ipython==VERSION", "-n/--image-name NAME:TAG"],
     ),
     "release with a range": (
         {},

@@ -290,7 +290,7 @@ def test_bad_package_in_a_runtime_names_its_file(tmp_path: Path) -> None:
         },
     )
 
-    with pytest.raises(ConfigError, match=r"runtimes\.mine/3\.13 \(.*grocker\.yml\) has 'a b'"):
+    with pytest.raises(ConfigError, match=r"grocker\.yml: `runtimes\.mine/3\.13\.dependencies\.run` has 'a b'"):
         api.load_config([project], cwd=tmp_path)
 
 

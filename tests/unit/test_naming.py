@@ -63,7 +63,10 @@ def test_unpinned_release_has_no_default_name(default_config: ProjectConfig) -> 
         naming.default_image_name(parse_release("ipython", Path("/nowhere")), default_config)
 
     assert caught.value.exit_code == 2
-    assert "Pin it (ipython==VERSION) or name the image with -n NAME:TAG" in caught.value.message
+    assert (
+        "Pin the release (ipython==VERSION) or give the image's name with -n/--image-name NAME:TAG"
+        in caught.value.message
+    )
 
 
 @pytest.mark.parametrize(
