@@ -58,7 +58,7 @@ def prepare_build(
     cwd = cwd or Path.cwd()
     env = os.environ if env is None else env
     release = parse_release(release_text, cwd)
-    check_wheel_platform(release, config.runtime.python_version)
+    check_wheel_platform(release, config.runtime.python_version, config.runtime.family)
     name = naming.check_image_name(image_name) if image_name else naming.default_image_name(release, config)
     pip = load_pip_settings(pip_conf, env, Path(env.get("HOME", str(Path.home()))))
     for skipped in pip.skipped:

@@ -400,6 +400,7 @@ class _Chain:
         created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         labels = runner_labels(release, self.config, created)
         labels["grocker.app.version"] = labels["org.opencontainers.image.version"] = lock.app_version
+        self.result.release = release.pinned(lock.app_version).requirement if release.version is None else release.text
         # The labels are the Dockerfile's last instruction (see purge.built_by_grocker), not
         # build options, which the classic builder turns into one step each.
         context = render.runner_context(release, self.config, self.names.root, lock, labels)

@@ -406,7 +406,7 @@ ERROR_CASES = {
         {},
         ["ipython>=8"],
         2,
-        ["'ipython>=8'", "one exact version with `==`", "ipython==1.2.3"],
+        ["'ipython>=8'", "no exact version", "Pin the release (ipython==VERSION)", "-n/--image-name"],
     ),
     "missing config file": (
         {},
@@ -572,3 +572,13 @@ def test_request_is_frozen(grocker) -> None:
     request: BuildRequest = run.request
     with pytest.raises(AttributeError):
         request.image_name = "other"  # type: ignore[misc]
+
+
+def test_version_range_builds_with_an_image_name(grocker) -> None:
+    # Issue 13.1: as the seed's help says, a range is accepted with -n; the newest allowed is built.
+    run = grocker("build", "ipython>=8.18,<9", "-n", "myipy:latest")
+
+    assert run.exit_code == 0, run.stderr
+    assert run.request.image_name == "myipy:latest"
+    assert run.request.release.version is None
+    assert run.request.release.requirement == "ipython<9,>=8.18"
