@@ -17,6 +17,7 @@ from grocker import purge as purge_module
 from grocker.build import BuildRequest, BuildResult
 from grocker.build import build as run_build
 from grocker.config import CLI_SOURCE, Layer, ProjectConfig, describe, load_defaults, load_file, project_files, resolve
+from grocker.errors import ConfigError, cut
 from grocker.log import logger
 from grocker.pipconf import load_pip_settings, mask
 from grocker.purge import PurgeOptions, PurgeReport
@@ -57,6 +58,8 @@ def prepare_build(
     """Check the release and the options and decide the final name: a frozen BuildRequest."""
     cwd = cwd or Path.cwd()
     env = os.environ if env is None else env
+    if result_file is not None:
+        check_result_file(cwd / result_file)
     release = parse_release(release_text, cwd)
     check_wheel_platform(release, config.runtime.python_version, config.runtime.family)
     name = naming.check_image_name(image_name) if image_name else naming.default_image_name(release, config)
@@ -80,6 +83,32 @@ def prepare_build(
         push=(build_image and naming.has_registry(name)) if push is None else push,
         no_cache=no_cache,
     )
+
+
+def check_result_file(path: Path) -> Path:
+    """Refuse a result file that could not be written after the build, before any engine work.
+
+    Nothing is created here (a dry run writes nothing): the nearest existing folder must be a
+    writable directory, and the file itself, if it exists, a writable non-directory.
+    """
+    where = f"--result-file {cut(str(path))}"
+    if path.is_dir():
+        raise ConfigError(f"{where} is a directory. Give the path of a file (it is created with its folders).")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{where} exists and cannot be written. Fix its permissions or give another path.")
+    parent = path.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(
+            f"{where} cannot be created: {cut(str(parent))} is not a directory. Give a path under a directory."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{where} cannot be created: the directory {cut(str(parent))} is not writable. Fix its "
+            "permissions or give another path."
+        )
+    return path
 
 
 def build(request: BuildRequest, env: Mapping[str, str] | None = None) -> BuildResult:
@@ -108,7 +137,15 @@ def dry_run(request: BuildRequest) -> str:
         render.root_context(config),
         render.compiler_context(config, names.root),
         render.wheel_server_context(config, names.root),
-        render.runner_context(request.release, config, names.root, render.placeholder_lock(request.release)),
+        render.runner_context(
+            request.release,
+            config,
+            names.root,
+            render.placeholder_lock(request.release),
+            # The runner's complete Dockerfile, labels included; the version and date are
+            # known only when the build runs.
+            _dry_run_labels(request),
+        ),
     ]
     for context in contexts:
         for path, content in context.files.items():
@@ -117,6 +154,13 @@ def dry_run(request: BuildRequest) -> str:
                 lines.append(content.decode("utf-8").rstrip("\n"))
                 lines.append("")
     return "\n".join(lines)
+
+
+def _dry_run_labels(request: BuildRequest) -> dict[str, str]:
+    labels = naming.runner_labels(request.release, request.config, "<build time>")
+    if request.release.version is None:
+        labels["grocker.app.version"] = labels["org.opencontainers.image.version"] = "<resolved version>"
+    return labels
 
 
 def purge(options: PurgeOptions, env: Mapping[str, str] | None = None) -> PurgeReport:

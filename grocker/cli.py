@@ -91,7 +91,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option(
     "--result-file",
     metavar="<filename>",
-    type=click.Path(dir_okay=False, path_type=Path),
+    # Checked by api.prepare_build (a configuration error, exit 3), not by click.
+    type=click.Path(path_type=Path),
     help="yaml file where results (image name, ...) are written",
 )
 @click.option(

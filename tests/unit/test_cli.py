@@ -582,3 +582,57 @@ def test_version_range_builds_with_an_image_name(grocker) -> None:
     assert run.request.image_name == "myipy:latest"
     assert run.request.release.version is None
     assert run.request.release.requirement == "ipython<9,>=8.18"
+
+
+@pytest.mark.parametrize(
+    ("setup", "result_file", "fragment"),
+    [
+        ("directory", "out", "is a directory"),
+        ("file-as-parent", "blocker/result.yml", "is not a directory"),
+        ("file-as-grandparent", "blocker/deeper/result.yml", "is not a directory"),
+    ],
+)
+def test_result_file_is_checked_before_any_engine_work(
+    grocker, tmp_path: Path, setup: str, result_file: str, fragment: str
+) -> None:
+    # Issue 13.5: a bad --result-file used to fail only after the build and the push.
+    if setup == "directory":
+        (tmp_path / "out").mkdir()
+    else:
+        (tmp_path / "blocker").write_text("")
+
+    for extra in ([], ["--dry-run"]):
+        run = grocker("build", *extra, "--result-file", result_file, "ipython==8.18.1")
+
+        assert run.exit_code == 3, run.stderr
+        assert run.requests == []
+        assert run.stdout == ""
+        assert fragment in run.stderr
+        assert run.stderr.count("\n") == 1
+
+
+def test_result_file_folders_are_not_created_by_the_check(grocker, tmp_path: Path) -> None:
+    run = grocker("build", "--dry-run", "--result-file", "new/folder/result.yml", "ipython==8.18.1")
+
+    assert run.exit_code == 0, run.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_dry_run_shows_the_runner_labels(grocker) -> None:
+    # Issue 13.8: the runner's complete Dockerfile, its LABEL instruction included.
+    run = grocker("build", "--dry-run", "ipython==8.18.1")
+
+    runner = run.stdout.split("# ---- runner image: Dockerfile", 1)[1]
+    assert run.exit_code == 0, run.stderr
+    assert "\nLABEL " in runner
+    for label in ('grocker.app.name="ipython"', 'grocker.app.version="8.18.1"', 'grocker.runtime="trixie/3.13"'):
+        assert label in runner
+    assert 'org.opencontainers.image.created="<build time>"' in runner
+
+
+def test_dry_run_of_a_range_shows_a_placeholder_version(grocker) -> None:
+    run = grocker("build", "--dry-run", "-n", "myipy:latest", "ipython>=8.18,<9")
+
+    assert run.exit_code == 0, run.stderr
+    assert 'grocker.app.version="<resolved version>"' in run.stdout
+    assert "release: ipython<9,>=8.18" in run.stdout
