@@ -62,7 +62,8 @@ def prepare_build(
         check_result_file(cwd / result_file)
     release = parse_release(release_text, cwd)
     check_wheel_platform(release, config.runtime.python_version, config.runtime.family)
-    name = naming.check_image_name(image_name) if image_name else naming.default_image_name(release, config)
+    # `-n ""` is a mistake, not a request for the default name.
+    name = naming.check_image_name(image_name) if image_name is not None else naming.default_image_name(release, config)
     pip = load_pip_settings(pip_conf, env, Path(env.get("HOME", str(Path.home()))))
     for skipped in pip.skipped:
         logger.warning(

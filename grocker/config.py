@@ -57,6 +57,7 @@ _ENTRYPOINT_RE = re.compile(r"[^\s\"'\\]+")
 # User info in a URL of an apt source line (`https://user:pass@host/...`): one character class
 # between the literal `://` and `@`, so the search is linear.
 _URL_USERINFO_RE = re.compile(r"://[^/\s]*@")
+_VOLUME_RE = re.compile(r"/[^\x00-\x1f\x7f]*")
 _REPOSITORY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _RUNTIME_NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*/[a-z0-9]+(?:[._-][a-z0-9]+)*")
 _PYTHON_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+")
@@ -69,6 +70,7 @@ MAX_FILE_BYTES = 1 << 20
 # Nodes a YAML file may expand to through aliases: far above any real configuration, far below
 # a "billion laughs" file (451 bytes that expand to hundreds of megabytes).
 MAX_YAML_NODES = 100_000
+MAX_FLOW_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -208,8 +210,10 @@ class _Loader(yaml.SafeLoader):
 
 
 def _parse_yaml(text: str, path: Path) -> Any:
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        _check_flow_depth(text, path)
+        loader = _Loader(text)  # reads the stream: refuses control characters (a NUL byte)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -234,7 +238,30 @@ def _parse_yaml(text: str, path: Path) -> Any:
             problem += f" ({context} started at line {start.line + 1}, column {start.column + 1})"
         raise ConfigError(f"Config file {where} is not valid YAML: {problem}. Fix the syntax at that place.") from err
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _check_flow_depth(text: str, path: Path) -> None:
+    """Refuse `[[[[...` or `{a: {a: ...` nested deeper than MAX_FLOW_DEPTH, before PyYAML reads it.
+
+    PyYAML's scanner takes time quadratic in the depth of flow collections (5000 levels take
+    seconds) before its recursion fails. Brackets inside quoted strings count too: no real
+    configuration opens a hundred of them without closing them.
+    """
+    if text.count("[") + text.count("{") <= MAX_FLOW_DEPTH:
+        return
+    depth = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            if depth > MAX_FLOW_DEPTH:
+                raise ConfigError(
+                    f"Config file {path} nests its values too deeply for a configuration (more than "
+                    f"{MAX_FLOW_DEPTH} levels of [ or {{). Check that it is the right file."
+                )
+        elif char in "]}" and depth:
+            depth -= 1
 
 
 def _check_expansion(root: yaml.Node, path: Path) -> None:
@@ -320,6 +347,14 @@ def _check_value(source: str, key: str, value: Any) -> None:
     if key in ("runtime", "entrypoint_name", "pip_constraint", "docker_image_prefix", "image_base_name"):
         if not isinstance(value, str) or not value.strip():
             _fail(source, key, f"must be a non-empty string, got {_show(value)}")
+        if key == "runtime" and (len(value) > 100 or not _RUNTIME_NAME_RE.fullmatch(value)):
+            _fail(
+                source,
+                key,
+                f"must be a runtime name such as trixie/3.13 (`<distribution>/<python version>`), got {shown(value)}",
+            )
+        if key in ("docker_image_prefix", "image_base_name") and len(value) > 200:
+            _fail(source, key, f"is {len(value)} characters long; image names are limited to 255 characters")
         if key == "entrypoint_name" and not _ENTRYPOINT_RE.fullmatch(value):
             _fail(source, key, f"must be a command name or path without spaces or quotes, got {shown(value)}")
         if key == "docker_image_prefix" and not is_valid_prefix(value):
@@ -334,8 +369,8 @@ def _check_value(source: str, key: str, value: Any) -> None:
     elif key == "volumes":
         _check_list(source, key, value, str)
         for item in value:
-            if not item.startswith("/"):
-                _fail(source, key, f"entries must be absolute container paths, got {shown(item)}")
+            if not _VOLUME_RE.fullmatch(item):
+                _fail(source, key, f"entries must be absolute container paths on one line, got {shown(item)}")
     elif key == "ports":
         _check_list(source, key, value, (str, int))
         for item in value:
@@ -567,7 +602,12 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
 
 
 def _check_constraint_file(path: Path, source: str) -> None:
-    if not path.exists() and not path.is_symlink():
+    try:
+        missing = not path.exists() and not path.is_symlink()
+    except (OSError, ValueError) as err:  # a name too long, a NUL character
+        problem = err.strerror if isinstance(err, OSError) and err.strerror else cut(str(err), 80)
+        _fail(source, "pip_constraint", f"names {shown(str(path))}, which cannot be used ({problem})")
+    if missing:
         _fail(
             source,
             "pip_constraint",
@@ -635,8 +675,10 @@ def _absolute_constraint(values: dict[str, Any], config_path: Path) -> dict[str,
     try:
         base = config_path.parent.resolve()
         resolved = (base / Path(constraint).expanduser()).resolve()
-    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop, before Python 3.13
-        _fail(source, "pip_constraint", f"names {shown(constraint)}, which cannot be resolved ({err})")
+    except (OSError, RuntimeError, ValueError) as err:
+        # RuntimeError: a symlink loop (before Python 3.13); ValueError: a NUL character.
+        problem = err.strerror if isinstance(err, OSError) and err.strerror else cut(str(err), 80)
+        _fail(source, "pip_constraint", f"names {shown(constraint)}, which cannot be resolved ({problem})")
     if not resolved.is_relative_to(base):
         _fail(
             source,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class GrockerError(Exception):
     """Base of every error Grocker reports to its user.
@@ -69,5 +73,10 @@ def shown(value: object, limit: int = 80) -> str:
 
 
 def cut(text: str, limit: int = 160) -> str:
-    """`text` cut to `limit` characters with an ellipsis (paths and other unquoted values)."""
+    """`text` cut to `limit` characters with an ellipsis (paths and other unquoted values).
+
+    Control characters are shown escaped (`\\n`), so that a value cannot break the message's
+    single paragraph.
+    """
+    text = _CONTROL_RE.sub(lambda match: repr(match.group(0))[1:-1], text)
     return text if len(text) <= limit else f"{text[: limit - 1]}…"

@@ -11,7 +11,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from grocker import __version__
-from grocker.errors import UsageError, shown
+from grocker.errors import UsageError, cut, shown
 from grocker.release import Release
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def default_image_name(release: Release, config: ProjectConfig) -> str:
     if release.version is None:
         raise UsageError(
             f"RELEASE {shown(release.text)} names no exact version, so there is no default image name "
-            f"(it holds the version). Pin the release ({release.name}==VERSION) or give the image's "
+            f"(it holds the version). Pin the release ({cut(release.name, 60)}==VERSION) or give the image's "
             "name with -n/--image-name NAME:TAG; the newest version the specifier allows is then built."
         )
     base = config.image_base_name or "-".join((release.name, *release.extras))
