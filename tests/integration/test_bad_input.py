@@ -274,7 +274,7 @@ VALIDATION_CASES = [
     ),
     ("invalid-requirement", None, [], "ipython=8.18.1", 2, ["'ipython=8.18.1'", "not a valid requirement", "=="]),
     ("unpinned-without-n", None, [], "ipython", 2, ["'ipython'", "no exact version", "-n"]),
-    ("range-without-n", None, [], "ipython>=8", 2, ["'ipython>=8'", "exact version", "=="]),
+    ("range-without-n", None, [], "ipython>=8", 2, ["'ipython>=8'", "no exact version", "-n/--image-name"]),
     (
         "url-requirement",
         None,
@@ -331,6 +331,67 @@ VALIDATION_CASES = [
         ["`dependencies`", "before 6.0", "run:", "build:"],
     ),
     ("missing-config-file", None, ["-c", "nowhere.yml"], "ipython==8.18.1", 3, ["nowhere.yml", "does not exist"]),
+    # Hardening (issues 11 and 13): refused before the engine is touched.
+    (
+        "repository-credentials",
+        "repositories:\n  corp:\n    uri: deb https://deploy:S3cretPassw0rd@apt.example.invalid/debian trixie main\n"
+        "    key: |\n      -----BEGIN PGP PUBLIC KEY BLOCK-----\n      x\n      -----END PGP PUBLIC KEY BLOCK-----\n",
+        [],
+        "ipython==8.18.1",
+        3,
+        ["repositories.corp.uri", "credentials", "auth.conf.d", "deploy:****@"],
+    ),
+    (
+        "constraint-outside-the-config-folder",
+        "pip_constraint: ../../../../../../etc/passwd\n",
+        [],
+        "ipython==8.18.1",
+        3,
+        ["`pip_constraint`", "outside the directory of this file", "--pip-constraint"],
+    ),
+    ("duplicate-key", "ports: [80]\nports: [81]\n", [], "ipython==8.18.1", 3, ["'ports' twice", "lines 1 and 2"]),
+    (
+        "alias-bomb",
+        "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+        + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdef", "bcdefg", strict=True))
+        + "ports: *g\n",
+        [],
+        "ipython==8.18.1",
+        3,
+        ["YAML aliases", "Write the values out"],
+    ),
+    (
+        "runtime-field-typo",
+        "runtimes:\n  mine/3.13:\n    imgae: debian:trixie\n",
+        [],
+        "ipython==8.18.1",
+        3,
+        ["runtimes.mine/3.13.imgae", "Did you mean `image`?"],
+    ),
+    (
+        "package-with-a-redirection",
+        "dependencies:\n  run: ['py3-foo>=1.2']\n",
+        [],
+        "ipython==8.18.1",
+        3,
+        ["dependencies.run", "'py3-foo>=1.2'", "py3-foo=1.2"],
+    ),
+    (
+        "result-file-under-a-file",
+        "ports: []\n",
+        ["--result-file", "grocker.yml/result.yml"],
+        "ipython==8.18.1",
+        3,
+        ["--result-file", "is not a directory"],
+    ),
+    (
+        "musl-wheel-on-debian",
+        None,
+        [],
+        "foo-1.0-cp313-cp313-musllinux_1_2_x86_64.whl",
+        2,
+        ["musllinux_1_2_x86_64", "glibc", "does not install"],
+    ),
 ]
 
 
@@ -350,12 +411,13 @@ def test_validation_error(
     words: list[str],
 ) -> None:
     (tmp_path / "foo-1.0-cp313-cp313-win_amd64.whl").write_bytes(b"")
+    (tmp_path / "foo-1.0-cp313-cp313-musllinux_1_2_x86_64.whl").write_bytes(b"")
     args = ["build", *options]
     if config is not None:
         (tmp_path / "grocker.yml").write_text(config)
         args += ["-c", "grocker.yml"]
     name = None
-    if "-n" not in options and release != "ipython":
+    if "-n" not in options and release not in ("ipython", "ipython>=8"):
         name = grocker.name("invalid")
         args += ["-n", name]
 
@@ -366,6 +428,8 @@ def test_validation_error(
     for word in words:
         assert word in message, f"{word!r} not in {message!r}"
     assert watch.requests() == [], "a mistake found by validation must not reach the engine"
+    assert "S3cretPassw0rd" not in outcome.output
+    assert not (tmp_path / "result.yml").exists()
     assert_nothing_left(grocker.client, watch, name)
 
 
