@@ -93,6 +93,21 @@ def check_result_file(path: Path) -> Path:
     writable directory, and the file itself, if it exists, a writable non-directory.
     """
     where = f"--result-file {cut(str(path))}"
+    try:
+        _check_result_path(path, where)
+    except (OSError, ValueError) as err:  # a name too long, a NUL character
+        problem = err.strerror if isinstance(err, OSError) and err.strerror else cut(str(err), 80)
+        raise ConfigError(f"{where} cannot be used: {problem}. Give another path.") from err
+    return path
+
+
+def _check_result_path(path: Path, where: str) -> None:
+    try:
+        os.stat(path)  # Path.is_dir() would hide a NUL character or a name too long
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:
+        pass  # reported below, with the folder that is a file
     if path.is_dir():
         raise ConfigError(f"{where} is a directory. Give the path of a file (it is created with its folders).")
     if path.exists() and not os.access(path, os.W_OK):
@@ -109,7 +124,6 @@ def check_result_file(path: Path) -> Path:
             f"{where} cannot be created: the directory {cut(str(parent))} is not writable. Fix its "
             "permissions or give another path."
         )
-    return path
 
 
 def build(request: BuildRequest, env: Mapping[str, str] | None = None) -> BuildResult:

@@ -15,12 +15,26 @@ import click
 
 from grocker import __version__, api
 from grocker.config import parse_env_options
-from grocker.errors import GrockerError, InterruptError
+from grocker.errors import GrockerError, InterruptError, shown
 from grocker.log import logger, masked, set_mask, setup
 from grocker.pipconf import mask
 from grocker.purge import PurgeOptions
 
 T = TypeVar("T")
+
+
+class _InputPath(click.Path):
+    """click.Path that refuses a NUL character or an over-long value in one short sentence.
+
+    click's own check would crash on a NUL (ValueError from os.stat) and quote a path of
+    thousands of characters whole in its message.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = os.fsdecode(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)
+        if "\x00" in text or len(text) > 1024 or any(len(part) > 255 for part in text.split("/")):
+            self.fail(f"{shown(text)} is not a usable path (a NUL character, or too long).", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,20 +57,20 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "config_files",
     multiple=True,
     metavar="<filename>",
-    type=click.Path(path_type=Path),
+    type=_InputPath(path_type=Path),
     help="Grocker config file (repeatable, applied in order; default ./.grocker.yml)",
 )
 @click.option("-r", "--runtime", metavar="<runtime>", help="runtime used to build and run this image")
 @click.option(
     "--pip-conf",
     metavar="<filename>",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=_InputPath(exists=True, dir_okay=False, path_type=Path),
     help="pip configuration file used to download dependencies (by default, the user's pip configuration)",
 )
 @click.option(
     "--pip-constraint",
     metavar="<filename>",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=_InputPath(exists=True, dir_okay=False, path_type=Path),
     help="pip constraint file used to download dependencies",
 )
 @click.option("-e", "--entrypoint", metavar="<entrypoint>", help="Docker entrypoint to use to run this image")
@@ -92,7 +106,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "--result-file",
     metavar="<filename>",
     # Checked by api.prepare_build (a configuration error, exit 3), not by click.
-    type=click.Path(path_type=Path),
+    type=_InputPath(path_type=Path),
     help="yaml file where results (image name, ...) are written",
 )
 @click.option(

@@ -172,6 +172,8 @@ def read_small_file(path: Path, what: str, advice: str, limit: int = MAX_FILE_BY
         raise ConfigError(f"{what} does not exist. {advice}") from err
     except OSError as err:
         raise ConfigError(f"{what} cannot be read: {err.strerror}. {advice}") from err
+    except ValueError as err:  # a NUL character in the path
+        raise ConfigError(f"{what} is not a usable path ({cut(str(err), 80)}). {advice}") from err
     if stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"{what} is a directory, not a file. {advice}")
     if not stat.S_ISREG(info.st_mode):

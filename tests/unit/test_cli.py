@@ -636,3 +636,12 @@ def test_dry_run_of_a_range_shows_a_placeholder_version(grocker) -> None:
     assert run.exit_code == 0, run.stderr
     assert 'grocker.app.version="<resolved version>"' in run.stdout
     assert "release: ipython<9,>=8.18" in run.stdout
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "a\x00b"])
+def test_library_result_file_check_refuses_unusable_paths(tmp_path: Path, name: str) -> None:
+    from grocker import api
+    from grocker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot be used"):
+        api.check_result_file(tmp_path / name)

@@ -199,6 +199,12 @@ def _option_cases() -> Iterator[tuple[str, Case]]:
     }
     for name, args in more.items():
         yield f"option-{name}", Case(args, 2)
+    for index, value in enumerate(["a\x00b", "x" * 5000, "a/" * 3000 + "b"]):
+        # A NUL or an over-long path is a command-line mistake, whatever the option.
+        yield f"option-config-path-{index}", Case(("-c", value, RELEASE), 2)
+        yield f"option-result-file-path-{index}", Case(("--result-file", value, RELEASE), 2)
+        yield f"option-pip-conf-path-{index}", Case(("--pip-conf", value, RELEASE), 2)
+        yield f"option-pip-constraint-path-{index}", Case(("--pip-constraint", value, RELEASE), 2)
     yield "option-result-file-directory", Case(("--result-file", "out", RELEASE), 3, {"out/keep": ""})
     yield "option-result-file-under-a-file", Case(("--result-file", "blocker/r.yml", RELEASE), 3, {"blocker": ""})
 
