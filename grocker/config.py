@@ -57,6 +57,8 @@ _ENTRYPOINT_RE = re.compile(r"[^\s\"'\\]+")
 # User info in a URL of an apt source line (`https://user:pass@host/...`): one character class
 # between the literal `://` and `@`, so the search is linear.
 _URL_USERINFO_RE = re.compile(r"://[^/\s]*@")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but the tab
+_PYTHON_COMMAND_RE = re.compile(r"[A-Za-z0-9_./+-]+")
 _VOLUME_RE = re.compile(r"/[^\x00-\x1f\x7f]*")
 _REPOSITORY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _RUNTIME_NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*/[a-z0-9]+(?:[._-][a-z0-9]+)*")
@@ -418,6 +420,10 @@ def _check_runtimes(source: str, value: Any) -> None:
             if item is not None and not isinstance(item, str):
                 hint = ' (YAML read it as a number: put it in quotes, e.g. "3.10")' if isinstance(item, float) else ""
                 _fail(source, f"{path}.{field_name}", f"must be a string, got {_show(item)}{hint}")
+        python = entry.get("python")
+        if isinstance(python, str) and not _PYTHON_COMMAND_RE.fullmatch(python):
+            # The interpreter is written unquoted into RUN lines of the runner's Dockerfile.
+            _fail(source, f"{path}.python", f"must be a command name or absolute path, got {shown(python)}")
         version = entry.get("python_version")
         if isinstance(version, str) and not _PYTHON_VERSION_RE.fullmatch(version):
             _fail(source, f"{path}.python_version", f'must be MAJOR.MINOR, e.g. "3.13"; got {shown(version)}')
@@ -452,9 +458,9 @@ def _check_env(source: str, value: Any) -> None:
         if not isinstance(item, (str, int, float)):
             # Lists, mappings, empty values, but also dates, sets and !!binary: quote the value.
             _fail(source, f"env.{name}", f"must be a string or a number, got {_show(item)}; put it in quotes")
-        if "\n" in str(item) or "\r" in str(item):
-            # A Dockerfile ENV value cannot hold a line break.
-            _fail(source, f"env.{name}", "must be a single line")
+        if _CONTROL_RE.search(str(item)):
+            # A Dockerfile ENV value cannot hold a line break (nor a NUL, nor an escape sequence).
+            _fail(source, f"env.{name}", "must be a single line of text, without control characters")
 
 
 def _check_repositories(source: str, value: Any) -> None:
@@ -477,8 +483,8 @@ def _check_repositories(source: str, value: Any) -> None:
                     else ("the repository's ASCII-armored PGP public key")
                 )
                 _fail(source, f"{path}.{sub}", f"is missing; give {what}")
-        if "\n" in repo["uri"].strip():
-            _fail(source, f"{path}.uri", "must be a single line")
+        if _CONTROL_RE.search(repo["uri"].strip()):
+            _fail(source, f"{path}.uri", "must be a single line, without control characters")
         if _URL_USERINFO_RE.search(repo["uri"]):
             # The source line is written into the root image (its provision script, kept in a
             # layer, and /etc/apt/sources.list.d): credentials there would ship with every image.

@@ -103,6 +103,11 @@ def test_repository_credentials_never_reach_the_dry_run(grocker, tmp_path: Path)
         ({"dependencies": {"build": ["a&b"]}}, "dependencies.build"),
         ({"runtimes": {"mine/3.13": {"image": "debian:trixie", "dependencies": {"run": ["x>y"]}}}}, "runtimes"),
         ({"runtimes": {"mine/3.13": {"image": "debian:trixie\nRUN id"}}}, "runtimes.mine/3.13.image"),
+        ({"runtimes": {"mine/3.13": {"image": "debian:trixie", "python": "python3; id"}}}, "runtimes.mine/3.13.python"),
+        ({"env": {"A": "x\x00y"}}, "env.A"),
+        ({"env": {"A": "x\x1b[31m"}}, "env.A"),
+        ({"env": {"A": "x\ry"}}, "env.A"),
+        ({"repositories": {"r": {"uri": "deb http://h/ a b\x1b", "key": PGP_KEY}}}, "repositories.r.uri"),
     ],
 )
 def test_hostile_values_are_refused(tmp_path: Path, values: dict[str, object], key: str) -> None:
