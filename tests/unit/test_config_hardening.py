@@ -13,6 +13,7 @@ import yaml
 from grocker import api
 from grocker.errors import ConfigError, UsageError
 
+RELEASE_PIN = "ipython==8.18.1"
 PGP_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBE50MmIBCAD+FPYK\n-----END PGP PUBLIC KEY BLOCK-----\n"
 # 451 bytes that PyYAML expands to hundreds of megabytes (nine levels of nine aliases).
 ALIAS_BOMB = (
@@ -346,3 +347,39 @@ def test_runtime_entries_are_checked(tmp_path: Path, text: str, fragment: str) -
     error = config_error(tmp_path, text)
 
     assert fragment in error.message
+
+
+@pytest.fixture
+def unreadable(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Names of files that open() refuses with EACCES (tests run as root, which chmod cannot stop)."""
+    names: set[str] = set()
+    real_open = Path.open
+
+    def fake_open(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name in names:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", fake_open)
+    return names
+
+
+def test_unreadable_files_are_refused_before_any_engine_work(grocker, tmp_path: Path, unreadable: set[str]) -> None:
+    write(tmp_path / "constraints.txt", "six==1.16.0\n")
+    write(tmp_path / "ca.pem", "-----BEGIN CERTIFICATE-----\n")
+    write(tmp_path / "pip.conf", f"[global]\ncert = {tmp_path / 'ca.pem'}\n")
+    (tmp_path / "app-1.0-py3-none-any.whl").write_bytes(b"")
+    unreadable.update({"constraints.txt", "ca.pem", "app-1.0-py3-none-any.whl"})
+    cases = [
+        (["--dry-run", "--pip-constraint", "constraints.txt", RELEASE_PIN], 2, "constraints.txt"),
+        (["--dry-run", "--pip-conf", "pip.conf", RELEASE_PIN], 3, "ca.pem"),
+        (["--dry-run", "./app-1.0-py3-none-any.whl"], 2, "app-1.0-py3-none-any.whl"),
+    ]
+
+    for args, code, name in cases:
+        run = grocker("build", *args)
+
+        assert run.exit_code == code, run.stderr
+        assert name in run.stderr
+        assert "cannot be read" in run.stderr
+        assert run.stdout == ""
