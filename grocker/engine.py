@@ -172,7 +172,6 @@ def _unreachable(endpoint: Endpoint, err: Exception) -> EngineError:
             f"Grocker cannot reach {described} over ssh: {text}. `{_ssh_command(endpoint.host)} docker "
             "system dial-stdio` must work without a prompt: the host's key in ~/.ssh/known_hosts, a key "
             "without passphrase (or an ssh agent), and the docker command on the remote host.",
-            details=text,
         )
     if "timed out" in text.lower():
         return EngineError(
@@ -692,7 +691,8 @@ class Container:
         address = attrs.get("NetworkSettings", {}).get("IPAddress")
         if not address:
             raise EngineError(
-                f"Container {self.name} has no IP address on the engine's default network, so the "
+                f"Container {self.name} has no IP address on the default network of "
+                f"{self.engine.described}, so the "
                 "runner build cannot reach the wheel server. Check the engine's bridge network."
             )
         return str(address)
