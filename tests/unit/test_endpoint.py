@@ -349,3 +349,24 @@ def test_an_ssh_engine_without_paramiko_names_the_ssh_extra(monkeypatch: pytest.
 def test_the_ssh_advice_gives_the_command_to_try() -> None:
     assert engine._ssh_command("ssh://root@127.0.0.1:2222") == "ssh -p 2222 root@127.0.0.1"
     assert engine._ssh_command("ssh://build.example.com") == "ssh build.example.com"
+
+
+def test_tls_files_become_docker_py_settings(tmp_path: Path) -> None:
+    for file in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / file).write_text("PEM")
+    files = TLSFiles(
+        verify=True, ca_cert=tmp_path / "ca.pem", client_cert=(tmp_path / "cert.pem", tmp_path / "key.pem")
+    )
+
+    verified = engine._tls_config(files)
+    unverified = engine._tls_config(TLSFiles(verify=False))
+
+    assert not isinstance(verified, bool)
+    assert (verified.verify, verified.ca_cert, verified.cert) == (
+        True,
+        str(tmp_path / "ca.pem"),
+        (str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")),
+    )
+    assert not isinstance(unverified, bool)
+    assert (unverified.verify, unverified.ca_cert, unverified.cert) == (False, None, None)
+    assert engine._tls_config(None) is False
