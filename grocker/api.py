@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from grocker import endpoint, naming, render
 from grocker import engine as engine_module
-from grocker import naming, render
 from grocker import purge as purge_module
 from grocker.build import BuildRequest, BuildResult
 from grocker.build import build as run_build
@@ -128,7 +128,7 @@ def _check_result_path(path: Path, where: str) -> None:
 
 def build(request: BuildRequest, env: Mapping[str, str] | None = None) -> BuildResult:
     """Connect to the engine named by `env` (default: this process's) and run the build."""
-    engine = engine_module.connect(os.environ if env is None else env)
+    engine = engine_module.connect(endpoint.from_environment(os.environ if env is None else env))
     return run_build(request, engine)
 
 

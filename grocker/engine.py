@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
+import logging
 import re
 import socket
 import tarfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,8 +26,10 @@ from typing import Any
 import docker
 import docker.constants
 import docker.errors
+import docker.tls
 import requests.exceptions
 
+from grocker.endpoint import Endpoint, TLSFiles, engine_summary
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.log import logger, tail
 
@@ -66,13 +71,20 @@ class VolumeInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-def connect(env: Mapping[str, str]) -> Engine:
-    """Connect to the engine named by the environment and check that it answers and is recent."""
-    # docker-py takes an empty DOCKER_HOST as unset, and so must the messages.
-    host = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+def connect(endpoint: Endpoint) -> Engine:
+    """Connect to the engine `endpoint` names and check that it answers and is recent."""
+    described = endpoint.describe()
+    failures: tuple[type[Exception], ...] = (docker.errors.DockerException, requests.exceptions.RequestException)
+    if endpoint.scheme == "ssh":
+        failures += _ssh_errors(endpoint)
     try:
         # The API version is negotiated below, once the session is set up: not at construction.
-        client = docker.from_env(environment=dict(env), timeout=CONNECT_TIMEOUT, version=_FIRST_API_VERSION)
+        client = docker.DockerClient(
+            base_url=endpoint.host,
+            tls=_tls_config(endpoint.tls),
+            timeout=CONNECT_TIMEOUT,
+            version=_FIRST_API_VERSION,
+        )
         # requests would let REQUESTS_CA_BUNDLE (often set for a proxy's CA) replace the engine's
         # CA from DOCKER_CERT_PATH, and the TLS handshake would fail; an engine is never reached
         # through an HTTP proxy either.
@@ -80,21 +92,58 @@ def connect(env: Mapping[str, str]) -> Engine:
         version = client.version(api_version=False)
         # docker-py has no public setter: it negotiates only in its constructor.
         client.api._version = _negotiated(str(version.get("ApiVersion", "0.0")))  # type: ignore[attr-defined]
-    except docker.errors.DockerException as err:
-        raise _unreachable(host, err) from err
-    except requests.exceptions.RequestException as err:
-        raise _unreachable(host, err) from err
+    except docker.errors.TLSParameterError as err:
+        raise EngineError(
+            f"Grocker cannot use {described} because its TLS files are not usable: {err}. Check the "
+            "certificate folder (ca.pem, cert.pem, key.pem).",
+        ) from err
+    except failures as err:
+        raise _unreachable(endpoint, err) from err
     api = tuple(int(part) for part in str(version.get("ApiVersion", "0.0")).split(".")[:2])
     if api < MIN_API_VERSION:
         raise EngineError(
-            f"The Docker engine at {host} speaks API {version.get('ApiVersion')}, older than the "
+            f"{_sentence(described)} speaks API {version.get('ApiVersion')}, older than the "
             f"{'.'.join(map(str, MIN_API_VERSION))} Grocker needs (Docker 18.09). Upgrade the engine."
         )
     client.api.timeout = OPERATION_TIMEOUT
-    return Engine(client, host)
+    if logger.isEnabledFor(logging.DEBUG):
+        # One more call, only when -v shows its answer.
+        try:
+            info = client.info()
+        except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+            raise _unreachable(endpoint, err) from err
+        logger.debug("engine: %s; %s", engine_summary(version, info), described)
+    return Engine(client, described)
 
 
 _FIRST_API_VERSION = "1.39"
+
+
+def _tls_config(tls: TLSFiles | None) -> docker.tls.TLSConfig | bool:
+    if tls is None:
+        return False
+    return docker.tls.TLSConfig(
+        client_cert=(str(tls.client_cert[0]), str(tls.client_cert[1])) if tls.client_cert else None,
+        ca_cert=str(tls.ca_cert) if tls.ca_cert else None,
+        verify=tls.verify,
+    )
+
+
+def _ssh_errors(endpoint: Endpoint) -> tuple[type[Exception], ...]:
+    """The errors of an ssh connection; a clear error when paramiko (the `ssh` extra) is missing."""
+    try:
+        # Optional, and untyped: only ssh:// engines need it.
+        paramiko = importlib.import_module("paramiko")
+    except ImportError as err:
+        raise EngineError(
+            f"Grocker cannot reach {endpoint.describe()} because ssh:// engines need paramiko, which "
+            "is not installed. Install Grocker with its ssh extra: `pip install 'grocker[ssh]'`.",
+        ) from err
+    return (paramiko.SSHException, OSError)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _negotiated(server: str) -> str:
@@ -107,45 +156,68 @@ def _negotiated(server: str) -> str:
     return server if key(server) < key(ours) else ours
 
 
-def _unreachable(host: str, err: Exception) -> EngineError:
-    text = str(err)
+def _unreachable(endpoint: Endpoint, err: Exception) -> EngineError:
+    described = endpoint.describe()
+    text = str(err) or type(err).__name__
     if "Permission denied" in text or "PermissionError" in text:
         return EngineError(
-            f"Grocker cannot use the Docker engine socket ({host}): permission denied. The socket "
+            f"Grocker cannot use {described}: permission denied on its socket. The socket "
             "has to be readable and writable by the current user; most distributions give that "
             "to root and the `docker` group. Add yourself to it (`sudo adduser $(whoami) docker`), "
             "then reload your groups (`su $(whoami)` or log in again).",
             details=text,
         )
+    if endpoint.scheme == "ssh":
+        return EngineError(
+            f"Grocker cannot reach {described} over ssh: {text}. `{_ssh_command(endpoint.host)} docker "
+            "system dial-stdio` must work without a prompt: the host's key in ~/.ssh/known_hosts, a key "
+            "without passphrase (or an ssh agent), and the docker command on the remote host.",
+        )
     if "timed out" in text.lower():
         return EngineError(
-            f"The Docker engine at {host} did not answer within {CONNECT_TIMEOUT} s: something "
+            f"{_sentence(described)} did not answer within {CONNECT_TIMEOUT} s: something "
             "accepts connections there but does not speak the engine's API, or the engine hangs. "
-            "Check DOCKER_HOST, and that `docker info` answers.",
+            "Check the address, and that `docker info` answers.",
             details=text,
         )
     if "certificate" in text.lower() or "SSL" in text or "TLS" in text:
         return EngineError(
-            f"Grocker cannot connect to the Docker engine at {host}: the TLS handshake failed. "
-            "Check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and DOCKER_TLS_VERIFY against the "
-            "engine's certificates.",
+            f"Grocker cannot connect to {described}: the TLS handshake failed. {_tls_advice(endpoint)}",
             details=text,
         )
     return EngineError(
-        f"Grocker cannot reach the Docker engine at {host}. Start it (`sudo dockerd` or "
-        "`sudo systemctl start docker`), or point DOCKER_HOST at a running engine; "
-        "`docker info` must answer.",
+        f"Grocker cannot reach {described}. Start it (`sudo dockerd` or "
+        "`sudo systemctl start docker`), or point Grocker at a running engine (DOCKER_HOST, "
+        "DOCKER_CONTEXT or `docker context use`); `docker info` must answer.",
         details=text,
     )
+
+
+def _ssh_command(host: str) -> str:
+    """The ssh command line that reaches `host` (ssh://[user@]host[:port]), to try by hand."""
+    url = urllib.parse.urlsplit(host)
+    port = f"-p {url.port} " if url.port else ""
+    user = f"{url.username}@" if url.username else ""
+    return f"ssh {port}{user}{url.hostname}"
+
+
+def _tls_advice(endpoint: Endpoint) -> str:
+    if endpoint.context:
+        return (
+            f"Check the TLS files of context `{endpoint.context}` (`docker context inspect "
+            f"{endpoint.context}`) against the engine's certificates."
+        )
+    return "Check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and DOCKER_TLS_VERIFY against the engine's certificates."
 
 
 class Engine:
     """A connected engine, with the operations the build chain and purge need."""
 
-    def __init__(self, client: docker.DockerClient, host: str) -> None:
+    def __init__(self, client: docker.DockerClient, described: str) -> None:
         self.client = client
         self.api = client.api
-        self.host = host
+        # "the Docker engine at HOST (how it was chosen)": every error names it.
+        self.described = described
 
     # Images
 
@@ -476,7 +548,7 @@ class Engine:
             return None
         except (docker.errors.APIError, requests.exceptions.RequestException) as err:
             raise EngineError(
-                f"The Docker engine at {self.host} failed to read the history of image {image_id}: "
+                f"{_sentence(self.described)} failed to read the history of image {image_id}: "
                 f"{getattr(err, 'explanation', None) or err}. Check that the engine is healthy (`docker info`)."
             ) from err
         return str(attrs.get("Created") or ""), [
@@ -542,12 +614,12 @@ class Engine:
                 )
                 return re.sub(preamble, "", explanation)
             raise EngineError(
-                f"The Docker engine at {self.host} failed to remove {kind} {ref}: {explanation}. "
+                f"{_sentence(self.described)} failed to remove {kind} {ref}: {explanation}. "
                 "Check that the engine is healthy (`docker info`) and try again."
             ) from err
         except requests.exceptions.RequestException as err:
             raise EngineError(
-                f"The Docker engine at {self.host} failed to remove {kind} {ref}: {err}. "
+                f"{_sentence(self.described)} failed to remove {kind} {ref}: {err}. "
                 "Check that the engine is healthy (`docker info`) and try again."
             ) from err
 
@@ -556,7 +628,7 @@ class Engine:
         explanation = getattr(err, "explanation", None) or str(err)
         subject = f" {subject}" if subject else ""
         return EngineError(
-            f"The Docker engine at {self.host} failed to {action}{subject}: {explanation}. "
+            f"{_sentence(self.described)} failed to {action}{subject}: {explanation}. "
             "Check that the engine is healthy (`docker info`) and try again."
         )
 
@@ -619,7 +691,8 @@ class Container:
         address = attrs.get("NetworkSettings", {}).get("IPAddress")
         if not address:
             raise EngineError(
-                f"Container {self.name} has no IP address on the engine's default network, so the "
+                f"Container {self.name} has no IP address on the default network of "
+                f"{self.engine.described}, so the "
                 "runner build cannot reach the wheel server. Check the engine's bridge network."
             )
         return str(address)

@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 from packaging.version import InvalidVersion, Version
 
 from grocker import __version__
+from grocker.endpoint import from_environment
 from grocker.engine import ContainerInfo, ImageInfo, VolumeInfo, connect
 from grocker.log import logger
 from grocker.naming import ROLE_LABEL, VERSION_LABEL
@@ -112,7 +113,7 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
     reported; only engine failures raise (EngineError).
     """
     if engine is None:
-        engine = connect(env)
+        engine = connect(from_environment(env))
     removed: list[PurgedObject] = []
     kept: list[PurgedObject] = []
 

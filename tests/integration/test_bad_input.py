@@ -547,7 +547,7 @@ def test_socket_without_permission(grocker: Grocker, tmp_path: Path) -> None:
 
     assert outcome.returncode == 4, outcome.output
     message = error_message(outcome)
-    assert f"socket (unix://{path})" in message
+    assert f"the Docker engine at unix://{path} (" in message
     assert "permission denied" in message
     assert "`docker` group" in message
     assert "adduser" in message

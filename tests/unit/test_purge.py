@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from grocker import __version__, cli, purge
+from grocker.endpoint import Endpoint
 from grocker.engine import ContainerInfo, ImageInfo, VolumeInfo
 from grocker.errors import EngineError
 from grocker.purge import PurgeOptions, built_by_grocker
@@ -471,16 +472,16 @@ def test_an_image_gone_meanwhile_is_skipped() -> None:
 
 
 def test_purge_connects_to_the_engine_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[Mapping[str, str]] = []
+    seen: list[Endpoint] = []
     fake = FakeEngine()
 
-    def connect(env: Mapping[str, str]) -> FakeEngine:
-        seen.append(env)
+    def connect(endpoint: Endpoint) -> FakeEngine:
+        seen.append(endpoint)
         return fake
 
     monkeypatch.setattr(purge, "connect", connect)
     purge.purge(NONE, {"DOCKER_HOST": "tcp://engine:2375"})
-    assert seen == [{"DOCKER_HOST": "tcp://engine:2375"}]
+    assert seen == [Endpoint("tcp://engine:2375", "DOCKER_HOST")]
 
 
 def test_engine_errors_are_fatal() -> None:
