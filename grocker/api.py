@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from grocker import engine as engine_module
 from grocker import naming, render
 from grocker import purge as purge_module
 from grocker.build import BuildRequest, BuildResult
@@ -83,7 +82,9 @@ def prepare_build(
 
 def build(request: BuildRequest, env: Mapping[str, str] | None = None) -> BuildResult:
     """Connect to the engine named by `env` (default: this process's) and run the build."""
-    engine = engine_module.connect(os.environ if env is None else env)
+    from grocker.engine import connect  # docker-py is imported only to reach an engine
+
+    engine = connect(os.environ if env is None else env)
     return run_build(request, engine)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from grocker.errors import ConfigError, UsageError
+from grocker.families import family_of
 from grocker.naming import is_valid_base_name, is_valid_prefix
 from grocker.runtimes import Runtime, is_retired, select_runtime
 
@@ -243,8 +244,8 @@ def _check_repositories(source: str, value: Any) -> None:
         _fail(source, "repositories", f"must be a mapping of id: {{uri, key}}, got {_show(value)}")
     for repo_id, repo in value.items():
         path = f"repositories.{repo_id}"
-        if not isinstance(repo_id, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", repo_id):
-            _fail(source, "repositories", f"ids must be letters, digits, '.', '_' and '-', got {repo_id!r}")
+        if not isinstance(repo_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]*", repo_id):
+            _fail(source, "repositories", f"ids must be letters, digits, '.', '_', '@' and '-', got {repo_id!r}")
         if not isinstance(repo, dict):
             _fail(source, path, f"must be a mapping with `uri` and `key`, got {_show(repo)}")
         for sub in repo:
@@ -253,20 +254,15 @@ def _check_repositories(source: str, value: Any) -> None:
         for sub in ("uri", "key"):
             if not isinstance(repo.get(sub), str) or not repo[sub].strip():
                 what = (
-                    "the source line, e.g. `deb http://host/debian trixie main`"
+                    "the source line, e.g. `deb http://host/debian trixie main` (Debian) or "
+                    "`https://host/alpine/v3.22/main` (Alpine)"
                     if sub == "uri"
-                    else ("the repository's ASCII-armored PGP public key")
+                    else "the repository's public key: an ASCII-armored PGP public key (Debian) or an RSA "
+                    "public key in PEM (Alpine)"
                 )
                 _fail(source, f"{path}.{sub}", f"is missing; give {what}")
         if "\n" in repo["uri"].strip():
             _fail(source, f"{path}.uri", "must be a single line")
-        if "-----BEGIN PGP PUBLIC KEY BLOCK-----" not in repo["key"]:
-            _fail(
-                source,
-                f"{path}.key",
-                "is not an ASCII-armored PGP public key (it must contain "
-                "`-----BEGIN PGP PUBLIC KEY BLOCK-----`); export it with `gpg --armor --export`",
-            )
 
 
 _NEW_DEPENDENCIES = (
@@ -337,23 +333,21 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
         for repo_id, repo in sorted((merged.get("repositories") or {}).items())
     )
     repositories_source = sources.get("repositories", DEFAULTS_SOURCE)
-    if runtime.family == "alpine" and repositories:
-        # apk finds a repository's key by the file name its index was signed with, which a
-        # `{uri, key}` entry does not give: refuse here rather than fail in the engine.
-        _fail(
-            repositories_source,
-            f"repositories.{repositories[0].id}",
-            f"cannot be used with the Alpine runtime {runtime.name}: `repositories` work on Debian "
-            "runtimes only. Use a Debian runtime, or define a runtime whose base image already "
-            "trusts the repository",
-        )
+    # Keys and lines differ by family: checked once the runtime is known.
+    family = family_of(runtime.family)
     for repo in repositories:
-        if not re.match(r"^deb(-src)?\s", repo.uri):
+        if not re.fullmatch(family.uri_pattern, repo.uri):
             _fail(
                 repositories_source,
                 f"repositories.{repo.id}.uri",
-                f"must be an apt source line starting with `deb `, e.g. "
-                f"`deb http://host/debian trixie main`; got {repo.uri!r}",
+                f"must be {family.uri_help} on the {family.name} runtime {runtime.name}; got {repo.uri!r}",
+            )
+        if family.key_marker not in repo.key:
+            _fail(
+                repositories_source,
+                f"repositories.{repo.id}.key",
+                f"must contain `{family.key_marker}` on the {family.name} runtime {runtime.name}: "
+                f"give {family.key_help}",
             )
     return ProjectConfig(
         runtime=runtime,

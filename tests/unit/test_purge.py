@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from grocker import __version__, cli, purge
-from grocker.engine import ContainerInfo, ImageInfo, VolumeInfo
+from grocker import engine as docker_engine
 from grocker.errors import EngineError
+from grocker.protocol import ContainerInfo, ImageInfo, VolumeInfo
 from grocker.purge import PurgeOptions, built_by_grocker
 
 OLD, CURRENT, NEW = "6.3", __version__, "99.0"
@@ -478,7 +479,7 @@ def test_purge_connects_to_the_engine_the_environment_names(monkeypatch: pytest.
         seen.append(env)
         return fake
 
-    monkeypatch.setattr(purge, "connect", connect)
+    monkeypatch.setattr(docker_engine, "connect", connect)
     purge.purge(NONE, {"DOCKER_HOST": "tcp://engine:2375"})
     assert seen == [{"DOCKER_HOST": "tcp://engine:2375"}]
 
@@ -525,7 +526,7 @@ def test_cli_prints_the_report_and_exits_0_when_things_are_in_use(monkeypatch: p
     engine = FakeEngine()
     root = engine.grocker_image(OLD, "root")
     engine.container(root, status="running")
-    monkeypatch.setattr(purge, "connect", lambda env: engine)
+    monkeypatch.setattr(docker_engine, "connect", lambda env: engine)
     result = CliRunner().invoke(cli.main, ["purge", "-a", "-f"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("in use, kept image <untagged>")
@@ -535,7 +536,7 @@ def test_cli_exits_4_on_engine_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     def unreachable(env: Mapping[str, str]) -> FakeEngine:
         raise EngineError("Grocker cannot reach the Docker engine at unix:///nowhere.sock.")
 
-    monkeypatch.setattr(purge, "connect", unreachable)
+    monkeypatch.setattr(docker_engine, "connect", unreachable)
     result = CliRunner().invoke(cli.main, ["purge"])
     assert result.exit_code == 4
     assert result.stdout == ""
