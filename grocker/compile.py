@@ -35,7 +35,7 @@ def main() -> int:
     """Compile the request of argv[1]; print the result line; return the exit status."""
     request = json.loads(Path(sys.argv[1]).read_text())
     LOCKS.mkdir(parents=True, exist_ok=True)
-    staging, _owner = make_staging()  # the lock is held until main returns
+    staging, owner = make_staging()  # its flock is held until main returns
     remove_abandoned_staging(staging)
     try:
         online = False
@@ -52,15 +52,16 @@ def main() -> int:
         lock = write_lock(request["lock"], application, resolved, installer)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        owner.close()
     lock.update(added=added, reused=reused, online=online)
     print(layout.RESULT_MARK + json.dumps(lock, sort_keys=True), flush=True)
     return 0
 
 
 def make_staging() -> tuple[Path, IO[str]]:
-    """A private staging folder, with a lock held as long as this compile lives.
+    """A private staging folder, with an flock on its owner file held as long as this compile lives.
 
-    The folder gets its `.staging-` name only once its lock is held, so that another compile
+    The folder gets its staging name only once the flock is held, so that another compile
     never takes it for abandoned.
     """
     setup = Path(tempfile.mkdtemp(prefix=".setup-", dir=WHEELS))
@@ -72,13 +73,13 @@ def make_staging() -> tuple[Path, IO[str]]:
 
 
 def remove_abandoned_staging(own: Path) -> None:
-    """Remove the staging folders of killed compiles (interrupted builds): nobody holds their lock."""
+    """Remove the staging folders of killed compiles (interrupted builds): nobody holds their flock."""
     for folder in WHEELS.glob(layout.STAGING_PREFIX + "*"):
         if folder == own:
             continue
         try:
-            with open(folder / ".owner") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with open(folder / ".owner") as owner:
+                fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 shutil.rmtree(folder, ignore_errors=True)
         except (FileNotFoundError, BlockingIOError):
             continue
