@@ -1,4 +1,6 @@
-"""An in-memory engine for unit tests of the build chain, checked by mypy against grocker.protocol.
+"""In-memory engines for unit tests, checked by mypy against grocker.protocol.
+
+FakeEngine is the build chain's engine; FakePurgeEngine (at the end) is purge's.
 
 It keeps images (by ID, with names), volumes with their files, the registry's images, and every
 call in order (`calls`), so that a test asserts what the chain decided: what it reused, pulled,
@@ -9,6 +11,7 @@ mutexes not released yet: after any build, failed or not, both must be empty.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import itertools
 import json
@@ -17,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from grocker import layout
-from grocker.protocol import ChainEngine, Container, ImageInfo, LineHandler
+from grocker.protocol import ChainEngine, Container, ContainerInfo, ImageInfo, LineHandler, PurgeEngine, VolumeInfo
 
 Call = tuple[str, str]
 
@@ -220,6 +223,158 @@ class FakeEngine:
             self.live.remove(f"mutex {key}")
 
 
-def _check_protocol(engine: FakeEngine, container: FakeContainer) -> tuple[ChainEngine, Container]:
+# Purge's engine: images with their history, containers, volumes, and the engine's refusals.
+
+START = int(datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc).timestamp())
+# What `docker import` of a Debian root file system records as its only step.
+BASE_STEPS = [(START, "/bin/sh -c #(nop) ADD file:0123abcd in / ")]
+
+
+def rfc3339(epoch: int) -> str:
+    """The engine's image creation time: nanoseconds and Z."""
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + ".123456789Z"
+
+
+def classic_label_steps(labels: Mapping[str, str], when: int) -> list[tuple[int, str]]:
+    """The steps the classic builder appends for build labels: one LABEL step per label."""
+    return [(when, f"/bin/sh -c #(nop)  LABEL {key}={value}") for key, value in labels.items()]
+
+
+def grocker_labels(version: str, role: str) -> dict[str, str]:
+    """The labels Grocker 7 gives an image of this role (naming.internal_labels, runner_labels)."""
+    labels = {
+        "grocker.version": version,
+        "grocker.image.role": role,
+        "grocker.runtime": "trixie/3.13",
+        "grocker.config.hash": "0" * 64,
+        "org.opencontainers.image.base.name": "debian:trixie",
+    }
+    if role == "runner":
+        labels.update(
+            {
+                "grocker.app.name": "app",
+                "grocker.app.extras": "",
+                "grocker.app.version": "1.0",
+                "org.opencontainers.image.title": "app",
+                "org.opencontainers.image.version": "1.0",
+                "org.opencontainers.image.created": "2026-01-02T00:00:00Z",
+            }
+        )
+    return labels
+
+
+@dataclass
+class FakeImage:
+    info: ImageInfo
+    created: int
+    steps: list[tuple[int, str]]  # oldest first
+    parent: str | None = None
+
+
+@dataclass
+class FakePurgeEngine:
+    """The engine operations purge uses, with the engine's refusals (never forced)."""
+
+    images_: dict[str, FakeImage] = field(default_factory=dict)
+    containers_: dict[str, ContainerInfo] = field(default_factory=dict)
+    volumes_: dict[str, VolumeInfo] = field(default_factory=dict)
+    mounts: dict[str, str] = field(default_factory=dict)  # container id -> volume name
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    clock: itertools.count[int] = field(default_factory=lambda: itertools.count(START + 60, 60))
+
+    # Making objects
+
+    def image(
+        self,
+        labels: Mapping[str, str],
+        steps: Sequence[str],
+        *,
+        parent: str | None = None,
+        tags: Sequence[str] = (),
+        label_steps: bool = True,
+    ) -> str:
+        """Build an image FROM `parent` (or the base) with Dockerfile `steps`, then the build labels."""
+        when = next(self.clock)
+        base = self.images_[parent] if parent else None
+        history = list(base.steps if base else BASE_STEPS) + [(when, step) for step in steps]
+        if label_steps:
+            history += classic_label_steps(labels, when)
+        image_id = f"sha256:{len(self.images_) + 1:064x}"
+        inherited = dict(base.info.labels) if base else {}
+        info = ImageInfo(image_id, tuple(tags), {**inherited, **labels}, 1000)
+        self.images_[image_id] = FakeImage(info, when, history, parent)
+        return image_id
+
+    def grocker_image(self, version: str, role: str, *, parent: str | None = None, tags: Sequence[str] = ()) -> str:
+        """An image as Grocker builds it."""
+        steps = ["/bin/sh -c sh /tmp/grocker/provision.sh", '/bin/sh -c #(nop)  ENTRYPOINT ["app"]']
+        return self.image(grocker_labels(version, role), steps, parent=parent, tags=tags)
+
+    def container(
+        self, image_id: str, *, status: str = "exited", labels: Mapping[str, str] | None = None, volume: str = ""
+    ) -> str:
+        """A container of the image: its labels are the image's, plus `labels`."""
+        container_id = f"c{len(self.containers_) + 1:063x}"
+        merged = {**self.images_[image_id].info.labels, **(labels or {})}
+        self.containers_[container_id] = ContainerInfo(
+            container_id, f"ctr-{len(self.containers_) + 1}", status, image_id, merged
+        )
+        if volume:
+            self.mounts[container_id] = volume
+        return container_id
+
+    def volume(self, version: str, role: str = "wheel") -> str:
+        """A wheel volume of that Grocker version."""
+        name = f"grocker-wheel-cache-{version}-trixie-3.13-{len(self.volumes_)}"
+        self.volumes_[name] = VolumeInfo(name, {"grocker.version": version, "grocker.image.role": role})
+        return name
+
+    # What purge calls
+
+    def containers(self, label: str) -> list[ContainerInfo]:
+        return [c for c in self.containers_.values() if label in c.labels]
+
+    def images(self, label: str) -> list[ImageInfo]:
+        return [i.info for i in self.images_.values() if label in i.info.labels]
+
+    def volumes(self, label: str) -> list[VolumeInfo]:
+        return [v for v in self.volumes_.values() if label in v.labels]
+
+    def image_history(self, image_id: str) -> tuple[str, list[tuple[int, str]]] | None:
+        image = self.images_.get(image_id)
+        return None if image is None else (rfc3339(image.created), list(reversed(image.steps)))
+
+    def try_remove_container(self, container_id: str) -> str | None:
+        self.calls.append(("container", container_id))
+        if self.containers_[container_id].status == "running":
+            return f"You cannot remove a running container {container_id}."
+        del self.containers_[container_id]
+        self.mounts.pop(container_id, None)
+        return None
+
+    def try_remove_image(self, image_id: str) -> str | None:
+        self.calls.append(("image", image_id))
+        if any(image.parent == image_id for image in self.images_.values()):
+            return "image has dependent child images"
+        for container in self.containers_.values():
+            if container.image_id == image_id:
+                state = "running" if container.status == "running" else "stopped"
+                return f"image is being used by {state} container {container.id[:12]}"
+        del self.images_[image_id]
+        return None
+
+    def try_remove_volume(self, name: str) -> str | None:
+        self.calls.append(("volume", name))
+        users = [cid for cid, volume in self.mounts.items() if volume == name]
+        if users:
+            return f"volume is in use - [{users[0]}]"
+        del self.volumes_[name]
+        return None
+
+
+def _check_protocols(
+    engine: FakeEngine, container: FakeContainer, purge_engine: FakePurgeEngine
+) -> tuple[ChainEngine, Container, PurgeEngine]:
     """Never called: mypy checks here that the fakes implement the protocols."""
-    return engine, container
+    return engine, container, purge_engine
