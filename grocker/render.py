@@ -16,6 +16,7 @@ import jinja2
 from grocker import __version__, layout
 from grocker.config import ProjectConfig, Repository
 from grocker.families import Family, family_of
+from grocker.labels import COMPILER, ROOT, RUNNER, WHEEL_SERVER, ImageRole
 from grocker.release import Release
 from grocker.wheels import WheelFile, WheelLock
 
@@ -29,7 +30,7 @@ GROCKER_UID = 1000
 class BuildContext:
     """The files of one image's build context; `Dockerfile` among them."""
 
-    role: str
+    role: ImageRole
     files: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -82,7 +83,7 @@ def root_context(config: ProjectConfig) -> BuildContext:
     repositories = [_repository_view(family, repo) for repo in config.repositories]
     https = any(" https://" in f" {repo.uri}" for repo in config.repositories)
     return BuildContext(
-        "root",
+        ROOT,
         {
             "Dockerfile": _render("root/Dockerfile.j2", runtime=config.runtime),
             "provision.sh": _provision(
@@ -100,7 +101,7 @@ def root_context(config: ProjectConfig) -> BuildContext:
 def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
     """The compiler image: root plus build packages and the compile script."""
     return BuildContext(
-        "compiler",
+        COMPILER,
         {
             "Dockerfile": _render("compiler/Dockerfile.j2", runtime=config.runtime, root_image=root_image),
             "provision.sh": _provision(
@@ -115,7 +116,7 @@ def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
 def wheel_server_context(config: ProjectConfig, root_image: str) -> BuildContext:
     """The wheel server: root plus the distribution's nginx, serving the wheel volume."""
     return BuildContext(
-        "wheel-server",
+        WHEEL_SERVER,
         {
             "Dockerfile": _render("wheel-server/Dockerfile.j2", runtime=config.runtime, root_image=root_image),
             "provision.sh": _provision("wheel-server/provision.sh.j2", config, layout=layout),
@@ -138,7 +139,7 @@ def runner_context(
         return _install_command(python, lock.installer, wheels, create_venv)
 
     return BuildContext(
-        "runner",
+        RUNNER,
         {
             "Dockerfile": _render(
                 "runner/Dockerfile.j2",
