@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from grocker import endpoint, naming, render
-from grocker import engine as engine_module
 from grocker import purge as purge_module
 from grocker.build import BuildRequest, BuildResult
 from grocker.build import build as run_build
@@ -128,7 +127,9 @@ def _check_result_path(path: Path, where: str) -> None:
 
 def build(request: BuildRequest, env: Mapping[str, str] | None = None) -> BuildResult:
     """Connect to the engine named by `env` (default: this process's) and run the build."""
-    engine = engine_module.connect(endpoint.from_environment(os.environ if env is None else env))
+    from grocker.engine import connect  # docker-py is imported only to reach an engine
+
+    engine = connect(endpoint.from_environment(os.environ if env is None else env))
     return run_build(request, engine)
 
 

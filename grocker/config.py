@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from grocker.errors import ConfigError, UsageError, cut, shown
+from grocker.families import family_of
 from grocker.naming import is_valid_base_name, is_valid_prefix
 from grocker.pipconf import mask
 from grocker.runtimes import Runtime, is_retired, select_runtime
@@ -60,7 +61,7 @@ _URL_USERINFO_RE = re.compile(r"://[^/\s]*@")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but the tab
 _PYTHON_COMMAND_RE = re.compile(r"[A-Za-z0-9_./+-]+")
 _VOLUME_RE = re.compile(r"/[^\x00-\x1f\x7f]*")
-_REPOSITORY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_REPOSITORY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
 _RUNTIME_NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*/[a-z0-9]+(?:[._-][a-z0-9]+)*")
 _PYTHON_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+")
 # A base image reference as FROM takes it: [registry/]path[:tag][@digest], nothing a shell or
@@ -469,7 +470,7 @@ def _check_repositories(source: str, value: Any) -> None:
     for repo_id, repo in value.items():
         path = f"repositories.{repo_id}"
         if not isinstance(repo_id, str) or not _REPOSITORY_ID_RE.fullmatch(repo_id):
-            _fail(source, "repositories", f"ids must be letters, digits, '.', '_' and '-', got {shown(repo_id)}")
+            _fail(source, "repositories", f"ids must be letters, digits, '.', '_', '@' and '-', got {shown(repo_id)}")
         if not isinstance(repo, dict):
             _fail(source, path, f"must be a mapping with `uri` and `key`, got {_show(repo)}")
         for sub in repo:
@@ -478,9 +479,11 @@ def _check_repositories(source: str, value: Any) -> None:
         for sub in ("uri", "key"):
             if not isinstance(repo.get(sub), str) or not repo[sub].strip():
                 what = (
-                    "the source line, e.g. `deb http://host/debian trixie main`"
+                    "the source line, e.g. `deb http://host/debian trixie main` (Debian) or "
+                    "`https://host/alpine/v3.22/main` (Alpine)"
                     if sub == "uri"
-                    else ("the repository's ASCII-armored PGP public key")
+                    else "the repository's public key: an ASCII-armored PGP public key (Debian) or an RSA "
+                    "public key in PEM (Alpine)"
                 )
                 _fail(source, f"{path}.{sub}", f"is missing; give {what}")
         if _CONTROL_RE.search(repo["uri"].strip()):
@@ -495,13 +498,6 @@ def _check_repositories(source: str, value: Any) -> None:
                 "root image and every image built on it. Grocker does not pass apt credentials: use a "
                 "mirror of that repository that needs none, or a runtime whose base image already has "
                 "them configured (/etc/apt/auth.conf.d), and give the URL without `user:password@`",
-            )
-        if "-----BEGIN PGP PUBLIC KEY BLOCK-----" not in repo["key"]:
-            _fail(
-                source,
-                f"{path}.key",
-                "is not an ASCII-armored PGP public key (it must contain "
-                "`-----BEGIN PGP PUBLIC KEY BLOCK-----`); export it with `gpg --armor --export`",
             )
 
 
@@ -574,23 +570,21 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
         for repo_id, repo in sorted((merged.get("repositories") or {}).items())
     )
     repositories_source = sources.get("repositories", DEFAULTS_SOURCE)
-    if runtime.family == "alpine" and repositories:
-        # apk finds a repository's key by the file name its index was signed with, which a
-        # `{uri, key}` entry does not give: refuse here rather than fail in the engine.
-        _fail(
-            repositories_source,
-            f"repositories.{repositories[0].id}",
-            f"cannot be used with the Alpine runtime {runtime.name}: `repositories` work on Debian "
-            "runtimes only. Use a Debian runtime, or define a runtime whose base image already "
-            "trusts the repository",
-        )
+    # Keys and lines differ by family: checked once the runtime is known.
+    family = family_of(runtime.family)
     for repo in repositories:
-        if not re.match(r"^deb(-src)?\s", repo.uri):
+        if not re.fullmatch(family.uri_pattern, repo.uri):
             _fail(
                 repositories_source,
                 f"repositories.{repo.id}.uri",
-                f"must be an apt source line starting with `deb `, e.g. "
-                f"`deb http://host/debian trixie main`; got {shown(repo.uri)}",
+                f"must be {family.uri_help} on the {family.name} runtime {runtime.name}; got {shown(repo.uri)}",
+            )
+        if family.key_marker not in repo.key:
+            _fail(
+                repositories_source,
+                f"repositories.{repo.id}.key",
+                f"must contain `{family.key_marker}` on the {family.name} runtime {runtime.name}: "
+                f"give {family.key_help}",
             )
     return ProjectConfig(
         runtime=runtime,

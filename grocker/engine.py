@@ -1,8 +1,9 @@
-"""The Docker engine: the only module that imports `docker`.
+"""The Docker engine through docker-py: the only module that imports `docker`.
 
 Everything Grocker does happens engine-side (builds, volumes, containers), so a remote engine
 given by DOCKER_HOST works like a local one. Errors from docker-py become GrockerErrors with
-a remedy; containers live in context managers that always remove them.
+a remedy; containers live in context managers that always remove them. The chain and purge
+see this class only through the protocols of grocker.protocol.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import docker
@@ -31,47 +31,19 @@ import requests.exceptions
 
 from grocker.endpoint import Endpoint, TLSFiles, engine_summary
 from grocker.errors import BuildError, EngineError, PushError
+from grocker.labels import MUTEX_OWNER_LABEL
 from grocker.log import logger, tail
+from grocker.protocol import ContainerInfo, ImageInfo, LineHandler, VolumeInfo
 
 MIN_API_VERSION = (1, 39)
 # The first answer comes fast from a healthy engine: an engine that accepts the connection and
 # never answers must fail the build in seconds, not after the timeout that builds and pushes need.
 CONNECT_TIMEOUT = 20
 OPERATION_TIMEOUT = 600
-LineHandler = Callable[[str], None]
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    """What Grocker needs to know of an image."""
-
-    id: str
-    tags: tuple[str, ...]
-    labels: Mapping[str, str]
-    size: int
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    """What purge needs to know of a container."""
-
-    id: str
-    name: str
-    status: str
-    image_id: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class VolumeInfo:
-    """What purge needs to know of a volume."""
-
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-def connect(endpoint: Endpoint) -> Engine:
+def connect(endpoint: Endpoint) -> DockerEngine:
     """Connect to the engine `endpoint` names and check that it answers and is recent."""
     described = endpoint.describe()
     failures: tuple[type[Exception], ...] = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -113,7 +85,7 @@ def connect(endpoint: Endpoint) -> Engine:
         except (docker.errors.APIError, requests.exceptions.RequestException) as err:
             raise _unreachable(endpoint, err) from err
         logger.debug("engine: %s; %s", engine_summary(version, info), described)
-    return Engine(client, described)
+    return DockerEngine(client, described)
 
 
 _FIRST_API_VERSION = "1.39"
@@ -210,8 +182,8 @@ def _tls_advice(endpoint: Endpoint) -> str:
     return "Check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and DOCKER_TLS_VERIFY against the engine's certificates."
 
 
-class Engine:
-    """A connected engine, with the operations the build chain and purge need."""
+class DockerEngine:
+    """A connected engine, with the operations the build chain and purge need (grocker.protocol.Engine)."""
 
     def __init__(self, client: docker.DockerClient, described: str) -> None:
         self.client = client
@@ -316,11 +288,6 @@ class Engine:
         except docker.errors.APIError as err:
             raise self.error("tag image", name, err) from err
 
-    def remove_image(self, ref: str, force: bool = False) -> None:
-        """Remove an image (or one of its tags); an image that is already gone is fine."""
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            self.api.remove_image(ref, force=force, noprune=False)
-
     def push(self, name: str, on_line: LineHandler) -> str:
         """Push an image; return the registry's manifest digest, taken from the push itself."""
         repository, tag = split_tag(name)
@@ -392,10 +359,6 @@ class Engine:
             raise self.error("list volumes", label, err) from err
         return [VolumeInfo(v["Name"], v.get("Labels") or {}) for v in answer.get("Volumes") or []]
 
-    def remove_volume(self, name: str) -> None:
-        """Remove a volume; raises docker's APIError (409) when it is in use."""
-        self.api.remove_volume(name)
-
     # Containers
 
     @contextmanager
@@ -410,7 +373,7 @@ class Engine:
         environment: Mapping[str, str] | None = None,
         entrypoint: Sequence[str] | None = None,
         user: str | None = None,
-    ) -> Iterator[Container]:
+    ) -> Iterator[DockerContainer]:
         """Create a uniquely named, labelled container; always remove it on the way out.
 
         It is created stopped, so that files can be copied in before it starts.
@@ -421,7 +384,7 @@ class Engine:
         }
         # Known by its name until the engine answers, so that an interrupt (SIGINT, SIGTERM)
         # arriving while it is being created still removes it.
-        container = Container(self, name, name)
+        container = DockerContainer(self, name, name)
         try:
             try:
                 created = self.api.create_container(
@@ -442,17 +405,18 @@ class Engine:
             container.remove()
 
     @contextmanager
-    def lock(self, key: str, image: str, labels: Mapping[str, str], on_wait: Callable[[], None]) -> Iterator[None]:
-        """Hold the engine-wide lock called `key` while the block runs; wait while another build holds it.
+    def mutex(self, key: str, image: str, labels: Mapping[str, str], on_wait: Callable[[], None]) -> Iterator[None]:
+        """Hold the engine-wide mutex called `key` while the block runs; wait while another build holds it.
 
-        The lock is a container with a name made from `key`: the engine refuses a second container
+        The mutex is a container with a name made from `key`: the engine refuses a second container
         of that name, so one build at a time holds it, whichever machine it runs on. The container
-        runs `cat` on a stdin attached to this process and is removed when it ends, so the lock
+        runs `cat` on a stdin attached to this process and is removed when it ends, so the mutex
         goes away by itself when its holder dies, however it dies. `image` must be local.
         """
+        # "lock" in the name predates the word mutex; running builds of other versions share it.
         name = f"grocker-lock-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}"
         owner = uuid.uuid4().hex
-        holder = Container(self, name, name)
+        holder = DockerContainer(self, name, name)
         created_since: dict[str, float] = {}
         attempted = waiting = False
         try:
@@ -464,7 +428,7 @@ class Engine:
                         entrypoint=["cat"],
                         name=name,
                         stdin_open=True,
-                        labels={**labels, "grocker.lock.owner": owner},
+                        labels={**labels, MUTEX_OWNER_LABEL: owner},
                         network_disabled=True,
                         host_config=self.api.create_host_config(auto_remove=True),
                     )
@@ -472,11 +436,11 @@ class Engine:
                 except docker.errors.APIError as err:
                     attempted = False
                     if err.status_code != 409:
-                        raise self.error("create the lock container", name, err) from err
+                        raise self.error("create the mutex container", name, err) from err
                 if not waiting:
                     waiting = True
                     on_wait()
-                self._clear_stale_lock(name, created_since)
+                self._clear_stale_mutex(name, created_since)
                 time.sleep(1)
             connection = self.api.attach_socket(name, params={"stdin": 1, "stream": 1})
             try:
@@ -488,28 +452,28 @@ class Engine:
                     raw.shutdown(socket.SHUT_RDWR)
                 connection.close()
         finally:
-            if attempted and self._lock_owner(name) == owner:
+            if attempted and self._mutex_owner(name) == owner:
                 holder.remove()
 
-    def _lock_owner(self, name: str) -> str | None:
+    def _mutex_owner(self, name: str) -> str | None:
         try:
             attrs = self.api.inspect_container(name)
         except (docker.errors.APIError, requests.exceptions.RequestException):
             return None
-        return (attrs.get("Config", {}).get("Labels") or {}).get("grocker.lock.owner")
+        return (attrs.get("Config", {}).get("Labels") or {}).get(MUTEX_OWNER_LABEL)
 
-    def _clear_stale_lock(self, name: str, created_since: dict[str, float]) -> None:
-        """Remove a lock container whose holder died before starting it, or that outlived `cat`."""
+    def _clear_stale_mutex(self, name: str, created_since: dict[str, float]) -> None:
+        """Remove a mutex container whose holder died before starting it, or that outlived `cat`."""
         try:
             attrs = self.api.inspect_container(name)
         except (docker.errors.APIError, requests.exceptions.RequestException):
             return  # gone already, or the engine is busy: look again on the next turn
         status = attrs.get("State", {}).get("Status")
-        # Holders start their lock right after creating it; a lock seen unstarted for a minute
+        # Holders start their mutex right after creating it; one seen unstarted for a minute
         # (measured here, so that the engine's clock does not matter) has lost its holder.
         first_seen = created_since.setdefault(attrs["Id"], time.monotonic())
         if status in ("exited", "dead") or (status == "created" and time.monotonic() - first_seen > 60):
-            logger.debug("removing the abandoned lock %s (%s)", name, status)
+            logger.debug("removing the abandoned mutex %s (%s)", name, status)
             with contextlib.suppress(docker.errors.APIError):
                 self.api.remove_container(attrs["Id"], force=True)
 
@@ -529,10 +493,6 @@ class Engine:
             )
             for c in answer
         ]
-
-    def remove_container(self, container_id: str) -> None:
-        """Remove a stopped container; raises docker's APIError when it cannot."""
-        self.api.remove_container(container_id, v=False, force=False)
 
     def image_history(self, image_id: str) -> tuple[str, list[tuple[int, str]]] | None:
         """When an image was created (RFC 3339 text) and its build steps, newest first.
@@ -633,10 +593,10 @@ class Engine:
         )
 
 
-class Container:
-    """A container created by Engine.container."""
+class DockerContainer:
+    """A container created by DockerEngine.container (grocker.protocol.Container)."""
 
-    def __init__(self, engine: Engine, container_id: str, name: str) -> None:
+    def __init__(self, engine: DockerEngine, container_id: str, name: str) -> None:
         self.engine = engine
         self.api = engine.api
         self.id = container_id

@@ -11,16 +11,15 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from grocker import __version__
+from grocker import labels as keys
 from grocker.errors import UsageError, cut, shown
+from grocker.labels import Role
 from grocker.release import Release
 
 if TYPE_CHECKING:
     # Only for annotations: config imports this module to check the image prefix.
     from grocker.config import ProjectConfig
 
-LABEL_PREFIX = "grocker"
-VERSION_LABEL = "grocker.version"
-ROLE_LABEL = "grocker.image.role"
 
 # A Docker reference: [registry[:port]/]path[:tag], path components lower-case.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -65,17 +64,25 @@ def config_hash(config: ProjectConfig) -> str:
     return hashlib.sha256(encoded).hexdigest()
 
 
+# Modules whose text goes into the internal images, besides the templates under resources/:
+# the compile script and its layout are copied in, the families' commands are rendered in.
+_IMAGE_MODULES = ("compile.py", "layout.py", "families.py")
+
+
 @functools.cache
 def _resources_digest() -> str:
     """Digest of Grocker's templates and scripts: changing them must give new internal images,
     even within one Grocker version (development builds)."""
     digest = hashlib.sha256()
-    root = resources.files("grocker").joinpath("resources")
+    package = resources.files("grocker")
+    root = package.joinpath("resources")
     for folder in sorted(root.iterdir(), key=lambda item: item.name):
         if folder.is_dir():
             for item in sorted(folder.iterdir(), key=lambda item: item.name):
                 if item.is_file():
                     digest.update(f"{folder.name}/{item.name}\0".encode() + item.read_bytes())
+    for name in _IMAGE_MODULES:
+        digest.update(f"{name}\0".encode() + package.joinpath(name).read_bytes())
     return digest.hexdigest()
 
 
@@ -164,28 +171,28 @@ def has_registry(name: str) -> bool:
 def runner_labels(release: Release, config: ProjectConfig, created: str) -> dict[str, str]:
     """Labels and OCI annotations of the final image."""
     return {
-        VERSION_LABEL: __version__,
-        ROLE_LABEL: "runner",
-        "grocker.runtime": config.runtime.name,
-        "grocker.config.hash": config_hash(config),
-        "grocker.app.name": release.name,
-        "grocker.app.extras": release.extras_text,
-        "grocker.app.version": release.version or "",
-        "org.opencontainers.image.title": release.name,
-        "org.opencontainers.image.version": release.version or "",
-        "org.opencontainers.image.created": created,
-        "org.opencontainers.image.base.name": config.runtime.image,
+        keys.VERSION_LABEL: __version__,
+        keys.ROLE_LABEL: keys.RUNNER,
+        keys.RUNTIME_LABEL: config.runtime.name,
+        keys.CONFIG_HASH_LABEL: config_hash(config),
+        keys.APP_NAME_LABEL: release.name,
+        keys.APP_EXTRAS_LABEL: release.extras_text,
+        keys.APP_VERSION_LABEL: release.version or "",
+        keys.OCI_TITLE: release.name,
+        keys.OCI_VERSION: release.version or "",
+        keys.OCI_CREATED: created,
+        keys.OCI_BASE_NAME: config.runtime.image,
     }
 
 
-def internal_labels(config: ProjectConfig, role: str) -> dict[str, str]:
-    """Labels of the root, compiler and wheel-server images and of the wheel volume."""
+def internal_labels(config: ProjectConfig, role: Role) -> dict[str, str]:
+    """Labels of the internal images, the wheel volume and the containers Grocker runs."""
     return {
-        VERSION_LABEL: __version__,
-        ROLE_LABEL: role,
-        "grocker.runtime": config.runtime.name,
-        "grocker.config.hash": config_hash(config),
-        "org.opencontainers.image.base.name": config.runtime.image,
+        keys.VERSION_LABEL: __version__,
+        keys.ROLE_LABEL: role,
+        keys.RUNTIME_LABEL: config.runtime.name,
+        keys.CONFIG_HASH_LABEL: config_hash(config),
+        keys.OCI_BASE_NAME: config.runtime.image,
     }
 
 

@@ -16,31 +16,27 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from packaging.version import InvalidVersion, Version
 
 from grocker import __version__
+from grocker import labels as keys
 from grocker.endpoint import from_environment
-from grocker.engine import ContainerInfo, ImageInfo, VolumeInfo, connect
+from grocker.labels import INTERNAL_IMAGE_ROLES, ROLE_LABEL, RUNNER, VERSION_LABEL, WHEEL_VOLUME
 from grocker.log import logger
-from grocker.naming import ROLE_LABEL, VERSION_LABEL
+from grocker.protocol import ContainerInfo, ImageInfo, PurgeEngine
 
-INTERNAL_ROLES = frozenset({"root", "compiler", "wheel-server"})
-RUNNER_ROLE = "runner"
-VOLUME_ROLE = "wheel"
-# Roles that only Grocker gives to the containers it runs (build.py).
-OWN_CONTAINER_ROLES = frozenset({"compile", "check", "lock"})
+# Roles that only Grocker gives to the containers it runs (the chain).
+OWN_CONTAINER_ROLES = frozenset({keys.COMPILE, keys.CHECK, keys.MUTEX})
 # Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
 # carried its image's role, so it counts as a build container when its image is Grocker's.
-IMAGE_CONTAINER_ROLES = frozenset({"compiler", "wheel-server"})
+IMAGE_CONTAINER_ROLES = frozenset({keys.COMPILER, keys.WHEEL_SERVER})
 # Removal order: children before parents (every Grocker image but root is built FROM root).
-_IMAGE_ORDER = {RUNNER_ROLE: 0, "compiler": 1, "wheel-server": 1, "root": 2}
+_IMAGE_ORDER = {RUNNER: 0, keys.COMPILER: 1, keys.WHEEL_SERVER: 1, keys.ROOT: 2}
 # The OCI annotations Grocker sets as labels, by role (naming.runner_labels, internal_labels).
-_OCI_KEYS = {
-    RUNNER_ROLE: frozenset(f"org.opencontainers.image.{key}" for key in ("title", "version", "created", "base.name")),
-}
-_INTERNAL_OCI_KEYS = frozenset({"org.opencontainers.image.base.name"})
+_OCI_KEYS = {RUNNER: frozenset({keys.OCI_TITLE, keys.OCI_VERSION, keys.OCI_CREATED, keys.OCI_BASE_NAME})}
+_INTERNAL_OCI_KEYS = frozenset({keys.OCI_BASE_NAME})
 # A LABEL step as the classic builder records it ("/bin/sh -c #(nop)  LABEL k=v") or BuildKit does.
 _LABEL_STEP = re.compile(r"^(?:(?:/bin/sh -c|cmd /S /C) #\(nop\)\s+)?LABEL\s+(?P<pairs>.*)$", re.DOTALL)
 
@@ -88,24 +84,6 @@ class PurgeReport:
         ]
 
 
-class PurgeEngine(Protocol):
-    """The engine operations purge uses (grocker.engine.Engine; a fake in unit tests)."""
-
-    def containers(self, label: str) -> Sequence[ContainerInfo]: ...
-
-    def images(self, label: str) -> Sequence[ImageInfo]: ...
-
-    def volumes(self, label: str) -> Sequence[VolumeInfo]: ...
-
-    def image_history(self, image_id: str) -> tuple[str, Sequence[tuple[int, str]]] | None: ...
-
-    def try_remove_container(self, container_id: str) -> str | None: ...
-
-    def try_remove_image(self, image_id: str) -> str | None: ...
-
-    def try_remove_volume(self, name: str) -> str | None: ...
-
-
 def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine | None = None) -> PurgeReport:
     """Remove Grocker's containers, images and volumes that `options` select; report what happened.
 
@@ -113,6 +91,8 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
     reported; only engine failures raise (EngineError).
     """
     if engine is None:
+        from grocker.engine import connect  # docker-py is imported only to reach an engine
+
         engine = connect(from_environment(env))
     removed: list[PurgedObject] = []
     kept: list[PurgedObject] = []
@@ -120,7 +100,7 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
     own = _grocker_images(engine)
     own_ids = {image.id for image in own}
     images = [image for image in own if _image_selected(image, options)]
-    runner_ids = {image.id for image in images if image.labels.get(ROLE_LABEL) == RUNNER_ROLE}
+    runner_ids = {image.id for image in images if image.labels.get(ROLE_LABEL) == RUNNER}
 
     # Containers first: they hold images and volumes.
     for container in engine.containers(VERSION_LABEL):
@@ -157,9 +137,9 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
 
     # Volumes last: a build container mounts its wheel volume.
     for volume in engine.volumes(VERSION_LABEL):
-        if volume.labels.get(ROLE_LABEL) != VOLUME_ROLE or not _version_selected(volume.labels, options):
+        if volume.labels.get(ROLE_LABEL) != WHEEL_VOLUME or not _version_selected(volume.labels, options):
             continue
-        item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), VOLUME_ROLE)
+        item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), WHEEL_VOLUME)
         reason = engine.try_remove_volume(volume.name)
         (removed if reason is None else kept).append(_with_reason(item, reason))
 
@@ -256,7 +236,7 @@ def _version_selected(labels: Mapping[str, str], options: PurgeOptions) -> bool:
 
 def _image_selected(image: ImageInfo, options: PurgeOptions) -> bool:
     role = image.labels.get(ROLE_LABEL, "")
-    wanted = role in INTERNAL_ROLES or (options.including_final_images and role == RUNNER_ROLE)
+    wanted = role in INTERNAL_IMAGE_ROLES or (options.including_final_images and role == RUNNER)
     return wanted and _version_selected(image.labels, options)
 
 

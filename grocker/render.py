@@ -3,8 +3,8 @@ besides reading the templates."""
 
 from __future__ import annotations
 
+import base64
 import json
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,10 +13,12 @@ from urllib.parse import quote
 
 import jinja2
 
-from grocker import __version__
+from grocker import __version__, layout
 from grocker.config import ProjectConfig, Repository
+from grocker.families import Family, family_of
+from grocker.labels import COMPILER, ROOT, RUNNER, WHEEL_SERVER, ImageRole
 from grocker.release import Release
-from grocker.wheels import Lock, WheelFile
+from grocker.wheels import WheelFile, WheelLock
 
 WHEEL_SERVER_HOST = "grocker-wheels"
 WHEEL_SERVER_URL = f"http://{WHEEL_SERVER_HOST}"
@@ -28,7 +30,7 @@ GROCKER_UID = 1000
 class BuildContext:
     """The files of one image's build context; `Dockerfile` among them."""
 
-    role: str
+    role: ImageRole
     files: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -65,24 +67,32 @@ def _render(template: str, **context: object) -> bytes:
     return _ENV.get_template(template).render(version=__version__, **context).encode("utf-8")
 
 
-def _static(name: str) -> bytes:
-    return resources.files("grocker").joinpath(f"resources/{name}").read_bytes()
+def _module_source(name: str) -> bytes:
+    """A module of the package that also runs inside the compiler image (stdlib only)."""
+    return resources.files("grocker").joinpath(name).read_bytes()
+
+
+def _provision(template: str, config: ProjectConfig, **context: object) -> bytes:
+    """A provisioning script: the family's commands around what `template` adds."""
+    return _render(template, runtime=config.runtime, family=family_of(config.runtime.family), **context)
 
 
 def root_context(config: ProjectConfig) -> BuildContext:
     """The root image: base image, repositories, run packages, user grocker."""
-    repositories = [_repository_view(repo) for repo in config.repositories]
+    family = family_of(config.runtime.family)
+    repositories = [_repository_view(family, repo) for repo in config.repositories]
+    https = any(" https://" in f" {repo.uri}" for repo in config.repositories)
     return BuildContext(
-        "root",
+        ROOT,
         {
             "Dockerfile": _render("root/Dockerfile.j2", runtime=config.runtime),
-            "provision.sh": _render(
+            "provision.sh": _provision(
                 "root/provision.sh.j2",
-                runtime=config.runtime,
+                config,
                 repositories=repositories,
-                https_repositories=any(" https://" in f" {repo.uri}" for repo in config.repositories),
+                https_packages=list(family.https_packages) if https else [],
                 packages=list(config.all_run_packages),
-                uid=GROCKER_UID,
+                add_user=family.add_user.format(uid=GROCKER_UID),
             ),
         },
     )
@@ -91,25 +101,26 @@ def root_context(config: ProjectConfig) -> BuildContext:
 def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
     """The compiler image: root plus build packages and the compile script."""
     return BuildContext(
-        "compiler",
+        COMPILER,
         {
             "Dockerfile": _render("compiler/Dockerfile.j2", runtime=config.runtime, root_image=root_image),
-            "provision.sh": _render(
-                "compiler/provision.sh.j2", runtime=config.runtime, packages=list(config.all_build_packages)
+            "provision.sh": _provision(
+                "compiler/provision.sh.j2", config, packages=list(config.all_build_packages), layout=layout
             ),
-            "compile.py": _static("compiler/compile.py"),
+            "compile.py": _module_source("compile.py"),
+            "layout.py": _module_source("layout.py"),
         },
     )
 
 
 def wheel_server_context(config: ProjectConfig, root_image: str) -> BuildContext:
-    """The wheel server: root plus the distribution's nginx, serving /wheels."""
+    """The wheel server: root plus the distribution's nginx, serving the wheel volume."""
     return BuildContext(
-        "wheel-server",
+        WHEEL_SERVER,
         {
             "Dockerfile": _render("wheel-server/Dockerfile.j2", runtime=config.runtime, root_image=root_image),
-            "provision.sh": _render("wheel-server/provision.sh.j2", runtime=config.runtime),
-            "nginx.conf": _static("wheel-server/nginx.conf"),
+            "provision.sh": _provision("wheel-server/provision.sh.j2", config, layout=layout),
+            "nginx.conf": _render("wheel-server/nginx.conf.j2", layout=layout),
         },
     )
 
@@ -118,7 +129,7 @@ def runner_context(
     release: Release,
     config: ProjectConfig,
     root_image: str,
-    lock: Lock,
+    lock: WheelLock,
     labels: Mapping[str, str] | None = None,
 ) -> BuildContext:
     """The final image: root plus a venv installed from the wheel server, in two layers, then its labels."""
@@ -128,7 +139,7 @@ def runner_context(
         return _install_command(python, lock.installer, wheels, create_venv)
 
     return BuildContext(
-        "runner",
+        RUNNER,
         {
             "Dockerfile": _render(
                 "runner/Dockerfile.j2",
@@ -148,10 +159,10 @@ def runner_context(
     )
 
 
-def placeholder_lock(release: Release) -> Lock:
+def placeholder_lock(release: Release) -> WheelLock:
     """A stand-in lock for --dry-run, where the compile step has not resolved anything."""
     version = release.version or "VERSION"
-    return Lock(
+    return WheelLock(
         application=WheelFile(f"{release.name.replace('-', '_')}-{version}-py3-none-any.whl", "<sha256>"),
         dependencies=(WheelFile("<each-dependency-resolved-by-the-compile-step>.whl", "<sha256>"),),
         installer=WheelFile("pip-<version>-py3-none-any.whl", "<sha256>"),
@@ -159,10 +170,11 @@ def placeholder_lock(release: Release) -> Lock:
 
 
 def _install_command(python: str, installer: WheelFile, wheels: Sequence[WheelFile], create_venv: bool) -> str:
-    pip_wheel = f"/tmp/{installer.file}"
+    python = shlex.quote(python)
+    pip_wheel = shlex.quote(f"/tmp/{installer.file}")
     download = (
         f"{python} -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "
-        f"{_url(installer)} {pip_wheel}"
+        f"{shlex.quote(_url(installer))} {pip_wheel}"
     )
     # An http_proxy set in `env` must not catch the wheel server.
     no_proxy = (
@@ -190,20 +202,18 @@ def _url(wheel: WheelFile) -> str:
 
 @dataclass(frozen=True)
 class _RepositoryView:
-    id: str
-    uri: str
-    key: str
+    key_file: str
+    key_base64: str
+    """The key travels base64-encoded: no content can end its quoting in the script."""
+    source_file: str
     line: str
 
 
-def _repository_view(repo: Repository) -> _RepositoryView:
-    """The source line with the key pinned by signed-by, as current apt expects (no apt-key)."""
-    keyring = f"/etc/apt/keyrings/grocker-{repo.id}.asc"
-    match = re.match(r"^(deb(?:-src)?)\s+(?:\[(?P<options>[^\]]*)\]\s+)?(?P<rest>.*)$", repo.uri)
-    if match:
-        options = [opt for opt in (match.group("options") or "").split() if not opt.startswith("signed-by=")]
-        options.append(f"signed-by={keyring}")
-        line = f"{match.group(1)} [{' '.join(options)}] {match.group('rest')}"
-    else:
-        line = repo.uri
-    return _RepositoryView(repo.id, repo.uri, repo.key, line)
+def _repository_view(family: Family, repo: Repository) -> _RepositoryView:
+    """Where the family keeps the repository's key and line, and the line to write there."""
+    return _RepositoryView(
+        key_file=family.key_file.format(id=repo.id),
+        key_base64=base64.b64encode(repo.key.encode("utf-8")).decode("ascii"),
+        source_file=family.source_file.format(id=repo.id),
+        line=family.source_line(repo.id, repo.uri),
+    )

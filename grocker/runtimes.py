@@ -5,18 +5,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from grocker.errors import ConfigError
-
-Family = Literal["debian", "alpine"]
-FAMILIES: tuple[Family, ...] = ("debian", "alpine")
-_FAMILY_BY_NAME: dict[str, Family] = {family: family for family in FAMILIES}
+from grocker.families import FAMILIES
 
 # `<distribution>/<python version>`, in the alphabet of a Docker path component, since the name
 # (with / as -) is part of the internal image and volume names.
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*/[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _PYTHON_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+$")
+# The interpreter reaches shell scripts: a command name or an absolute path, nothing else.
+_PYTHON_RE = re.compile(r"[A-Za-z0-9_.+-]+|(?:/[A-Za-z0-9_.+-]+)+")
+# A Docker reference, as a FROM line takes it: [registry[:port]/]path[:tag][@digest].
+_IMAGE_RE = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,8 @@ class Runtime:
 
     name: str
     image: str
-    family: Family
+    family: str
+    """A key of grocker.families.FAMILIES."""
     python: str
     python_version: str
     run_packages: tuple[str, ...]
@@ -88,11 +93,20 @@ def _parse_runtime(name: str, entry: Mapping[str, object], where: str) -> Runtim
             raise ConfigError(f"runtimes.{name}.{key} ({where}) must be a non-empty string, got {value!r}{hint}.")
         return value
 
-    family_name = text("family", "debian")
-    family = _FAMILY_BY_NAME.get(family_name)
-    if family is None:
+    family = text("family", "debian")
+    if family not in FAMILIES:
+        raise ConfigError(f"runtimes.{name}.family ({where}) must be one of {', '.join(FAMILIES)}, got {family!r}.")
+    python = text("python", "python3")
+    if not _PYTHON_RE.fullmatch(python):
         raise ConfigError(
-            f"runtimes.{name}.family ({where}) must be one of {', '.join(FAMILIES)}, got {family_name!r}."
+            f"runtimes.{name}.python ({where}) must be the interpreter's command name or absolute path, "
+            f"e.g. python3 or /usr/local/bin/python3; got {python!r}."
+        )
+    image = text("image")
+    if not _IMAGE_RE.fullmatch(image):
+        raise ConfigError(
+            f"runtimes.{name}.image ({where}) must be a Docker image reference, e.g. debian:trixie or "
+            f"registry.example.com/base/python:3.13; got {image!r}."
         )
     deps = entry.get("dependencies") or {}
     if not isinstance(deps, Mapping):
@@ -106,9 +120,9 @@ def _parse_runtime(name: str, entry: Mapping[str, object], where: str) -> Runtim
         )
     return Runtime(
         name=name,
-        image=text("image"),
+        image=image,
         family=family,
-        python=text("python", "python3"),
+        python=python,
         python_version=python_version,
         run_packages=_packages(deps, "run", f"runtimes.{name}", where),
         build_packages=_packages(deps, "build", f"runtimes.{name}", where),

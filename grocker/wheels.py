@@ -1,4 +1,7 @@
-"""The wheel lock: which wheels of the volume make up one release, written by the compile step."""
+"""The wheel lock: which wheels of the volume make up one release, written by the compile step.
+
+Not to be confused with the engine mutex (DockerEngine.mutex) that serialises image builds.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from grocker.errors import BuildError
+from grocker.layout import RESULT_MARK
 from grocker.release import Release
-
-WHEELS_PATH = "/home/grocker/wheels"
-LOCKS_PATH = f"{WHEELS_PATH}/.grocker/locks"
-RESULT_MARK = "GROCKER-RESULT:"
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class WheelFile:
 
 
 @dataclass(frozen=True)
-class Lock:
+class WheelLock:
     """The application's wheel, its dependencies' wheels and the pip wheel that installs them."""
 
     application: WheelFile
@@ -52,10 +52,10 @@ def lock_key(release: Release, constraint: Path | None) -> str:
     return f"{release.name}-{digest.hexdigest()[:24]}"
 
 
-def parse_lock(data: Mapping[str, Any]) -> Lock:
-    """Build a Lock from the compile script's JSON, refusing anything malformed."""
+def parse_lock(data: Mapping[str, Any]) -> WheelLock:
+    """Build a WheelLock from the compile script's JSON, refusing anything malformed."""
     try:
-        return Lock(
+        return WheelLock(
             application=WheelFile(**data["application"]),
             dependencies=tuple(WheelFile(**item) for item in data["dependencies"]),
             installer=WheelFile(**data["installer"]),
@@ -69,7 +69,7 @@ def parse_lock(data: Mapping[str, Any]) -> Lock:
         ) from err
 
 
-def parse_result_line(lines: list[str]) -> Lock | None:
+def parse_result_line(lines: list[str]) -> WheelLock | None:
     """Find the compile script's result line in its output."""
     for line in reversed(lines):
         if line.startswith(RESULT_MARK):

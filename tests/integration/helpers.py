@@ -1,4 +1,7 @@
-"""Helpers of the integration tests: the CLI in a subprocess, fixture packaging, registry queries."""
+"""Helpers of the integration tests: the CLI in a subprocess, fixture packaging, registry queries, polling.
+
+Waiting in tests goes through `poll_until`: a condition and a deadline, never a bare sleep.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,34 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import docker
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def poll_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Call `predicate` until it returns a true value, and return that value.
+
+    Fails the test, naming `what` and the last value seen, once `timeout` seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:.0f} s (last seen: {value!r})")
+        time.sleep(interval)
 
 
 @dataclass

@@ -392,7 +392,7 @@ def test_interrupt_during_compile(
         return any(c["name"].startswith("grocker-compile-") for c in running)
 
     _wait_for("running compile container", compiling, build)
-    time.sleep(1)
+    time.sleep(1)  # let pip start in it: the signal must hit a compile at work, not one being set up
     build.process.send_signal(signum)
     run = build.wait(timeout=30)
 

@@ -18,7 +18,6 @@ import secrets
 import socket
 import subprocess
 import tarfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import yaml
 
 from grocker.api import load_config
 from grocker.naming import InternalNames, internal_names
-from tests.integration.helpers import Grocker, package_fixture
+from tests.integration.helpers import Grocker, package_fixture, poll_until
 from tests.integration.test_bad_input import EngineWatch, Outcome, engine_socket, run_cli
 
 USER = "ci-reader"
@@ -158,14 +157,12 @@ def private_index(
     try:
         client.api.put_archive(created["Id"], "/", _tar(files))
         client.api.start(created["Id"])
-        deadline = time.monotonic() + 30
-        while True:
+
+        def answers() -> bool:
             probe = client.api.exec_create(created["Id"], ["python3", "/srv/probe.py"])
-            answer = client.api.exec_start(probe["Id"]).decode().strip()
-            if answer == "401 200":
-                break
-            assert time.monotonic() < deadline, f"the private index did not start: {answer}"
-            time.sleep(0.3)
+            return bool(client.api.exec_start(probe["Id"]).decode().strip() == "401 200")
+
+        poll_until(answers, 30, "the private index answering 401 without and 200 with its token")
         address = client.api.inspect_container(created["Id"])["NetworkSettings"]["IPAddress"]
         assert address, "the private index has no address on the default bridge"
         yield PrivateIndex(address, token, versions)

@@ -332,7 +332,7 @@ ERROR_CASES = {
         },
         ["-c", "conf.yml", "ipython==8.18.1"],
         3,
-        ["conf.yml", "`repositories.nginx.key` is not an ASCII-armored PGP public key", "gpg --armor --export"],
+        ["conf.yml", "`repositories.nginx.key` must contain `-----BEGIN PGP PUBLIC KEY BLOCK-----`", "gpg --armor"],
     ),
     "repository uri that is not a deb line": (
         {
@@ -344,7 +344,7 @@ ERROR_CASES = {
         3,
         ["conf.yml", "`repositories.nginx.uri`", "deb ", "'http://nginx.org/packages/debian/'"],
     ),
-    "repository on alpine": (
+    "apt repository on alpine": (
         {
             "conf.yml": "runtime: alpine/3.12\nrepositories:\n  extra:\n    uri: deb http://h/ x y\n    key: |\n      "
             + PGP_KEY.replace("\n", "\n      ")
@@ -352,7 +352,16 @@ ERROR_CASES = {
         },
         ["-c", "conf.yml", "ipython==8.18.1"],
         3,
-        ["conf.yml", "`repositories.extra`", "alpine/3.12", "Debian runtimes only"],
+        ["conf.yml", "`repositories.extra.uri`", "alpine/3.12", "an apk repository"],
+    ),
+    "PGP key on alpine": (
+        {
+            "conf.yml": "runtime: alpine/3.12\nrepositories:\n  extra:\n    uri: https://h/alpine/main\n"
+            "    key: |\n      " + PGP_KEY.replace("\n", "\n      ") + "\n"
+        },
+        ["-c", "conf.yml", "ipython==8.18.1"],
+        3,
+        ["conf.yml", "`repositories.extra.key`", "-----BEGIN PUBLIC KEY-----", "RSA public key in PEM"],
     ),
     "env without =": (
         {},

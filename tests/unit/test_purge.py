@@ -2,178 +2,31 @@
 
 from __future__ import annotations
 
-import datetime
-import itertools
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import pytest
-from click.testing import CliRunner
 
-from grocker import __version__, cli, purge
+from grocker import __version__, purge
+from grocker import engine as docker_engine
 from grocker.endpoint import Endpoint
-from grocker.engine import ContainerInfo, ImageInfo, VolumeInfo
 from grocker.errors import EngineError
 from grocker.purge import PurgeOptions, built_by_grocker
+from tests.unit.conftest import CliRun
+from tests.unit.fakes import START, FakePurgeEngine, grocker_labels, rfc3339
 
 OLD, CURRENT, NEW = "6.3", __version__, "99.0"
 NONE = PurgeOptions()
 ALL = PurgeOptions(all_versions=True)
 FINAL = PurgeOptions(including_final_images=True)
 ALL_FINAL = PurgeOptions(all_versions=True, including_final_images=True)
-START = int(datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc).timestamp())
-# What `docker import` of a Debian root file system records as its only step.
-BASE_STEPS = [(START, "/bin/sh -c #(nop) ADD file:0123abcd in / ")]
-
-
-def rfc3339(epoch: int) -> str:
-    """The engine's image creation time: nanoseconds and Z."""
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + ".123456789Z"
-
-
-def classic_label_steps(labels: Mapping[str, str], when: int) -> list[tuple[int, str]]:
-    """The steps the classic builder appends for build labels: one LABEL step per label."""
-    return [(when, f"/bin/sh -c #(nop)  LABEL {key}={value}") for key, value in labels.items()]
-
-
-def grocker_labels(version: str, role: str) -> dict[str, str]:
-    """The labels Grocker 7 gives an image of this role (naming.internal_labels, runner_labels)."""
-    labels = {
-        "grocker.version": version,
-        "grocker.image.role": role,
-        "grocker.runtime": "trixie/3.13",
-        "grocker.config.hash": "0" * 64,
-        "org.opencontainers.image.base.name": "debian:trixie",
-    }
-    if role == "runner":
-        labels.update(
-            {
-                "grocker.app.name": "app",
-                "grocker.app.extras": "",
-                "grocker.app.version": "1.0",
-                "org.opencontainers.image.title": "app",
-                "org.opencontainers.image.version": "1.0",
-                "org.opencontainers.image.created": "2026-01-02T00:00:00Z",
-            }
-        )
-    return labels
-
-
-@dataclass
-class FakeImage:
-    info: ImageInfo
-    created: int
-    steps: list[tuple[int, str]]  # oldest first
-    parent: str | None = None
-
-
-@dataclass
-class FakeEngine:
-    """The engine operations purge uses, with the engine's refusals (never forced)."""
-
-    images_: dict[str, FakeImage] = field(default_factory=dict)
-    containers_: dict[str, ContainerInfo] = field(default_factory=dict)
-    volumes_: dict[str, VolumeInfo] = field(default_factory=dict)
-    mounts: dict[str, str] = field(default_factory=dict)  # container id -> volume name
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    clock: itertools.count[int] = field(default_factory=lambda: itertools.count(START + 60, 60))
-
-    # Making objects
-
-    def image(
-        self,
-        labels: Mapping[str, str],
-        steps: Sequence[str],
-        *,
-        parent: str | None = None,
-        tags: Sequence[str] = (),
-        label_steps: bool = True,
-    ) -> str:
-        """Build an image FROM `parent` (or the base) with Dockerfile `steps`, then the build labels."""
-        when = next(self.clock)
-        base = self.images_[parent] if parent else None
-        history = list(base.steps if base else BASE_STEPS) + [(when, step) for step in steps]
-        if label_steps:
-            history += classic_label_steps(labels, when)
-        image_id = f"sha256:{len(self.images_) + 1:064x}"
-        inherited = dict(base.info.labels) if base else {}
-        info = ImageInfo(image_id, tuple(tags), {**inherited, **labels}, 1000)
-        self.images_[image_id] = FakeImage(info, when, history, parent)
-        return image_id
-
-    def grocker_image(self, version: str, role: str, *, parent: str | None = None, tags: Sequence[str] = ()) -> str:
-        """An image as Grocker builds it."""
-        steps = ["/bin/sh -c sh /tmp/grocker/provision.sh", '/bin/sh -c #(nop)  ENTRYPOINT ["app"]']
-        return self.image(grocker_labels(version, role), steps, parent=parent, tags=tags)
-
-    def container(
-        self, image_id: str, *, status: str = "exited", labels: Mapping[str, str] | None = None, volume: str = ""
-    ) -> str:
-        """A container of the image: its labels are the image's, plus `labels`."""
-        container_id = f"c{len(self.containers_) + 1:063x}"
-        merged = {**self.images_[image_id].info.labels, **(labels or {})}
-        self.containers_[container_id] = ContainerInfo(
-            container_id, f"ctr-{len(self.containers_) + 1}", status, image_id, merged
-        )
-        if volume:
-            self.mounts[container_id] = volume
-        return container_id
-
-    def volume(self, version: str, role: str = "wheel") -> str:
-        """A wheel volume of that Grocker version."""
-        name = f"grocker-wheel-cache-{version}-trixie-3.13-{len(self.volumes_)}"
-        self.volumes_[name] = VolumeInfo(name, {"grocker.version": version, "grocker.image.role": role})
-        return name
-
-    # What purge calls
-
-    def containers(self, label: str) -> list[ContainerInfo]:
-        return [c for c in self.containers_.values() if label in c.labels]
-
-    def images(self, label: str) -> list[ImageInfo]:
-        return [i.info for i in self.images_.values() if label in i.info.labels]
-
-    def volumes(self, label: str) -> list[VolumeInfo]:
-        return [v for v in self.volumes_.values() if label in v.labels]
-
-    def image_history(self, image_id: str) -> tuple[str, list[tuple[int, str]]] | None:
-        image = self.images_.get(image_id)
-        return None if image is None else (rfc3339(image.created), list(reversed(image.steps)))
-
-    def try_remove_container(self, container_id: str) -> str | None:
-        self.calls.append(("container", container_id))
-        if self.containers_[container_id].status == "running":
-            return f"You cannot remove a running container {container_id}."
-        del self.containers_[container_id]
-        self.mounts.pop(container_id, None)
-        return None
-
-    def try_remove_image(self, image_id: str) -> str | None:
-        self.calls.append(("image", image_id))
-        if any(image.parent == image_id for image in self.images_.values()):
-            return "image has dependent child images"
-        for container in self.containers_.values():
-            if container.image_id == image_id:
-                state = "running" if container.status == "running" else "stopped"
-                return f"image is being used by {state} container {container.id[:12]}"
-        del self.images_[image_id]
-        return None
-
-    def try_remove_volume(self, name: str) -> str | None:
-        self.calls.append(("volume", name))
-        users = [cid for cid, volume in self.mounts.items() if volume == name]
-        if users:
-            return f"volume is in use - [{users[0]}]"
-        del self.volumes_[name]
-        return None
 
 
 @dataclass
 class Population:
     """One Grocker build chain per version, with its build containers and volume."""
 
-    engine: FakeEngine
+    engine: FakePurgeEngine
     ids: dict[str, str]
 
     def removed(self) -> set[str]:
@@ -183,7 +36,7 @@ class Population:
 
 
 def population() -> Population:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     ids: dict[str, str] = {}
     for key, version in (("old", OLD), ("cur", CURRENT), ("new", NEW)):
         root = ids[f"root-{key}"] = engine.grocker_image(version, "root", tags=[f"grocker-root:{version}"])
@@ -244,7 +97,7 @@ def test_removes_containers_then_images_children_first_then_volumes() -> None:
 
 
 def test_an_image_refused_for_its_children_is_tried_again_once_they_are_gone() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     root = engine.grocker_image(OLD, "root")
     compiler = engine.grocker_image(OLD, "compiler", parent=root)
     # An unusual chain: an image of the same rank built FROM the compiler, listed after it.
@@ -256,7 +109,7 @@ def test_an_image_refused_for_its_children_is_tried_again_once_they_are_gone() -
 
 
 def test_report_has_one_line_per_object() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     root = engine.grocker_image(OLD, "root", tags=["grocker-trixie-3.13-root:6.3-abc", "mirror/root:6.3"])
     compiler = engine.grocker_image(OLD, "compiler", parent=root)
     volume = engine.volume(OLD)
@@ -271,11 +124,11 @@ def test_report_has_one_line_per_object() -> None:
 
 
 def test_nothing_to_purge() -> None:
-    assert purge.purge(ALL_FINAL, {}, engine=FakeEngine()).lines() == ["nothing to purge"]
+    assert purge.purge(ALL_FINAL, {}, engine=FakePurgeEngine()).lines() == ["nothing to purge"]
 
 
 def test_dangling_images_go_too() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     dangling = engine.grocker_image(OLD, "compiler")
     report = purge.purge(NONE, {}, engine=engine)
     assert dangling not in engine.images_
@@ -284,7 +137,7 @@ def test_dangling_images_go_too() -> None:
 
 @pytest.mark.parametrize("version", ["", "not-a-version", "6.x"])
 def test_a_label_that_is_no_version_counts_as_older(version: str) -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     image = engine.grocker_image(version, "compiler")
     volume = engine.volume(version)
     purge.purge(NONE, {}, engine=engine)
@@ -293,7 +146,7 @@ def test_a_label_that_is_no_version_counts_as_older(version: str) -> None:
 
 
 def test_current_and_newer_versions_are_kept_by_default() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     kept = [engine.grocker_image(version, "compiler") for version in (CURRENT, NEW, "7.0.0")]
     kept += [engine.grocker_image(OLD, "runner")]
     report = purge.purge(NONE, {}, engine=engine)
@@ -302,7 +155,7 @@ def test_current_and_newer_versions_are_kept_by_default() -> None:
 
 
 def test_running_containers_and_what_they_use_are_reported_not_fatal() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     root = engine.grocker_image(OLD, "root")
     server = engine.grocker_image(OLD, "wheel-server", parent=root)
     volume = engine.volume(OLD)
@@ -323,7 +176,7 @@ def test_running_containers_and_what_they_use_are_reported_not_fatal() -> None:
 
 
 def test_final_images_go_with_their_stopped_containers_only_with_f() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     runner = engine.grocker_image(OLD, "runner", tags=["app:1"])
     stopped = engine.container(runner)
     purge.purge(NONE, {}, engine=engine)
@@ -334,7 +187,7 @@ def test_final_images_go_with_their_stopped_containers_only_with_f() -> None:
 
 
 def test_a_running_final_container_keeps_its_image() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     runner = engine.grocker_image(OLD, "runner")
     running = engine.container(runner, status="running")
     report = purge.purge(FINAL, {}, engine=engine)
@@ -344,7 +197,7 @@ def test_a_running_final_container_keeps_its_image() -> None:
 
 
 def test_containers_that_are_not_grocker_builds_are_left_alone() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     root = engine.grocker_image(OLD, "root")
     # Someone ran the root image: not a build container, so it and its image stay.
     theirs = engine.container(root)
@@ -355,7 +208,7 @@ def test_containers_that_are_not_grocker_builds_are_left_alone() -> None:
 
 
 def test_containers_that_are_not_exited_are_kept() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     compiler = engine.grocker_image(OLD, "compiler")
     created = engine.container(compiler, status="created", labels={"grocker.image.role": "compile"})
     report = purge.purge(NONE, {}, engine=engine)
@@ -365,7 +218,7 @@ def test_containers_that_are_not_exited_are_kept() -> None:
 
 def test_grocker_6_build_containers_are_found_by_their_image() -> None:
     # Grocker 6 gave its compile containers no role of their own: they carried the compiler's.
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     compiler = engine.grocker_image("6.4", "compiler")
     container = engine.container(compiler)
     purge.purge(NONE, {}, engine=engine)
@@ -373,7 +226,7 @@ def test_grocker_6_build_containers_are_found_by_their_image() -> None:
     assert compiler not in engine.images_
 
 
-def derived(engine: FakeEngine, base: str, how: str) -> str:
+def derived(engine: FakePurgeEngine, base: str, how: str) -> str:
     """An image someone else built FROM a Grocker image, as a pulled image (no parent link)."""
     if how == "run":
         return engine.image({}, ["/bin/sh -c make install"], parent=base, label_steps=False)
@@ -394,7 +247,7 @@ def derived(engine: FakeEngine, base: str, how: str) -> str:
 @pytest.mark.parametrize("how", ["run", "label", "oci-label", "grocker-label", "buildkit-label", "commit"])
 @pytest.mark.parametrize("role", ["runner", "root"])
 def test_images_built_from_grocker_images_by_someone_else_are_never_removed(how: str, role: str) -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     base = engine.grocker_image(OLD, role, tags=["grocker-base:1"])
     theirs = derived(engine, base, how)
     engine.images_[theirs].parent = None  # pulled: the engine would not even protect it as a child
@@ -405,7 +258,7 @@ def test_images_built_from_grocker_images_by_someone_else_are_never_removed(how:
 
 
 def test_an_oci_label_added_on_an_internal_image_marks_it_derived() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     root = engine.grocker_image(OLD, "root")
     theirs = engine.image({"org.opencontainers.image.version": "2.0"}, [], parent=root)
     engine.images_[theirs].parent = None
@@ -414,7 +267,7 @@ def test_an_oci_label_added_on_an_internal_image_marks_it_derived() -> None:
 
 
 def test_containers_of_derived_images_are_left_alone() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     compiler = engine.grocker_image(OLD, "compiler")
     theirs = derived(engine, compiler, "run")
     container = engine.container(theirs)  # carries role compiler, inherited
@@ -463,7 +316,7 @@ def test_anything_else_is_not_a_grocker_image(created: str, history: list[tuple[
 
 
 def test_an_image_gone_meanwhile_is_skipped() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     image = engine.grocker_image(OLD, "compiler")
     listed = engine.images("grocker.version")
     engine.images = lambda label: listed  # type: ignore[method-assign]
@@ -473,19 +326,19 @@ def test_an_image_gone_meanwhile_is_skipped() -> None:
 
 def test_purge_connects_to_the_engine_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Endpoint] = []
-    fake = FakeEngine()
+    fake = FakePurgeEngine()
 
-    def connect(endpoint: Endpoint) -> FakeEngine:
+    def connect(endpoint: Endpoint) -> FakePurgeEngine:
         seen.append(endpoint)
         return fake
 
-    monkeypatch.setattr(purge, "connect", connect)
+    monkeypatch.setattr(docker_engine, "connect", connect)
     purge.purge(NONE, {"DOCKER_HOST": "tcp://engine:2375"})
     assert seen == [Endpoint("tcp://engine:2375", "DOCKER_HOST")]
 
 
 def test_engine_errors_are_fatal() -> None:
-    engine = FakeEngine()
+    engine = FakePurgeEngine()
     engine.grocker_image(OLD, "compiler")
 
     def broken(image_id: str) -> str | None:
@@ -508,7 +361,9 @@ def test_engine_errors_are_fatal() -> None:
         (["--all-versions", "--including-final-images", "--excluding-final-images"], ALL),
     ],
 )
-def test_cli_flags(monkeypatch: pytest.MonkeyPatch, args: list[str], expected: PurgeOptions) -> None:
+def test_cli_flags(
+    monkeypatch: pytest.MonkeyPatch, grocker: Callable[..., CliRun], args: list[str], expected: PurgeOptions
+) -> None:
     received: list[PurgeOptions] = []
 
     def fake_purge(options: PurgeOptions, env: Mapping[str, str]) -> purge.PurgeReport:
@@ -516,27 +371,29 @@ def test_cli_flags(monkeypatch: pytest.MonkeyPatch, args: list[str], expected: P
         return purge.PurgeReport()
 
     monkeypatch.setattr(purge, "purge", fake_purge)
-    result = CliRunner().invoke(cli.main, ["purge", *args])
-    assert result.exit_code == 0, result.output
+    result = grocker("purge", *args)
+    assert result.exit_code == 0, result.stderr
     assert received == [expected]
     assert result.stdout == "nothing to purge\n"
 
 
-def test_cli_prints_the_report_and_exits_0_when_things_are_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = FakeEngine()
+def test_cli_prints_the_report_and_exits_0_when_things_are_in_use(
+    monkeypatch: pytest.MonkeyPatch, grocker: Callable[..., CliRun]
+) -> None:
+    engine = FakePurgeEngine()
     root = engine.grocker_image(OLD, "root")
     engine.container(root, status="running")
-    monkeypatch.setattr(purge, "connect", lambda env: engine)
-    result = CliRunner().invoke(cli.main, ["purge", "-a", "-f"])
-    assert result.exit_code == 0, result.output
+    monkeypatch.setattr(docker_engine, "connect", lambda env: engine)
+    result = grocker("purge", "-a", "-f")
+    assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("in use, kept image <untagged>")
 
 
-def test_cli_exits_4_on_engine_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    def unreachable(env: Mapping[str, str]) -> FakeEngine:
+def test_cli_exits_4_on_engine_errors(monkeypatch: pytest.MonkeyPatch, grocker: Callable[..., CliRun]) -> None:
+    def unreachable(env: Mapping[str, str]) -> FakePurgeEngine:
         raise EngineError("Grocker cannot reach the Docker engine at unix:///nowhere.sock.")
 
-    monkeypatch.setattr(purge, "connect", unreachable)
-    result = CliRunner().invoke(cli.main, ["purge"])
+    monkeypatch.setattr(docker_engine, "connect", unreachable)
+    result = grocker("purge")
     assert result.exit_code == 4
     assert result.stdout == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -12,13 +13,13 @@ import yaml
 from grocker import api, render
 from grocker.config import ProjectConfig
 from grocker.release import parse_release
-from grocker.wheels import Lock, WheelFile
+from grocker.wheels import WheelFile, WheelLock
 
 ROOT = "registry.example.com/grocker-trixie-3.13-root:7-abc"
 PGP_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBE50MmIBCAD+FPYK\n=A015\n-----END PGP PUBLIC KEY BLOCK-----\n"
 OLD_KEYRING = "/usr/share/keyrings/old.gpg"
 COMPILERS = ("build-essential", "build-base", "gcc", "python3-dev", "libpq-dev")
-LOCK = Lock(
+LOCK = WheelLock(
     application=WheelFile("myapp-1.0-py3-none-any.whl", "a" * 64),
     dependencies=(
         WheelFile("six-1.16.0-py2.py3-none-any.whl", "b" * 64),
@@ -98,11 +99,12 @@ def test_debian_root_keys_repositories_with_signed_by(debian: ProjectConfig) -> 
     provision = render.root_context(debian).files["provision.sh"].decode()
 
     assert "apt-key" not in provision
-    assert "mkdir -p /etc/apt/keyrings" in provision
-    assert f"cat > /etc/apt/keyrings/grocker-nginx.asc <<'EOF_KEY'\n{PGP_KEY}EOF_KEY\n" in provision
+    assert 'mkdir -p "$(dirname /etc/apt/keyrings/grocker-nginx.asc)"' in provision
+    encoded = base64.b64encode(PGP_KEY.encode()).decode()
+    assert f"echo {encoded} | base64 -d > /etc/apt/keyrings/grocker-nginx.asc\n" in provision
     assert (
         "echo 'deb [signed-by=/etc/apt/keyrings/grocker-nginx.asc] http://nginx.org/packages/debian/ trixie nginx'"
-        " > /etc/apt/sources.list.d/grocker-nginx.list"
+        " >> /etc/apt/sources.list.d/grocker-nginx.list"
     ) in provision
     # Existing options are kept, an existing signed-by is replaced by Grocker's keyring.
     assert (
@@ -150,8 +152,8 @@ def test_compiler_adds_build_packages(request: pytest.FixtureRequest, fixture: s
 
     assert instructions(context.dockerfile)[0] == f"FROM {ROOT}"
     assert install in provision
-    assert "compile.py" in context.files
-    assert "COPY provision.sh compile.py /tmp/grocker/" in context.dockerfile
+    assert {"compile.py", "layout.py"} <= set(context.files)
+    assert "COPY provision.sh compile.py layout.py /tmp/grocker/" in context.dockerfile
     assert "USER grocker" in instructions(context.dockerfile)
 
 

@@ -1,0 +1,83 @@
+"""What one build shares between the steps of the chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grocker.config import ProjectConfig
+from grocker.log import logger
+from grocker.naming import InternalNames
+from grocker.pipconf import PipSettings, mask
+from grocker.protocol import ChainEngine
+from grocker.release import Release
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything one `grocker build` needs, decided before the engine is touched."""
+
+    release: Release
+    config: ProjectConfig
+    image_name: str
+    pip: PipSettings = field(default_factory=PipSettings)
+    result_file: Path | None = None
+    build_dependencies: bool = True
+    build_image: bool = True
+    push: bool = True
+    no_cache: bool = False
+
+
+@dataclass
+class BuildResult:
+    """What a build produced, as written to the result file."""
+
+    release: str
+    image: str
+    runtime: str
+    root_image: str | None = None
+    compiler_image: str | None = None
+    image_id: str | None = None
+    size: int | None = None
+    hash: str | None = None
+    duration_seconds: float = 0.0
+    reused: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """The result file's content: set values only, keys sorted when dumped."""
+        values: dict[str, object] = {
+            "release": self.release,
+            "image": self.image,
+            "runtime": self.runtime,
+            "duration_seconds": round(self.duration_seconds, 1),
+        }
+        for key in ("root_image", "compiler_image", "image_id", "size", "hash"):
+            value = getattr(self, key)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+@dataclass(frozen=True)
+class Session:
+    """One build's request, the internal names it decided, its engine and its result so far."""
+
+    engine: ChainEngine
+    request: BuildRequest
+    names: InternalNames
+    result: BuildResult
+    secrets: tuple[str, ...] = ()
+    """What must never reach a log line (credentials of the index URLs)."""
+
+    @property
+    def config(self) -> ProjectConfig:
+        """The project configuration of the build."""
+        return self.request.config
+
+    def stream_line(self, line: str) -> None:
+        """Engine output: shown at -v only, always masked."""
+        logger.debug("  %s", mask(line, self.secrets))
+
+    def reused(self, what: str) -> None:
+        """Record something the build did not have to make again (the summary lists them)."""
+        self.result.reused.append(what)

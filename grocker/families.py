@@ -1,0 +1,137 @@
+"""Runtime families (Debian, Alpine) as data: what the templates run for each package manager.
+
+A runtime names its family; the templates only use the fields below and never test a family's
+name, so a new family is one more entry of FAMILIES (and a `family:` value in the runtimes
+table), not an edit of three templates.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from grocker.errors import ConfigError
+
+_DEBIAN_SETTINGS = """\
+# Small images: no recommends, no documentation, no translations.
+cat > /etc/apt/apt.conf.d/90grocker <<'EOF_APT'
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+Acquire::Languages "none";
+EOF_APT
+cat > /etc/dpkg/dpkg.cfg.d/90grocker <<'EOF_DPKG'
+force-unsafe-io
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-include=/usr/share/locale/locale.alias
+EOF_DPKG"""
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one family of distributions installs packages and trusts repositories.
+
+    Commands are shell text run by `sh -eu`; an empty one is skipped. Package names are appended
+    to `install`, each quoted by the template.
+    """
+
+    name: str
+    environment: str
+    """Exported before any package command."""
+    settings: str
+    """Package manager settings, written once in the root image."""
+    update: str
+    """Refreshes the package indexes."""
+    upgrade: str
+    install: str
+    clean: str
+    """Removes indexes and caches at the end of each image's provisioning."""
+    add_user: str
+    """Creates the user `grocker` with the UID `{uid}`."""
+    https_packages: tuple[str, ...]
+    """Installed before repositories that are reached over HTTPS."""
+    key_file: str
+    """Where a repository's key goes, `{id}` being the repository's id."""
+    source_file: str
+    """The file a repository's line is appended to."""
+    key_marker: str
+    """Text every key of this family contains."""
+    key_help: str
+    uri_pattern: str
+    """A whole repository line, matched with re.fullmatch."""
+    uri_help: str
+    signed_by: bool
+    """The repository line names its key file (`[signed-by=...]`)."""
+
+    def source_line(self, repo_id: str, uri: str) -> str:
+        """The line that declares the repository, pinned to its own key where the family can."""
+        if not self.signed_by:
+            return uri
+        match = re.fullmatch(r"(deb(?:-src)?)\s+(?:\[(?P<options>[^\]]*)\]\s+)?(?P<rest>.*)", uri)
+        if match is None:
+            return uri
+        options = [opt for opt in (match.group("options") or "").split() if not opt.startswith("signed-by=")]
+        options.append(f"signed-by={self.key_file.format(id=repo_id)}")
+        return f"{match.group(1)} [{' '.join(options)}] {match.group('rest')}"
+
+
+FAMILIES: dict[str, Family] = {
+    "debian": Family(
+        name="debian",
+        environment="export DEBIAN_FRONTEND=noninteractive",
+        settings=_DEBIAN_SETTINGS,
+        update="apt-get update -q",
+        upgrade="apt-get upgrade -y -q",
+        install="apt-get install -y -q",
+        clean=(
+            "apt-get clean\n"
+            "rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old"
+        ),
+        add_user="useradd --create-home --shell /bin/bash --uid {uid} grocker",
+        https_packages=("ca-certificates",),
+        key_file="/etc/apt/keyrings/grocker-{id}.asc",
+        source_file="/etc/apt/sources.list.d/grocker-{id}.list",
+        key_marker="-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        key_help="an ASCII-armored PGP public key; export it with `gpg --armor --export`",
+        uri_pattern=r"deb(?:-src)?\s+\S.*",
+        uri_help="an apt source line starting with `deb `, e.g. `deb http://host/debian trixie main`",
+        signed_by=True,
+    ),
+    "alpine": Family(
+        name="alpine",
+        environment="",
+        settings="",
+        # apk --no-cache fetches the indexes on each call, and keeps none.
+        update="",
+        upgrade="apk upgrade --no-cache",
+        install="apk add --no-cache",
+        clean="",
+        add_user="adduser -D -s /bin/sh -u {uid} grocker",
+        https_packages=(),
+        # apk finds the key by the name the index was signed with: the repository's id.
+        key_file="/etc/apk/keys/{id}.rsa.pub",
+        source_file="/etc/apk/repositories",
+        key_marker="-----BEGIN PUBLIC KEY-----",
+        key_help=(
+            "the RSA public key in PEM the repository's index is signed with, and the repository's id "
+            "must be that key's name (its file name in /etc/apk/keys without `.rsa.pub`)"
+        ),
+        uri_pattern=r"(?:@[A-Za-z0-9_.-]+\s+)?(?:https?://|/)\S+",
+        uri_help="an apk repository, e.g. `https://host/alpine/v3.22/main` or `@tag https://host/repo`",
+        signed_by=False,
+    ),
+}
+
+
+def family_of(name: str) -> Family:
+    """The family called `name`; ConfigError naming the known ones when there is none."""
+    family = FAMILIES.get(name)
+    if family is None:
+        raise ConfigError(
+            f"Runtime family {name!r} is not one Grocker knows how to provision: use one of "
+            f"{', '.join(FAMILIES)} as the runtime's `family`."
+        )
+    return family

@@ -1,0 +1,47 @@
+"""Role names and label keys of everything Grocker creates on an engine, defined once.
+
+Purge finds Grocker's objects by these labels, so their values never change between versions:
+renaming one here would leave older objects behind.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+Role = Literal["root", "compiler", "wheel-server", "runner", "wheel", "compile", "check", "lock"]
+"""The value of ROLE_LABEL: an image's, the wheel volume's, or a container's that Grocker runs."""
+
+ImageRole = Literal["root", "compiler", "wheel-server", "runner"]
+
+ROOT: Final = "root"
+COMPILER: Final = "compiler"
+WHEEL_SERVER: Final = "wheel-server"
+RUNNER: Final = "runner"
+WHEEL_VOLUME: Final = "wheel"
+COMPILE: Final = "compile"
+"""The container that compiles wheels into the volume."""
+CHECK: Final = "check"
+"""The container that checks the runner's entrypoint."""
+MUTEX: Final = "lock"
+"""The container that holds an engine-wide mutex (its value predates the name: kept for purge)."""
+
+INTERNAL_IMAGE_ROLES: Final = frozenset({ROOT, COMPILER, WHEEL_SERVER})
+
+VERSION_LABEL: Final = "grocker.version"
+ROLE_LABEL: Final = "grocker.image.role"
+RUNTIME_LABEL: Final = "grocker.runtime"
+CONFIG_HASH_LABEL: Final = "grocker.config.hash"
+APP_NAME_LABEL: Final = "grocker.app.name"
+APP_EXTRAS_LABEL: Final = "grocker.app.extras"
+APP_VERSION_LABEL: Final = "grocker.app.version"
+BASE_ID_LABEL: Final = "grocker.base.id"
+"""On root: the ID of the base image it was built FROM, so that it is rebuilt when the base changes."""
+ROOT_ID_LABEL: Final = "grocker.root.id"
+"""On compiler and wheel-server: the ID of the root image they were built FROM."""
+MUTEX_OWNER_LABEL: Final = "grocker.lock.owner"
+"""On a mutex container: a token of the build holding it."""
+
+OCI_TITLE: Final = "org.opencontainers.image.title"
+OCI_VERSION: Final = "org.opencontainers.image.version"
+OCI_CREATED: Final = "org.opencontainers.image.created"
+OCI_BASE_NAME: Final = "org.opencontainers.image.base.name"

@@ -1,0 +1,451 @@
+"""Every decision of the build chain, through the in-memory engine (tests/unit/fakes.py).
+
+What is reused, pulled or built; when an internal image is refreshed; new and reused wheels;
+what is pushed; and what is removed when a step fails or the build is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grocker import api, build, layout
+from grocker.build import BuildRequest, BuildResult
+from grocker.errors import BuildError, EngineError, PushError
+from grocker.labels import BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
+from grocker.naming import InternalNames, internal_names
+from tests.unit.fakes import FakeEngine
+
+BASE = "debian:trixie"
+PREFIX = "registry.example.com/team"
+APP = "app-1.0-py3-none-any.whl"
+
+
+def lock_line(added: tuple[str, ...] = (APP,), reused: tuple[str, ...] = ()) -> str:
+    """The compile script's result line."""
+    lock = {
+        "application": {"file": APP, "sha256": "a" * 64},
+        "dependencies": [{"file": "six-1.16.0-py2.py3-none-any.whl", "sha256": "b" * 64}],
+        "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "c" * 64},
+        "added": list(added),
+        "reused": list(reused),
+    }
+    return layout.RESULT_MARK + json.dumps(lock)
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    """An engine with the base image, whose compile succeeds and whose runner has its entrypoint."""
+    fake = FakeEngine()
+    fake.add_image(BASE)
+    fake.outputs["compile"] = (0, ["Collecting app==1.0", lock_line()])
+    return fake
+
+
+def request_for(tmp_path: Path, *, prefix: str | None = None, name: str = "app:1.0", **options: object) -> BuildRequest:
+    """A request for app==1.0 with the default configuration (and an image prefix)."""
+    overrides = {"docker_image_prefix": prefix} if prefix else {}
+    config = api.load_config([], cwd=tmp_path, overrides=overrides)
+    request = api.prepare_build(
+        "app==1.0",
+        config,
+        image_name=name,
+        cwd=tmp_path,
+        env={"HOME": str(tmp_path)},
+        **options,  # type: ignore[arg-type]
+    )
+    return request
+
+
+def names_of(request: BuildRequest) -> InternalNames:
+    return internal_names(request.config)
+
+
+def run(engine: FakeEngine, request: BuildRequest) -> BuildResult:
+    """Build, then check that no container or mutex outlived the build."""
+    try:
+        return build.build(request, engine)
+    finally:
+        assert engine.live == []
+
+
+def test_first_build_makes_everything_in_order(engine: FakeEngine, tmp_path: Path) -> None:
+    request = request_for(tmp_path)
+    names = names_of(request)
+
+    result = run(engine, request)
+
+    assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
+    assert engine.did("tag") == [names.root, names.compiler, names.wheel_server, "app:1.0"]
+    assert engine.did("create_volume") == [names.volume]
+    assert engine.did("create_container") == ["compile", "wheel-server", "check"]
+    assert engine.did("pull") == []
+    assert engine.did("push") == []
+    assert engine.calls.index(("remove_container", "wheel-server")) < engine.calls.index(("create_container", "check"))
+    assert result.image_id == engine.id_of("app:1.0")
+    assert (result.root_image, result.compiler_image, result.size) == (names.root, names.compiler, 2000)
+    assert result.reused == []
+    root = engine.image(names.root)
+    assert root is not None
+    assert root.labels[BASE_ID_LABEL] == engine.id_of(BASE)
+    assert root.labels[ROLE_LABEL] == "root"
+    compiler = engine.image(names.compiler)
+    assert compiler is not None
+    assert compiler.labels[ROOT_ID_LABEL] == root.id
+    # The runner is installed from the wheel server, by its address.
+    assert b"http://grocker-wheels/" in engine.built["runner image"]["Dockerfile"]
+
+
+def test_second_build_reuses_images_and_wheels(engine: FakeEngine, tmp_path: Path) -> None:
+    request = request_for(tmp_path)
+    run(engine, request)
+    engine.calls.clear()
+    engine.outputs["compile"] = (0, [lock_line(added=(), reused=(APP,))])
+    engine.build_lines["runner image"] = ["Step 1/9", " ---> Using cache", " ---> Using cache"]
+
+    result = run(engine, request)
+
+    assert engine.did("build") == ["runner image"]
+    assert engine.did("mutex") == []
+    assert result.reused == ["root image", "compiler image", "1 wheels", "wheel-server image", "2 cached layers"]
+
+
+def test_new_base_image_rebuilds_root_and_its_children(engine: FakeEngine, tmp_path: Path) -> None:
+    request = request_for(tmp_path)
+    run(engine, request)
+    engine.calls.clear()
+    new_base = engine.add_image(BASE)  # `docker pull debian:trixie` brought a new one
+
+    run(engine, request)
+
+    assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
+    root = engine.image(names_of(request).root)
+    assert root is not None
+    assert root.labels[BASE_ID_LABEL] == new_base
+
+
+def test_missing_base_image_is_pulled(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.tags.pop(BASE)
+    engine.registry[BASE] = {}
+
+    run(engine, request_for(tmp_path))
+
+    assert engine.did("pull") == [BASE]
+    assert engine.did("build")[0] == "root image"
+
+
+def test_missing_base_image_that_cannot_be_pulled_says_how_to_provide_it(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.tags.pop(BASE)
+
+    with pytest.raises(BuildError, match=r"base image debian:trixie .*docker load.*docker import"):
+        run(engine, request_for(tmp_path))
+    assert engine.did("build") == []
+
+
+def test_root_from_the_registry_makes_the_base_image_unnecessary(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.tags.pop(BASE)
+    request = request_for(tmp_path, prefix=PREFIX, push=False)
+    names = names_of(request)
+    engine.registry[names.root] = {ROLE_LABEL: "root"}
+
+    result = run(engine, request)
+
+    assert engine.did("pull")[0] == names.root
+    assert BASE not in engine.did("pull")
+    assert engine.did("build") == ["compiler image", "wheel-server image", "runner image"]
+    assert "root image" in result.reused
+
+
+def test_internal_images_are_pulled_from_the_prefix_registry(engine: FakeEngine, tmp_path: Path) -> None:
+    request = request_for(tmp_path, prefix=PREFIX, push=False)
+    names = names_of(request)
+    run(engine, request_for(tmp_path))  # makes root: the pulled images are built FROM it
+    root_id = engine.id_of(names_of(request_for(tmp_path)).root)
+    engine.tags[names.root] = root_id  # type: ignore[assignment]
+    engine.registry[names.compiler] = {ROOT_ID_LABEL: str(root_id)}
+    engine.registry[names.wheel_server] = {ROOT_ID_LABEL: "sha256:an-older-root"}
+    engine.calls.clear()
+
+    result = run(engine, request)
+
+    assert engine.did("pull") == [names.compiler, names.wheel_server]
+    # The compiler fits the local root; the wheel server was built FROM an older root: rebuilt.
+    assert engine.did("build") == ["wheel-server image", "runner image"]
+    assert "compiler image (pulled)" in result.reused
+    assert "wheel-server image (pulled)" not in result.reused
+
+
+def test_image_missing_from_the_registry_is_built(engine: FakeEngine, tmp_path: Path) -> None:
+    request = request_for(tmp_path, prefix=PREFIX, push=False)
+    names = names_of(request)
+
+    run(engine, request)
+
+    assert engine.did("pull") == [names.root, names.compiler, names.wheel_server]
+    assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
+
+
+def test_no_cache_builds_everything_again_and_pulls_nothing(engine: FakeEngine, tmp_path: Path) -> None:
+    run(engine, request_for(tmp_path, prefix=PREFIX, push=False))
+    engine.calls.clear()
+
+    run(engine, request_for(tmp_path, prefix=PREFIX, push=False, no_cache=True))
+
+    assert engine.did("pull") == []
+    assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
+
+
+def test_a_concurrent_build_that_made_the_image_is_waited_for_and_reused(
+    engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = request_for(tmp_path)
+    names = names_of(request)
+    engine.contended[names.root] = lambda: engine.add_image(names.root, {BASE_ID_LABEL: str(engine.id_of(BASE))})
+
+    with caplog.at_level(logging.INFO, logger="grocker"):
+        result = run(engine, request)
+
+    assert "waiting for another Grocker build to finish the root image" in caplog.text
+    assert "root image (built by a concurrent build)" in result.reused
+    assert engine.did("build")[0] == "compiler image"
+
+
+def test_compile_failure_explains_and_removes_its_container(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.outputs["compile"] = (1, ["ERROR: No matching distribution found for app==1.0"])
+
+    with pytest.raises(BuildError, match=r"pip found no distribution of app==1.0") as failure:
+        run(engine, request_for(tmp_path))
+
+    assert "No matching distribution" in failure.value.details
+    assert engine.did("remove_container") == ["compile"]
+    assert "app:1.0" not in engine.tags
+
+
+def test_compile_failure_without_pip_message_points_at_system_packages(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.outputs["compile"] = (1, ["fatal error: yaml.h: No such file or directory"])
+
+    with pytest.raises(BuildError, match=r"dependencies.build"):
+        run(engine, request_for(tmp_path))
+
+
+def test_compile_gets_the_request_pip_settings_and_constraints(
+    engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "constraints.txt").write_text("six==1.16.0\n")
+    (tmp_path / ".grocker.yml").write_text(yaml.safe_dump({"pip_constraint": "constraints.txt"}))
+    config = api.load_config([], cwd=tmp_path)
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text("[global]\nindex-url = https://user:s3cret@pypi.example.com/simple\n")
+    request = api.prepare_build("app==1.0", config, image_name="app:1.0", pip_conf=pip_conf, cwd=tmp_path, env={})
+
+    with caplog.at_level(logging.DEBUG, logger="grocker"):
+        run(engine, request)
+
+    files = engine.files_put["compile"]
+    sent = json.loads(files["/tmp/grocker-input/request.json"])
+    assert sent["target"] == "app==1.0"
+    assert sent["constraint"] == "/tmp/grocker-input/constraints.txt"
+    assert files["/tmp/grocker-input/constraints.txt"] == b"six==1.16.0\n"
+    assert b"s3cret@pypi.example.com" in files["/tmp/grocker-input/pip.conf"]
+    assert "s3cret" not in caplog.text
+
+
+def test_interrupt_during_compile_removes_its_container(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.fail("run", "compile", KeyboardInterrupt())
+
+    with pytest.raises(KeyboardInterrupt):
+        run(engine, request_for(tmp_path))
+
+    assert engine.did("remove_container") == ["compile"]
+    assert engine.did("build") == ["root image", "compiler image"]
+
+
+def test_interrupt_while_an_internal_image_builds_tags_nothing(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.fail("build", "compiler image", KeyboardInterrupt())
+    request = request_for(tmp_path)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(engine, request)
+
+    assert engine.did("tag") == [names_of(request).root]
+
+
+def test_no_build_dependencies_needs_the_wheel_volume(engine: FakeEngine, tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match=r"There is no wheel volume .* --build-dependencies"):
+        run(engine, request_for(tmp_path, build_dependencies=False))
+    assert engine.did("build") == ["root image"]
+    assert "app:1.0" not in engine.tags
+
+
+def test_no_build_dependencies_needs_the_release_lock(engine: FakeEngine, tmp_path: Path) -> None:
+    request = request_for(tmp_path)
+    engine.create_volume(names_of(request).volume, {})
+
+    with pytest.raises(BuildError, match=r"holds no compiled wheels of app==1.0"):
+        run(engine, request_for(tmp_path, build_dependencies=False))
+    assert engine.did("remove_container") == ["wheel-server"]
+
+
+def test_no_build_dependencies_installs_the_lock_of_an_earlier_compile(engine: FakeEngine, tmp_path: Path) -> None:
+    run(engine, request_for(tmp_path, build_dependencies=True, build_image=False, push=False))
+    assert engine.did("build") == ["root image", "compiler image"]
+    engine.calls.clear()
+
+    result = run(engine, request_for(tmp_path, build_dependencies=False))
+
+    assert engine.did("create_container") == ["wheel-server", "check"]
+    assert APP.encode() in engine.built["runner image"]["Dockerfile"]
+    assert result.compiler_image is None
+
+
+def test_missing_entrypoint_removes_the_new_image_and_keeps_the_name(engine: FakeEngine, tmp_path: Path) -> None:
+    previous = engine.add_image("app:1.0")
+    engine.outputs["check"] = (1, [])
+
+    with pytest.raises(BuildError, match="entrypoint 'grocker-runner' does not exist"):
+        run(engine, request_for(tmp_path))
+
+    (built,) = engine.did("remove_image")
+    assert built not in engine.images
+    assert engine.id_of("app:1.0") == previous
+
+
+def test_runner_build_failure_moves_no_name(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.fail("build", "runner image", BuildError("The runner image build failed: boom"))
+
+    with pytest.raises(BuildError):
+        run(engine, request_for(tmp_path))
+
+    assert "app:1.0" not in engine.tags
+    assert engine.did("remove_container") == ["compile", "wheel-server"]
+
+
+def test_interrupt_during_the_entrypoint_check_removes_the_new_image(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.fail("run", "check", KeyboardInterrupt())
+
+    with pytest.raises(KeyboardInterrupt):
+        run(engine, request_for(tmp_path))
+
+    assert len(engine.did("remove_image")) == 1
+    assert "app:1.0" not in engine.tags
+
+
+def test_interrupt_while_the_wheel_server_starts_removes_it(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.fail("wait_until", "wheel-server", KeyboardInterrupt())
+
+    with pytest.raises(KeyboardInterrupt):
+        run(engine, request_for(tmp_path))
+
+    assert engine.did("remove_container") == ["compile", "wheel-server"]
+    assert engine.did("remove_image") == []
+
+
+def test_a_fully_cached_runner_that_fails_its_check_keeps_the_earlier_image(engine: FakeEngine, tmp_path: Path) -> None:
+    run(engine, request_for(tmp_path))
+    earlier = engine.id_of("app:1.0")
+    engine.outputs["check"] = (1, [])
+    original_build = engine.build
+
+    def same_image(*args: object, **kwargs: object) -> str:
+        original_build(*args, **kwargs)  # type: ignore[arg-type]
+        return str(earlier)
+
+    engine.build = same_image  # type: ignore[method-assign]
+
+    with pytest.raises(BuildError):
+        run(engine, request_for(tmp_path))
+
+    assert engine.did("remove_image") == []
+    assert engine.id_of("app:1.0") == earlier
+
+
+def test_engine_error_while_cleaning_up_never_hides_the_first_error(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.outputs["check"] = (1, [])
+
+    def broken(image_id: str) -> str | None:
+        raise EngineError("The Docker engine failed to remove image: boom.")
+
+    engine.try_remove_image = broken  # type: ignore[method-assign]
+
+    with pytest.raises(BuildError, match="entrypoint"):
+        run(engine, request_for(tmp_path))
+
+
+def test_name_without_registry_is_not_pushed(
+    engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="grocker"):
+        result = run(engine, request_for(tmp_path, push=True))
+
+    assert engine.did("push") == []
+    assert result.hash is None
+    assert "Not pushing app:1.0" in caplog.text
+
+
+def test_push_sends_internal_images_then_the_final_one(engine: FakeEngine, tmp_path: Path) -> None:
+    name = f"{PREFIX}/app:1.0"
+    request = request_for(tmp_path, prefix=PREFIX, name=name)
+    names = names_of(request)
+
+    result = run(engine, request)
+
+    assert request.push
+    assert engine.did("push") == [names.root, names.compiler, names.wheel_server, name]
+    assert result.hash is not None
+    assert result.hash.startswith("sha256:")
+
+
+def test_push_without_prefix_sends_only_the_final_image(engine: FakeEngine, tmp_path: Path) -> None:
+    name = "localhost:5000/app:1.0"
+
+    result = run(engine, request_for(tmp_path, name=name))
+
+    assert engine.did("push") == [name]
+    assert result.hash
+
+
+def test_push_phase_alone_needs_the_image(engine: FakeEngine, tmp_path: Path) -> None:
+    request = request_for(
+        tmp_path, name="localhost:5000/app:1.0", build_dependencies=False, build_image=False, push=True
+    )
+
+    with pytest.raises(PushError, match=r"no image localhost:5000/app:1.0 on the engine"):
+        run(engine, request)
+    assert engine.calls == []
+
+
+def test_push_phase_alone_pushes_the_existing_image(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.add_image("localhost:5000/app:1.0")
+    request = request_for(
+        tmp_path, name="localhost:5000/app:1.0", build_dependencies=False, build_image=False, push=True
+    )
+
+    result = run(engine, request)
+
+    assert engine.calls == [("push", "localhost:5000/app:1.0")]
+    assert result.root_image is None
+
+
+def test_push_failure_propagates(engine: FakeEngine, tmp_path: Path) -> None:
+    name = "localhost:5000/app:1.0"
+    engine.fail("push", name, PushError("The push of localhost:5000/app:1.0 failed: denied."))
+
+    with pytest.raises(PushError):
+        run(engine, request_for(tmp_path, name=name))
+    assert engine.id_of(name) is not None  # the built image stays, the push can be retried
+
+
+def test_result_file_is_written(engine: FakeEngine, tmp_path: Path) -> None:
+    result_file = tmp_path / "out" / "result.yml"
+
+    run(engine, request_for(tmp_path, result_file=result_file))
+
+    written = yaml.safe_load(result_file.read_text())
+    assert list(written) == sorted(written)
+    assert written["image"] == "app:1.0"
+    assert written["root_image"].startswith("grocker-trixie-3.13-root:")
+    assert "hash" not in written
