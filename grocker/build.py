@@ -16,17 +16,16 @@ from pathlib import Path
 
 import yaml
 
-from grocker import render
+from grocker import render, wheelhouse
 from grocker.config import ProjectConfig
 from grocker.engine import Container, Engine
 from grocker.errors import BuildError, EngineError, PushError
-from grocker.log import logger, phase, tail
+from grocker.log import logger, phase
 from grocker.naming import InternalNames, has_registry, internal_labels, internal_names, runner_labels
 from grocker.pipconf import PipSettings, mask
 from grocker.release import Release
-from grocker.wheels import WHEELS_PATH, Lock, lock_key, parse_lock, parse_result_line
+from grocker.wheels import Lock, lock_key, parse_lock
 
-INPUT_DIR = "/tmp/grocker-input"
 # Labels recording what an internal image was built FROM, so that it is rebuilt when that changes.
 BASE_LABEL = "grocker.base.id"
 ROOT_LABEL = "grocker.root.id"
@@ -123,23 +122,6 @@ def write_result(path: Path, result: BuildResult) -> None:
     """Write the result file as YAML with sorted keys, creating its folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(result.as_dict(), sort_keys=True, default_flow_style=False), "utf-8")
-
-
-def _compile_advice(lines: list[str], pip: PipSettings) -> str:
-    """What to do about a failed compile, from what pip said."""
-    missing = [line.split(" for ", 1)[1].strip() for line in lines if "No matching distribution found for " in line]
-    if missing:
-        where = ", ".join(pip.sources) or "pip's defaults"
-        return (
-            f"pip found no distribution of {missing[-1]} on the indexes it was given. Check that this "
-            f"version is released there and that the pip settings (from {where}; -v shows them) "
-            "name that index, with its credentials."
-        )
-    return (
-        "If a C extension misses a header or library ('fatal error: foo.h: No such file', "
-        "'library not found'), add its -dev package to dependencies.build and its runtime "
-        "library to dependencies.run in .grocker.yml."
-    )
 
 
 def _summary(result: BuildResult) -> None:
@@ -280,66 +262,10 @@ class _Chain:
 
     def compile(self) -> Lock:
         """Build the wheels of the release into the volume; return the lock naming them."""
-        release = self.request.release
-        self.engine.create_volume(self.names.volume, internal_labels(self.config, "wheel"))
-        files = self._compile_inputs()
-        # Where packages come from, at -v; masked here too, for library callers without the CLI's mask.
-        logger.debug("pip settings from %s:", ", ".join(self.request.pip.sources) or "no pip configuration")
-        for line in files["pip.conf"].decode("utf-8").splitlines()[1:]:
-            logger.debug("  pip %s", mask(line, self.secrets))
-        with phase(f"compile wheels of {release.requirement}") as note:
-            with self.engine.container(
-                self.names.compiler,
-                role="compile",
-                labels=internal_labels(self.config, "compile"),
-                command=[f"{INPUT_DIR}/request.json"],
-                volumes={self.names.volume: (WHEELS_PATH, "rw")},
-                environment={"PIP_CONFIG_FILE": f"{INPUT_DIR}/pip.conf"},
-            ) as container:
-                container.put_files("/tmp", {f"grocker-input/{path}": content for path, content in files.items()})
-                status, lines = container.run(self.stream_line)
-            lock = parse_result_line(lines) if status == 0 else None
-            if lock is None:
-                raise BuildError(
-                    f"Compiling the wheels of {release.requirement} failed (exit status {status}). "
-                    f"{_compile_advice(lines, self.request.pip)} The compiler's output ends with:",
-                    details=mask(tail(lines), self.secrets),
-                )
-            note(f"{len(lock.added)} new wheels, {len(lock.reused)} reused")
+        lock = wheelhouse.compile(self.engine, self.config, self.names, self.request, self.stream_line, self.secrets)
         if lock.reused:
-            self.result.reused.append(f"{len(lock.reused)} wheels")
+            self.result.reused.append(f"{len(set(lock.reused))} wheels")
         return lock
-
-    def _compile_inputs(self) -> dict[str, bytes]:
-        release = self.request.release
-        pip = self.request.pip
-        files: dict[str, bytes] = {}
-        target = release.requirement
-        if release.path is not None:
-            files[f"dist/{release.path.name}"] = release.path.read_bytes()
-            extras = f"[{release.extras_text}]" if release.extras else ""
-            target = f"{INPUT_DIR}/dist/{release.path.name}{extras}"
-        cert = client_cert = None
-        if pip.cert is not None:
-            files["cert.pem"] = pip.cert.read_bytes()
-            cert = f"{INPUT_DIR}/cert.pem"
-        if pip.client_cert is not None:
-            files["client-cert.pem"] = pip.client_cert.read_bytes()
-            client_cert = f"{INPUT_DIR}/client-cert.pem"
-        files["pip.conf"] = pip.config_text(cert, client_cert).encode("utf-8")
-        constraint = None
-        if self.config.pip_constraint is not None:
-            files["constraints.txt"] = self.config.pip_constraint.read_bytes()
-            constraint = f"{INPUT_DIR}/constraints.txt"
-        request: dict[str, object] = {
-            "target": target,
-            "name": release.name,
-            "lock": lock_key(release, self.config.pip_constraint),
-            "constraint": constraint,
-            "local": release.path is not None,
-        }
-        files["request.json"] = json.dumps(request).encode("utf-8")
-        return files
 
     def build_runner(self, lock: Lock | None) -> str:
         """Serve the volume, build the runner from it, check its entrypoint, then tag it."""
@@ -393,7 +319,7 @@ class _Chain:
                 f"{self.request.release.requirement} (with these constraints), so the image cannot "
                 "be built with --no-build-dependencies. Run the build with --build-dependencies first."
             )
-        return parse_lock(json.loads(content))
+        return wheelhouse.check_lock(parse_lock(json.loads(content)), self.request.release.name)
 
     def _build_runner_image(self, lock: Lock, wheel_server_address: str) -> str:
         release = self.request.release

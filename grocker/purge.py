@@ -2,8 +2,9 @@
 
 Grocker's objects are found by the `grocker.version` label and told apart by
 `grocker.image.role`. Images: `root`, `compiler`, `wheel-server` (internal) and `runner`
-(final); volumes: `wheel`; containers carry their image's labels, and the ones Grocker runs
-get roles of their own (`compile`, `wheel-server`, `check`).
+(final); volumes: `wheel`, and `outbox` (one sdist build's output, removed by every purge);
+containers carry their image's labels, and the ones Grocker runs get roles of their own
+(`compile`, `publish`, `build-sdist`, `wheel-server`, `check`).
 
 Nothing is ever forced: what the engine refuses to remove because it is in use (a running
 container, an image with child images or containers, a mounted volume) is reported and kept.
@@ -28,8 +29,11 @@ from grocker.naming import ROLE_LABEL, VERSION_LABEL
 INTERNAL_ROLES = frozenset({"root", "compiler", "wheel-server"})
 RUNNER_ROLE = "runner"
 VOLUME_ROLE = "wheel"
+# The output volume of one isolated sdist build (wheelhouse.py): garbage once its build is over,
+# so every purge removes it, whatever its version; the engine refuses one still mounted.
+OUTBOX_ROLE = "outbox"
 # Roles that only Grocker gives to the containers it runs (build.py).
-OWN_CONTAINER_ROLES = frozenset({"compile", "check", "lock"})
+OWN_CONTAINER_ROLES = frozenset({"compile", "publish", "build-sdist", "check", "lock"})
 # Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
 # carried its image's role, so it counts as a build container when its image is Grocker's.
 IMAGE_CONTAINER_ROLES = frozenset({"compiler", "wheel-server"})
@@ -156,9 +160,11 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
 
     # Volumes last: a build container mounts its wheel volume.
     for volume in engine.volumes(VERSION_LABEL):
-        if volume.labels.get(ROLE_LABEL) != VOLUME_ROLE or not _version_selected(volume.labels, options):
+        role = volume.labels.get(ROLE_LABEL, "")
+        wanted = role == OUTBOX_ROLE or (role == VOLUME_ROLE and _version_selected(volume.labels, options))
+        if not wanted:
             continue
-        item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), VOLUME_ROLE)
+        item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), role)
         reason = engine.try_remove_volume(volume.name)
         (removed if reason is None else kept).append(_with_reason(item, reason))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,13 @@ from grocker.release import Release
 WHEELS_PATH = "/home/grocker/wheels"
 LOCKS_PATH = f"{WHEELS_PATH}/.grocker/locks"
 RESULT_MARK = "GROCKER-RESULT:"
+# What a wheel's file name may hold, as a whole: PEP 427's parts and nothing a shell or a
+# Dockerfile reads as syntax. Every name of a lock must match before it is used.
+WHEEL_NAME_RE = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+(?:-[0-9][A-Za-z0-9_.]*)?"
+    r"-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl"
+)
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
