@@ -67,7 +67,8 @@ def _resources_digest() -> str:
     digest = hashlib.sha256()
     root = resources.files("grocker").joinpath("resources")
     for folder in sorted(root.iterdir(), key=lambda item: item.name):
-        if folder.is_dir():
+        # The wheelhouse scripts are copied into each container that runs them, never into an image.
+        if folder.is_dir() and folder.name != "wheelhouse":
             for item in sorted(folder.iterdir(), key=lambda item: item.name):
                 if item.is_file():
                     digest.update(f"{folder.name}/{item.name}\0".encode() + item.read_bytes())

@@ -86,7 +86,7 @@ def test_debian_root(debian: ProjectConfig) -> None:
     assert instructions(context.dockerfile)[0] == "FROM debian:trixie"
     assert 'GROCKER_RUNTIME="trixie/3.13"' in context.dockerfile
     assert "useradd --create-home --shell /bin/bash --uid 1000 grocker" in provision
-    assert "apt-get install -y -q python3 libpq5\n" in provision
+    assert "apt-get install -y -q python3 ca-certificates libpq5\n" in provision
     assert "rm -rf /var/lib/apt/lists/*" in provision
     assert "apt-get clean" in provision
     for package in COMPILERS:
@@ -112,14 +112,16 @@ def test_debian_root_keys_repositories_with_signed_by(debian: ProjectConfig) -> 
     # https sources need the CA bundle before apt reads them; keys go in before the update.
     assert provision.index("apt-get install -y -q ca-certificates") < provision.index("grocker-pgdg.list")
     assert provision.index("grocker-pgdg.list") < provision.rindex("apt-get update")
-    assert provision.rindex("apt-get update") < provision.index("apt-get install -y -q python3 libpq5")
+    assert provision.rindex("apt-get update") < provision.index("apt-get install -y -q python3 ca-certificates libpq5")
 
 
 def test_debian_root_without_repositories(tmp_path: Path) -> None:
     provision = render.root_context(api.load_config([], cwd=tmp_path)).files["provision.sh"].decode()
 
     assert "keyrings" not in provision
-    assert "ca-certificates" not in provision
+    # Only as a run package (Debian's pip wheel, the runner's installer, reads the system CA
+    # bundle), not installed early for https sources.
+    assert "apt-get install -y -q ca-certificates\n" not in provision
     assert "sources.list.d" not in provision
 
 

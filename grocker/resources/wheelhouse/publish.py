@@ -225,7 +225,9 @@ class Index:
         return urllib.request.urlopen(request, timeout=self.timeout, context=self.context)
 
     def project_files(self, name):
-        page = urllib.parse.urljoin(self.url, normalize(name) + "/")
+        return self.page_files(urllib.parse.urljoin(self.url, normalize(name) + "/"), name)
+
+    def page_files(self, page, name):
         try:
             with self.open(page, f"{JSON_TYPE}, text/html;q=0.1") as response:
                 body = response.read()
@@ -246,6 +248,11 @@ class Publisher:
         self.indexes = [
             Index(url, request.get("cert"), request.get("client_cert"), request.get("trusted_hosts", []), request.get("timeout") or 15)
             for url in request.get("indexes") or ["https://pypi.org/simple/"]
+        ]
+        # Remote find-links pages: flat pages of links, looked at after the indexes.
+        self.links = [
+            Index(url, request.get("cert"), request.get("client_cert"), request.get("trusted_hosts", []), request.get("timeout") or 15)
+            for url in request.get("find_links", [])
         ]
         self.pages = {}
         self.added = []
@@ -332,18 +339,26 @@ class Publisher:
         finally:
             temporary.unlink(missing_ok=True)
 
+    def listing(self, name):
+        """(index, its files of project `name`) for every index, then every find-links page."""
+        for index in self.indexes + self.links:
+            key = (index.url, normalize(name) if index in self.indexes else "")
+            if key not in self.pages:
+                if index in self.indexes:
+                    self.pages[key] = index.project_files(name)
+                else:
+                    self.pages[key] = index.page_files(index.url.rstrip("/"), name)
+            yield index, self.pages[key]
+
     def find(self, name, filename):
-        for index in self.indexes:
-            files = self.pages.setdefault((index.url, normalize(name)), None) or index.project_files(name)
-            self.pages[(index.url, normalize(name))] = files
+        for index, files in self.listing(name):
             if filename in files:
                 url, digest = files[filename]
                 return index, url, digest, filename
         return None
 
     def find_sdist(self, name, version):
-        for index in self.indexes:
-            files = self.pages.get((index.url, normalize(name))) or index.project_files(name)
+        for index, files in self.listing(name):
             for filename, (url, digest) in sorted(files.items()):
                 if sdist_of(filename, name, version):
                     return index, url, digest, filename
