@@ -82,7 +82,7 @@ def test_mappings_merge_deeply(tmp_path: Path) -> None:
     assert resolved.env == (("A", "first"), ("B", "second"), ("C", "cli"), ("D", "cli"))
     assert resolved.run_packages == ("libpq5",)
     assert resolved.build_packages == ("libpq-dev",)
-    assert resolved.all_run_packages == ("python3", "ca-certificates", "libpq5")
+    assert resolved.all_run_packages == ("python3", "libpq5")
     assert resolved.all_build_packages == ("build-essential", "python3-dev", "python3-venv", "libpq-dev")
 
 

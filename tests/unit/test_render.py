@@ -86,7 +86,7 @@ def test_debian_root(debian: ProjectConfig) -> None:
     assert instructions(context.dockerfile)[0] == "FROM debian:trixie"
     assert 'GROCKER_RUNTIME="trixie/3.13"' in context.dockerfile
     assert "useradd --create-home --shell /bin/bash --uid 1000 grocker" in provision
-    assert "apt-get install -y -q python3 ca-certificates libpq5\n" in provision
+    assert "apt-get install -y -q python3 libpq5 ca-certificates\n" in provision
     assert "rm -rf /var/lib/apt/lists/*" in provision
     assert "apt-get clean" in provision
     for package in COMPILERS:
@@ -112,7 +112,7 @@ def test_debian_root_keys_repositories_with_signed_by(debian: ProjectConfig) -> 
     # https sources need the CA bundle before apt reads them; keys go in before the update.
     assert provision.index("apt-get install -y -q ca-certificates") < provision.index("grocker-pgdg.list")
     assert provision.index("grocker-pgdg.list") < provision.rindex("apt-get update")
-    assert provision.rindex("apt-get update") < provision.index("apt-get install -y -q python3 ca-certificates libpq5")
+    assert provision.rindex("apt-get update") < provision.index("apt-get install -y -q python3 libpq5 ca-certificates")
 
 
 def test_debian_root_without_repositories(tmp_path: Path) -> None:

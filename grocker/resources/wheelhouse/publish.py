@@ -441,6 +441,9 @@ class Publisher:
         if not WHEEL_RE.fullmatch(filename):
             raise PublishError(f"refusing to publish {filename!r}: not a wheel file name")
         final = WHEELS / filename
+        if replace and final.is_file() and record_of(filename) == digest and sha256_of(final) == digest:
+            self.reused.append(filename)
+            return filename
         if replace:
             os.replace(temporary, final)
             write_record(filename, digest)
