@@ -454,12 +454,12 @@ class _Wheelhouse:
             self._put(container, {f"sdist/{item.filename}": content})
             status, lines = container.run(self.on_line)
         if status != 0:
-            raise self._compile_error(status, lines, what=f"{item.name} {item.version} from its sdist")
+            raise self._compile_error(status, lines, what=f"{item.name}=={item.version}", how=" building its sdist")
 
-    def _compile_error(self, status: int, lines: list[str], what: str | None = None) -> GrockerError:
+    def _compile_error(self, status: int, lines: list[str], what: str | None = None, how: str = "") -> GrockerError:
         release = self.request.release
         return BuildError(
-            f"Compiling the wheels of {what or release.requirement} failed (exit status {status}). "
+            f"Compiling the wheels of {what or release.requirement} failed{how} (exit status {status}). "
             f"{compile_advice(lines, self.request.pip)} The compiler's output ends with:",
             details=mask(tail(lines), self.secrets),
         )
