@@ -53,6 +53,8 @@ class Family:
     """Creates the user `grocker` with the UID `{uid}`."""
     https_packages: tuple[str, ...]
     """Installed before repositories that are reached over HTTPS."""
+    root_packages: tuple[str, ...]
+    """Always installed in the root image: what the runner's installer needs to start."""
     key_file: str
     """Where a repository's key goes, `{id}` being the repository's id."""
     source_file: str
@@ -92,6 +94,9 @@ FAMILIES: dict[str, Family] = {
         ),
         add_user="useradd --create-home --shell /bin/bash --uid {uid} grocker",
         https_packages=("ca-certificates",),
+        # The runner installs with Debian's own pip wheel (python3-pip-whl), which reads the
+        # system CA bundle as soon as it starts.
+        root_packages=("ca-certificates",),
         key_file="/etc/apt/keyrings/grocker-{id}.asc",
         source_file="/etc/apt/sources.list.d/grocker-{id}.list",
         key_marker="-----BEGIN PGP PUBLIC KEY BLOCK-----",
@@ -111,6 +116,7 @@ FAMILIES: dict[str, Family] = {
         clean="",
         add_user="adduser -D -s /bin/sh -u {uid} grocker",
         https_packages=(),
+        root_packages=(),
         # apk finds the key by the name the index was signed with: the repository's id.
         key_file="/etc/apk/keys/{id}.rsa.pub",
         source_file="/etc/apk/repositories",

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-Role = Literal["root", "compiler", "wheel-server", "runner", "wheel", "compile", "check", "lock"]
+Role = Literal[
+    "root",
+    "compiler",
+    "wheel-server",
+    "runner",
+    "wheel",
+    "outbox",
+    "compile",
+    "publish",
+    "build-sdist",
+    "check",
+    "lock",
+]
 """The value of ROLE_LABEL: an image's, the wheel volume's, or a container's that Grocker runs."""
 
 ImageRole = Literal["root", "compiler", "wheel-server", "runner"]
@@ -18,8 +30,14 @@ COMPILER: Final = "compiler"
 WHEEL_SERVER: Final = "wheel-server"
 RUNNER: Final = "runner"
 WHEEL_VOLUME: Final = "wheel"
+OUTBOX: Final = "outbox"
+"""The volume one isolated sdist build writes its wheel into: garbage once that build is over."""
 COMPILE: Final = "compile"
-"""The container that compiles wheels into the volume."""
+"""The container that resolves the release against the index (package code may run there; volume read-only)."""
+PUBLISH: Final = "publish"
+"""The container that writes the wheel volume: it runs no package code and publishes only checked files."""
+BUILD_SDIST: Final = "build-sdist"
+"""The container that builds one sdist into its outbox, with no access to the wheel volume."""
 CHECK: Final = "check"
 """The container that checks the runner's entrypoint."""
 MUTEX: Final = "lock"

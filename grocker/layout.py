@@ -1,7 +1,7 @@
-"""Where things are in the wheel volume: shared by Grocker and its compile script.
+"""Where things are in the wheel volume, for Grocker and the wheelhouse's in-container scripts.
 
-Standard library only, and no import of the rest of Grocker: this file is also copied into
-the compiler image next to compile.py, whose Python may be older than Grocker's.
+The scripts (resources/wheelhouse/*.py) run with the compiler image's Python and import nothing
+of Grocker: they spell the same paths, and tests/unit/test_wheelhouse.py checks that they agree.
 """
 
 COMPILE_MOUNT = "/home/grocker/wheels"
@@ -10,10 +10,6 @@ SERVE_MOUNT = "/wheels"
 """Where the wheel server mounts the wheel volume (read-only) and serves it from."""
 LOCKS_DIR = ".grocker/locks"
 """The wheel locks, relative to the volume's root: one JSON file per release and constraints."""
-STAGING_PREFIX = ".staging-"
-"""Private folders of running compiles, relative to the volume's root."""
-RESULT_MARK = "GROCKER-RESULT:"
-"""The compile script's last line of output starts with this, followed by the lock as JSON."""
 
 
 def lock_file(key: str) -> str:

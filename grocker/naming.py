@@ -65,8 +65,8 @@ def config_hash(config: ProjectConfig) -> str:
 
 
 # Modules whose text goes into the internal images, besides the templates under resources/:
-# the compile script and its layout are copied in, the families' commands are rendered in.
-_IMAGE_MODULES = ("compile.py", "layout.py", "families.py")
+# the layout and the families' commands are rendered in.
+_IMAGE_MODULES = ("layout.py", "families.py")
 
 
 @functools.cache
@@ -77,7 +77,8 @@ def _resources_digest() -> str:
     package = resources.files("grocker")
     root = package.joinpath("resources")
     for folder in sorted(root.iterdir(), key=lambda item: item.name):
-        if folder.is_dir():
+        # The wheelhouse scripts are copied into each container that runs them, never into an image.
+        if folder.is_dir() and folder.name != "wheelhouse":
             for item in sorted(folder.iterdir(), key=lambda item: item.name):
                 if item.is_file():
                     digest.update(f"{folder.name}/{item.name}\0".encode() + item.read_bytes())

@@ -104,6 +104,9 @@ class ChainEngine(Protocol):
     def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
         """Create a labelled volume (idempotent)."""
 
+    def try_remove_volume(self, name: str) -> str | None:
+        """Remove a volume, never forcing; None once gone, else why it is kept (in use)."""
+
     def container(
         self,
         image: str,

@@ -2,8 +2,9 @@
 
 Grocker's objects are found by the `grocker.version` label and told apart by
 `grocker.image.role`. Images: `root`, `compiler`, `wheel-server` (internal) and `runner`
-(final); volumes: `wheel`; containers carry their image's labels, and the ones Grocker runs
-get roles of their own (`compile`, `wheel-server`, `check`).
+(final); volumes: `wheel`, and `outbox` (one sdist build's output, removed by every purge);
+containers carry their image's labels, and the ones Grocker runs get roles of their own
+(`compile`, `publish`, `build-sdist`, `wheel-server`, `check`).
 
 Nothing is ever forced: what the engine refuses to remove because it is in use (a running
 container, an image with child images or containers, a mounted volume) is reported and kept.
@@ -28,7 +29,7 @@ from grocker.log import logger
 from grocker.protocol import ContainerInfo, ImageInfo, PurgeEngine
 
 # Roles that only Grocker gives to the containers it runs (the chain).
-OWN_CONTAINER_ROLES = frozenset({keys.COMPILE, keys.CHECK, keys.MUTEX})
+OWN_CONTAINER_ROLES = frozenset({keys.COMPILE, keys.PUBLISH, keys.BUILD_SDIST, keys.CHECK, keys.MUTEX})
 # Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
 # carried its image's role, so it counts as a build container when its image is Grocker's.
 IMAGE_CONTAINER_ROLES = frozenset({keys.COMPILER, keys.WHEEL_SERVER})
@@ -137,9 +138,12 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
 
     # Volumes last: a build container mounts its wheel volume.
     for volume in engine.volumes(VERSION_LABEL):
-        if volume.labels.get(ROLE_LABEL) != WHEEL_VOLUME or not _version_selected(volume.labels, options):
+        role = volume.labels.get(ROLE_LABEL, "")
+        # An outbox is garbage once its sdist build is over: every purge removes it, whatever its version.
+        wanted = role == keys.OUTBOX or (role == WHEEL_VOLUME and _version_selected(volume.labels, options))
+        if not wanted:
             continue
-        item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), WHEEL_VOLUME)
+        item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), role)
         reason = engine.try_remove_volume(volume.name)
         (removed if reason is None else kept).append(_with_reason(item, reason))
 

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from urllib.parse import quote
 
 import jinja2
 
 from grocker import __version__, layout
 from grocker.config import ProjectConfig, Repository
+from grocker.errors import BuildError
 from grocker.families import Family, family_of
 from grocker.labels import COMPILER, ROOT, RUNNER, WHEEL_SERVER, ImageRole
 from grocker.release import Release
-from grocker.wheels import WheelFile, WheelLock
+from grocker.wheels import SHA256_RE, WHEEL_NAME_RE, WheelFile, WheelLock
 
 WHEEL_SERVER_HOST = "grocker-wheels"
 WHEEL_SERVER_URL = f"http://{WHEEL_SERVER_HOST}"
@@ -67,11 +68,6 @@ def _render(template: str, **context: object) -> bytes:
     return _ENV.get_template(template).render(version=__version__, **context).encode("utf-8")
 
 
-def _module_source(name: str) -> bytes:
-    """A module of the package that also runs inside the compiler image (stdlib only)."""
-    return resources.files("grocker").joinpath(name).read_bytes()
-
-
 def _provision(template: str, config: ProjectConfig, **context: object) -> bytes:
     """A provisioning script: the family's commands around what `template` adds."""
     return _render(template, runtime=config.runtime, family=family_of(config.runtime.family), **context)
@@ -91,7 +87,7 @@ def root_context(config: ProjectConfig) -> BuildContext:
                 config,
                 repositories=repositories,
                 https_packages=list(family.https_packages) if https else [],
-                packages=list(config.all_run_packages),
+                packages=list(dict.fromkeys(family.root_packages + config.all_run_packages)),
                 add_user=family.add_user.format(uid=GROCKER_UID),
             ),
         },
@@ -107,8 +103,6 @@ def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
             "provision.sh": _provision(
                 "compiler/provision.sh.j2", config, packages=list(config.all_build_packages), layout=layout
             ),
-            "compile.py": _module_source("compile.py"),
-            "layout.py": _module_source("layout.py"),
         },
     )
 
@@ -163,18 +157,18 @@ def placeholder_lock(release: Release) -> WheelLock:
     """A stand-in lock for --dry-run, where the compile step has not resolved anything."""
     version = release.version or "VERSION"
     return WheelLock(
-        application=WheelFile(f"{release.name.replace('-', '_')}-{version}-py3-none-any.whl", "<sha256>"),
-        dependencies=(WheelFile("<each-dependency-resolved-by-the-compile-step>.whl", "<sha256>"),),
-        installer=WheelFile("pip-<version>-py3-none-any.whl", "<sha256>"),
+        application=WheelFile(f"{re.sub(r'[-_.]+', '_', release.name)}-{version}-py3-none-any.whl", "0" * 64),
+        dependencies=(WheelFile("each_dependency_resolved_by_the_compile_step-VERSION-py3-none-any.whl", "0" * 64),),
+        installer=WheelFile("pip-VERSION-py3-none-any.whl", "0" * 64),
     )
 
 
 def _install_command(python: str, installer: WheelFile, wheels: Sequence[WheelFile], create_venv: bool) -> str:
     python = shlex.quote(python)
-    pip_wheel = shlex.quote(f"/tmp/{installer.file}")
-    download = (
-        f"{python} -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "
-        f"{shlex.quote(_url(installer))} {pip_wheel}"
+    pip_wheel = shlex.quote(f"/tmp/{_checked(installer).file}")
+    # The installer is checked against the lock's hash before it runs, as pip checks the others.
+    download = " ".join(
+        [python, "-c", shlex.quote(_DOWNLOAD), shlex.quote(_url(installer)), installer.sha256, pip_wheel]
     )
     # An http_proxy set in `env` must not catch the wheel server.
     no_proxy = (
@@ -187,7 +181,7 @@ def _install_command(python: str, installer: WheelFile, wheels: Sequence[WheelFi
     if wheels:
         # pip runs from its wheel with the venv's interpreter, so it installs into the venv
         # without being installed there itself; every wheel is checked against its hash.
-        urls = " ".join(shlex.quote(f"{_url(wheel)}#sha256={wheel.sha256}") for wheel in wheels)
+        urls = " ".join(shlex.quote(f"{_url(wheel)}#sha256={_checked(wheel).sha256}") for wheel in wheels)
         steps.append(
             f"{APP_VENV}/bin/python {pip_wheel}/pip install --no-index --no-deps --no-cache-dir "
             f"--disable-pip-version-check --no-warn-script-location --quiet {urls}"
@@ -196,8 +190,26 @@ def _install_command(python: str, installer: WheelFile, wheels: Sequence[WheelFi
     return " \\\n    && ".join(steps)
 
 
+_DOWNLOAD = (
+    "import hashlib, sys, urllib.request; data = urllib.request.urlopen(sys.argv[1]).read(); "
+    "hashlib.sha256(data).hexdigest() == sys.argv[2] or sys.exit(sys.argv[1] + ': not the SHA-256 of the lock'); "
+    "open(sys.argv[3], 'wb').write(data)"
+)
+
+
+def _checked(wheel: WheelFile) -> WheelFile:
+    """The wheel, once its name and hash are known to be plain values (never shell or Dockerfile syntax)."""
+    if not WHEEL_NAME_RE.fullmatch(wheel.file) or not SHA256_RE.fullmatch(wheel.sha256):
+        raise BuildError(
+            f"The wheel lock names the file {wheel.file!r} with SHA-256 {wheel.sha256!r}, which is not a "
+            "wheel file name and hash. The wheel volume may have been tampered with: remove it "
+            "(`grocker purge -a`) and build again."
+        )
+    return wheel
+
+
 def _url(wheel: WheelFile) -> str:
-    return f"{WHEEL_SERVER_URL}/{quote(wheel.file)}"
+    return f"{WHEEL_SERVER_URL}/{quote(_checked(wheel).file)}"
 
 
 @dataclass(frozen=True)

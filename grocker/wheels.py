@@ -6,15 +6,22 @@ Not to be confused with the engine mutex (DockerEngine.mutex) that serialises im
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from grocker.errors import BuildError
-from grocker.layout import RESULT_MARK
 from grocker.release import Release
+
+# What a wheel's file name may hold, as a whole: PEP 427's parts and nothing a shell or a
+# Dockerfile reads as syntax. Every name of a lock must match before it is used.
+WHEEL_NAME_RE = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+(?:-[0-9][A-Za-z0-9_.]*)?"
+    r"-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl"
+)
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -67,14 +74,6 @@ def parse_lock(data: Mapping[str, Any]) -> WheelLock:
             f"The wheel lock written by the compile step is malformed ({err}). Run the build "
             "again with --build-dependencies to rewrite it."
         ) from err
-
-
-def parse_result_line(lines: list[str]) -> WheelLock | None:
-    """Find the compile script's result line in its output."""
-    for line in reversed(lines):
-        if line.startswith(RESULT_MARK):
-            return parse_lock(json.loads(line[len(RESULT_MARK) :]))
-    return None
 
 
 def _file_digest(path: Path) -> str:

@@ -1,98 +1,457 @@
-"""The wheelhouse: the wheel volume, the compile step that fills it, and the wheel lock.
+"""The wheel volume and who may write it: resolve, fetch and publish, isolated sdist builds, lock.
 
-One volume per configuration holds every wheel its builds compiled; the compile container runs
-grocker/compile.py, which reuses the wheels already there and writes one wheel lock per release
-(grocker.layout says where). The runner is installed from exactly the wheels of that lock.
+Package code (an sdist's setup.py, a build backend) is untrusted: it runs only where the wheel
+volume is read-only or absent. The one step that writes the volume, the publisher
+(resources/wheelhouse/publish.py), runs no package code and publishes only checked files:
+
+1. resolve (untrusted, volume read-only): pip resolves the release against the volume and the
+   index with ``pip install --dry-run --report`` and prints what it chose;
+2. publish (trusted): files already published are reused; the others are downloaded from the
+   index that lists them and checked against the SHA-256 it publishes; wheels go into the
+   volume, sdists come back to the host;
+3. build (untrusted, no wheel volume at all): each sdist is built alone with ``pip wheel
+   --no-deps``, into a fresh outbox volume of its own;
+4. publish again (trusted): from each outbox, exactly the one wheel of that sdist's project and
+   version is published; then the lock is written, with the pip wheel bundled with the
+   compiler's Python as the runner's installer.
+The report of step 1 only chooses *what* to fetch: a forged one can pick nothing but checked
+files. When nothing is new, steps 3 and 4 do not run: one resolve and one publish container.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    canonicalize_version,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from grocker import labels as keys
 from grocker import layout
 from grocker.chain.session import Session
-from grocker.errors import BuildError
-from grocker.labels import COMPILE, WHEEL_VOLUME
+from grocker.errors import BuildError, GrockerError
 from grocker.log import logger, phase, tail
 from grocker.naming import internal_labels
 from grocker.pipconf import PipSettings, mask
 from grocker.protocol import Container
-from grocker.wheels import WheelLock, lock_key, parse_lock, parse_result_line
+from grocker.wheels import SHA256_RE, WHEEL_NAME_RE, WheelLock, lock_key, parse_lock
 
 INPUT_DIR = "/tmp/grocker-input"
-"""Where the compile container finds its request, pip settings and certificates."""
+"""Where each wheelhouse container finds its request, pip settings, certificates and script."""
+PYTHON = "/opt/grocker/venv/bin/python"
+REPORT_MARK = "GROCKER-REPORT:"
+PUBLISH_MARK = "GROCKER-PUBLISH:"
+SDISTS_DIR = "/tmp/grocker-sdists"
+SDIST_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+\.(?:tar\.gz|zip)")
+_PROJECT_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_VERSION_RE = re.compile(r"[A-Za-z0-9_.!+-]+")
 
 
-def compile_wheels(session: Session) -> WheelLock:
-    """Build the wheels of the release into the volume; return the wheel lock naming them."""
-    release = session.request.release
-    pip = session.request.pip
-    session.engine.create_volume(session.names.volume, internal_labels(session.config, WHEEL_VOLUME))
-    files = compile_inputs(session)
-    # Where packages come from, at -v; masked here too, for library callers without the CLI's mask.
-    logger.debug("pip settings from %s:", ", ".join(pip.sources) or "no pip configuration")
-    for line in files["pip.conf"].decode("utf-8").splitlines()[1:]:
-        logger.debug("  pip %s", mask(line, session.secrets))
-    with phase(f"compile wheels of {release.requirement}") as note:
-        with session.engine.container(
-            session.names.compiler,
-            role=COMPILE,
-            labels=internal_labels(session.config, COMPILE),
-            command=[f"{INPUT_DIR}/request.json"],
-            volumes={session.names.volume: (layout.COMPILE_MOUNT, "rw")},
-            environment={"PIP_CONFIG_FILE": f"{INPUT_DIR}/pip.conf"},
-        ) as container:
-            container.put_files("/tmp", {f"grocker-input/{path}": content for path, content in files.items()})
-            status, lines = container.run(session.stream_line)
-        lock = parse_result_line(lines) if status == 0 else None
-        if lock is None:
+@dataclass(frozen=True)
+class ReportItem:
+    """One distribution the resolve step chose: project, version, file, and whether it is in the volume."""
+
+    name: str
+    version: str
+    filename: str
+    in_volume: bool
+
+    @property
+    def is_wheel(self) -> bool:
+        """True for a wheel, False for an sdist."""
+        return self.filename.endswith(".whl")
+
+    def as_json(self) -> dict[str, str]:
+        """The item as the publisher reads it."""
+        return {"name": self.name, "version": self.version, "filename": self.filename}
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What one publisher run did, and the sdists it downloaded (name, version, file, content)."""
+
+    added: tuple[str, ...]
+    reused: tuple[str, ...]
+    wheels: dict[str, str]
+    lock: Mapping[str, Any] | None
+    sdists: tuple[tuple[ReportItem, bytes], ...] = ()
+    warnings: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+
+@dataclass
+class _Totals:
+    added: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+
+    def add(self, result: PublishResult) -> None:
+        self.added += result.added
+        self.reused += result.reused
+
+
+def is_wheel_of(filename: str, name: str, version: str) -> bool:
+    """True when `filename`, as a whole, is a safe wheel name of project `name` at `version`."""
+    if not WHEEL_NAME_RE.fullmatch(filename):
+        return False
+    try:
+        project, wheel_version, _build, _tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return False
+    return project == canonicalize_name(name) and canonicalize_version(wheel_version) == canonicalize_version(version)
+
+
+def is_sdist_of(filename: str, name: str, version: str) -> bool:
+    """True when `filename`, as a whole, is a safe sdist name of project `name` at `version`."""
+    if not SDIST_NAME_RE.fullmatch(filename):
+        return False
+    try:
+        project, sdist_version = parse_sdist_filename(filename)
+    except InvalidSdistFilename:
+        return False
+    return project == canonicalize_name(name) and canonicalize_version(sdist_version) == canonicalize_version(version)
+
+
+def check_wheel_name(filename: str) -> str:
+    """Return `filename` if it is a safe wheel file name (whole-value match), else fail the build."""
+    if not WHEEL_NAME_RE.fullmatch(filename):
+        raise BuildError(
+            f"The wheel lock names the file {filename!r}, which is not a wheel file name. The wheel "
+            "volume may have been tampered with: remove it (`grocker purge -a`) and build again."
+        )
+    return filename
+
+
+def check_lock(lock: WheelLock, application: str) -> WheelLock:
+    """Fail the build unless every file of the lock is a safe wheel name, the application's its own."""
+    for wheel in (lock.application, *lock.dependencies, lock.installer):
+        check_wheel_name(wheel.file)
+        if not SHA256_RE.fullmatch(wheel.sha256):
             raise BuildError(
-                f"Compiling the wheels of {release.requirement} failed (exit status {status}). "
-                f"{compile_advice(lines, pip)} The compiler's output ends with:",
-                details=mask(tail(lines), session.secrets),
+                f"The wheel lock gives {wheel.file} the SHA-256 {wheel.sha256!r}, which is not one. Remove "
+                "the wheel volume (`grocker purge -a`) and build again."
             )
-        note(f"{len(lock.added)} new wheels, {len(lock.reused)} reused")
-    if lock.reused:
-        session.reused(f"{len(lock.reused)} wheels")
+    if parse_wheel_filename(lock.application.file)[0] != canonicalize_name(application):
+        raise BuildError(
+            f"The wheel lock names {lock.application.file} as the application {application}. Remove the "
+            "wheel volume (`grocker purge -a`) and build again."
+        )
+    if parse_wheel_filename(lock.installer.file)[0] != "pip":
+        raise BuildError(f"The wheel lock names {lock.installer.file} as the installer, not a pip wheel.")
     return lock
 
 
-def compile_inputs(session: Session) -> dict[str, bytes]:
-    """The files given to the compile container: request, pip settings, certificates, sources."""
-    release = session.request.release
-    pip = session.request.pip
-    config = session.config
-    files: dict[str, bytes] = {}
-    target = release.requirement
-    if release.path is not None:
-        files[f"dist/{release.path.name}"] = release.path.read_bytes()
-        extras = f"[{release.extras_text}]" if release.extras else ""
-        target = f"{INPUT_DIR}/dist/{release.path.name}{extras}"
-    cert = client_cert = None
-    if pip.cert is not None:
-        files["cert.pem"] = pip.cert.read_bytes()
-        cert = f"{INPUT_DIR}/cert.pem"
-    if pip.client_cert is not None:
-        files["client-cert.pem"] = pip.client_cert.read_bytes()
-        client_cert = f"{INPUT_DIR}/client-cert.pem"
-    files["pip.conf"] = pip.config_text(cert, client_cert).encode("utf-8")
-    constraint = None
-    if config.pip_constraint is not None:
-        files["constraints.txt"] = config.pip_constraint.read_bytes()
-        constraint = f"{INPUT_DIR}/constraints.txt"
-    request: dict[str, object] = {
-        "target": target,
-        "name": release.name,
-        "lock": lock_key(release, config.pip_constraint),
-        "constraint": constraint,
-        "local": release.path is not None,
+def parse_report(lines: Sequence[str]) -> tuple[ReportItem, ...]:
+    """The resolve step's choices, from its marked output line; every file name checked.
+
+    The resolve step runs package code, so its line is untrusted input: anything that is not a
+    distribution file of the project and version it names fails the build.
+    """
+    data = _marked(lines, REPORT_MARK)
+    if data is None:
+        raise BuildError(
+            "The resolve step printed no report. Run the build again with -v to see pip's output.",
+            details=tail(lines),
+        )
+    items = []
+    try:
+        for entry in data["items"]:
+            name, version, filename = str(entry["name"]), str(entry["version"]), str(entry["filename"])
+            valid = _PROJECT_RE.fullmatch(name) and _VERSION_RE.fullmatch(version)
+            if not valid or not (is_wheel_of(filename, name, version) or is_sdist_of(filename, name, version)):
+                raise BuildError(
+                    f"The resolve step chose the file {filename!r} for {name!r} {version!r}, which is not a "
+                    "wheel or sdist of that project and version. A package may be tampering with the "
+                    "build; check the dependencies of the release."
+                )
+            items.append(ReportItem(name, version, filename, bool(entry["in_volume"])))
+    except (KeyError, TypeError) as err:
+        raise BuildError(f"The resolve step's report is malformed ({err}). Run the build again with -v.") from err
+    return tuple(items)
+
+
+def parse_publish(lines: Sequence[str]) -> dict[str, Any] | None:
+    """The publisher's result line, or None when it printed none."""
+    return _marked(lines, PUBLISH_MARK)
+
+
+def _marked(lines: Sequence[str], mark: str) -> dict[str, Any] | None:
+    for line in reversed(lines):
+        if line.startswith(mark):
+            try:
+                data = json.loads(line[len(mark) :])
+            except json.JSONDecodeError:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def publisher_settings(pip: PipSettings, cert: str | None, client_cert: str | None) -> dict[str, Any]:
+    """Where the publisher looks files up: the indexes of the pip settings, credentials included."""
+    indexes = [pip.index_url or "https://pypi.org/simple/", *pip.extra_index_urls]
+    return {
+        "indexes": indexes,
+        "find_links": [link for link in pip.find_links if re.match(r"https?://", link)],
+        "trusted_hosts": list(pip.trusted_hosts),
+        "timeout": float(pip.timeout) if pip.timeout else 15.0,
+        "cert": cert,
+        "client_cert": client_cert,
     }
-    files["request.json"] = json.dumps(request).encode("utf-8")
-    return files
 
 
-def compile_advice(lines: list[str], pip: PipSettings) -> str:
-    """What to do about a failed compile, from what pip said."""
+def compile_wheels(session: Session) -> WheelLock:
+    """Resolve, fetch, build and publish the wheels of the release; return its wheel lock."""
+    lock = _Wheelhouse(session).compile()
+    if lock.reused:
+        session.reused(f"{len(set(lock.reused))} wheels")
+    return lock
+
+
+class _Wheelhouse:
+    def __init__(self, session: Session) -> None:
+        self.engine = session.engine
+        self.config = session.config
+        self.names = session.names
+        self.request = session.request
+        self.on_line = session.stream_line
+        self.secrets = session.secrets
+        self.inputs, self.settings = self._inputs()
+
+    def compile(self) -> WheelLock:
+        release = self.request.release
+        self.engine.create_volume(self.names.volume, internal_labels(self.config, keys.WHEEL_VOLUME))
+        logger.debug("pip settings from %s:", ", ".join(self.request.pip.sources) or "no pip configuration")
+        for line in self.inputs["pip.conf"].decode("utf-8").splitlines()[1:]:
+            logger.debug("  pip %s", mask(line, self.secrets))
+        totals = _Totals()
+        with phase(f"compile wheels of {release.requirement}") as note:
+            items = self._resolve()
+            application = self._application(items)
+            lock_request = {
+                "key": lock_key(release, self.config.pip_constraint),
+                "application": application.name,
+                "names": [item.name for item in items],
+            }
+            local = release.path is not None
+            first: dict[str, Any] = {
+                "reuse": [item.as_json() for item in items if item.in_volume and item is not application],
+                "fetch": [item.as_json() for item in items if not item.in_volume and item is not application],
+                "local": [],
+                "lock": lock_request,
+            }
+            builds: list[tuple[ReportItem, bytes, bool]] = []
+            if local and application.is_wheel:
+                first["local"].append({**application.as_json(), "path": f"{INPUT_DIR}/dist/{application.filename}"})
+            elif local and release.path is not None:
+                builds.append((application, release.path.read_bytes(), True))
+                first["lock"] = None
+            else:
+                first[("reuse" if application.in_volume else "fetch")].append(application.as_json())
+            result = self._publish(first, ())
+            totals.add(result)
+            builds += [(item, content, False) for item, content in result.sdists]
+            lock_data = result.lock
+            if builds:
+                lock_data = self._build_and_collect(builds, result.wheels, lock_request, totals)
+            if lock_data is None:
+                raise BuildError(f"The publisher wrote no lock for {release.requirement}. Run the build again with -v.")
+            lock = check_lock(parse_lock(lock_data), release.name)
+            note(f"{len(set(totals.added))} new wheels, {len(set(totals.reused))} reused")
+        return WheelLock(lock.application, lock.dependencies, lock.installer, tuple(totals.added), tuple(totals.reused))
+
+    # Inputs
+
+    def _inputs(self) -> tuple[dict[str, bytes], dict[str, Any]]:
+        pip = self.request.pip
+        release = self.request.release
+        files: dict[str, bytes] = {}
+        cert = client_cert = None
+        if pip.cert is not None:
+            files["cert.pem"] = pip.cert.read_bytes()
+            cert = f"{INPUT_DIR}/cert.pem"
+        if pip.client_cert is not None:
+            files["client-cert.pem"] = pip.client_cert.read_bytes()
+            client_cert = f"{INPUT_DIR}/client-cert.pem"
+        files["pip.conf"] = pip.config_text(cert, client_cert).encode("utf-8")
+        if release.path is not None:
+            files[f"dist/{release.path.name}"] = release.path.read_bytes()
+        return files, publisher_settings(pip, cert, client_cert)
+
+    def _container(
+        self, role: keys.Role, entrypoint: Sequence[str], volumes: Mapping[str, tuple[str, str]]
+    ) -> contextlib.AbstractContextManager[Container]:
+        return self.engine.container(
+            self.names.compiler,
+            role=role,
+            labels=internal_labels(self.config, role),
+            entrypoint=list(entrypoint),
+            volumes=volumes,
+            environment={"PIP_CONFIG_FILE": f"{INPUT_DIR}/pip.conf"},
+            user="grocker",
+        )
+
+    def _put(self, container: Container, extra: Mapping[str, bytes]) -> None:
+        files = {**self.inputs, **extra}
+        container.put_files("/tmp", {f"grocker-input/{path}": content for path, content in files.items()})
+
+    # The steps
+
+    def _resolve(self) -> tuple[ReportItem, ...]:
+        release = self.request.release
+        target = release.requirement
+        if release.path is not None:
+            extras = f"[{release.extras_text}]" if release.extras else ""
+            target = f"{INPUT_DIR}/dist/{release.path.name}{extras}"
+        request: dict[str, Any] = {"target": target, "constraint": None}
+        extra = {"resolve.py": _script("resolve.py")}
+        if self.config.pip_constraint is not None:
+            extra["constraints.txt"] = self.config.pip_constraint.read_bytes()
+            request["constraint"] = f"{INPUT_DIR}/constraints.txt"
+        extra["request.json"] = json.dumps(request).encode("utf-8")
+        # Role `compile`: the container that reaches the index with the pip settings, as before.
+        entrypoint = [PYTHON, f"{INPUT_DIR}/resolve.py", f"{INPUT_DIR}/request.json"]
+        with self._container(keys.COMPILE, entrypoint, {self.names.volume: (layout.COMPILE_MOUNT, "ro")}) as container:
+            self._put(container, extra)
+            status, lines = container.run(self.on_line)
+        if status != 0:
+            raise self._compile_error(status, lines)
+        return parse_report(lines)
+
+    def _application(self, items: Sequence[ReportItem]) -> ReportItem:
+        wanted = canonicalize_name(self.request.release.name)
+        found = [item for item in items if canonicalize_name(item.name) == wanted]
+        if len(found) != 1:
+            raise BuildError(
+                f"The resolve step did not choose one distribution of {self.request.release.name} "
+                f"(it chose {[item.filename for item in found]}). Check the release's name."
+            )
+        return found[0]
+
+    def _publish(self, request: Mapping[str, Any], outboxes: Sequence[str]) -> PublishResult:
+        """Run the publisher once: the wheel volume read-write, outboxes read-only."""
+        content = {**self.settings, **request}
+        volumes = {self.names.volume: (layout.COMPILE_MOUNT, "rw")}
+        volumes.update({outbox: (f"/outbox/{index}", "ro") for index, outbox in enumerate(outboxes)})
+        entrypoint = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]
+        with self._container(keys.PUBLISH, entrypoint, volumes) as container:
+            self._put(container, {"publish.py": _script("publish.py"), "publish.json": json.dumps(content).encode()})
+            status, lines = container.run(self.on_line)
+            data = parse_publish(lines) if status == 0 else None
+            if data is None:
+                raise BuildError(
+                    f"Publishing the wheels of {self.request.release.requirement} failed (exit status "
+                    f"{status}). The publisher checks every file against its index before the wheel "
+                    "volume takes it; its output says which file failed and why:",
+                    details=mask(tail(lines), self.secrets),
+                )
+            sdists = []
+            for entry in data.get("sdists", []):
+                item = ReportItem(entry["name"], entry["version"], entry["filename"], in_volume=False)
+                if not is_sdist_of(item.filename, item.name, item.version):
+                    raise BuildError(f"The publisher returned {item.filename!r}, not an sdist of {item.name}.")
+                downloaded = container.get_file(f"{SDISTS_DIR}/{item.filename}")
+                if downloaded is None:
+                    raise BuildError(f"The publisher downloaded {item.filename} but it is not in its container.")
+                sdists.append((item, downloaded))
+        for warning in data.get("warnings", []):
+            logger.warning("%s", mask(warning, self.secrets))
+        for ignored in data.get("ignored", []):
+            logger.debug("ignored in an sdist build's output: %s", ignored)
+        return PublishResult(
+            added=tuple(data.get("added", [])),
+            reused=tuple(data.get("reused", [])),
+            wheels=dict(data.get("wheels", {})),
+            lock=data.get("lock"),
+            sdists=tuple(sdists),
+            warnings=tuple(data.get("warnings", [])),
+            ignored=tuple(data.get("ignored", [])),
+        )
+
+    def _build_and_collect(
+        self,
+        builds: Sequence[tuple[ReportItem, bytes, bool]],
+        wheels: Mapping[str, str],
+        lock_request: Mapping[str, Any],
+        totals: _Totals,
+    ) -> Mapping[str, Any] | None:
+        """Build each sdist in its own container and outbox, then publish their wheels and the lock."""
+        with contextlib.ExitStack() as stack:
+            outboxes = []
+            collect = []
+            for index, (item, content, replace) in enumerate(builds):
+                outbox = stack.enter_context(self._outbox())
+                self._build_sdist(item, content, outbox)
+                outboxes.append(outbox)
+                collect.append(
+                    {"path": f"/outbox/{index}", "name": item.name, "version": item.version, "replace": replace}
+                )
+            result = self._publish({"outboxes": collect, "wheels": dict(wheels), "lock": lock_request}, outboxes)
+        totals.add(result)
+        return result.lock
+
+    @contextlib.contextmanager
+    def _outbox(self) -> Iterator[str]:
+        """A fresh volume for one sdist build's output; always removed."""
+        name = f"grocker-outbox-{uuid.uuid4().hex[:12]}"
+        self.engine.create_volume(name, internal_labels(self.config, keys.OUTBOX))
+        try:
+            yield name
+        finally:
+            reason = self.engine.try_remove_volume(name)
+            if reason is not None:
+                logger.warning(
+                    "could not remove volume %s: %s; remove it with `docker volume rm %s`", name, reason, name
+                )
+
+    def _build_sdist(self, item: ReportItem, content: bytes, outbox: str) -> None:
+        """`pip wheel --no-deps` of one checked sdist, as grocker, with no access to the wheel volume."""
+        # The outbox is mounted where the compiler image has grocker's empty wheels folder, so that the
+        # new volume takes its owner; the wheel volume is not mounted at all.
+        entrypoint = [
+            PYTHON,
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "--no-input",
+            "wheel",
+            "--no-deps",
+            "--wheel-dir",
+            layout.COMPILE_MOUNT,
+            f"{INPUT_DIR}/sdist/{item.filename}",
+        ]
+        volumes = {outbox: (layout.COMPILE_MOUNT, "rw")}
+        with (
+            phase(f"build wheel of {item.name} {item.version} from its sdist"),
+            self._container(keys.BUILD_SDIST, entrypoint, volumes) as container,
+        ):
+            self._put(container, {f"sdist/{item.filename}": content})
+            status, lines = container.run(self.on_line)
+        if status != 0:
+            raise self._compile_error(status, lines, what=f"{item.name}=={item.version}", how=" building its sdist")
+
+    def _compile_error(self, status: int, lines: list[str], what: str | None = None, how: str = "") -> GrockerError:
+        release = self.request.release
+        return BuildError(
+            f"Compiling the wheels of {what or release.requirement} failed{how} (exit status {status}). "
+            f"{compile_advice(lines, self.request.pip)} The compiler's output ends with:",
+            details=mask(tail(lines), self.secrets),
+        )
+
+
+def compile_advice(lines: Sequence[str], pip: PipSettings) -> str:
+    """What to do about a failed resolve or build, from what pip said."""
     missing = [line.split(" for ", 1)[1].strip() for line in lines if "No matching distribution found for " in line]
     if missing:
         where = ", ".join(pip.sources) or "pip's defaults"
@@ -106,6 +465,15 @@ def compile_advice(lines: list[str], pip: PipSettings) -> str:
         "'library not found'), add its -dev package to dependencies.build and its runtime "
         "library to dependencies.run in .grocker.yml."
     )
+
+
+def _script(name: str) -> bytes:
+    return resources.files("grocker").joinpath(f"resources/wheelhouse/{name}").read_bytes()
+
+
+def script_path(name: str) -> Path:
+    """Where an in-container script lives in the package (for tests that import its pure parts)."""
+    return Path(str(resources.files("grocker").joinpath(f"resources/wheelhouse/{name}")))
 
 
 def require_volume(session: Session) -> None:
@@ -127,4 +495,4 @@ def read_lock(session: Session, server: Container) -> WheelLock:
             f"{session.request.release.requirement} (with these constraints), so the image cannot "
             "be built with --no-build-dependencies. Run the build with --build-dependencies first."
         )
-    return parse_lock(json.loads(content))
+    return check_lock(parse_lock(json.loads(content)), session.request.release.name)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from grocker import layout
+from grocker.chain.wheelhouse import PUBLISH_MARK
 from grocker.protocol import ChainEngine, Container, ContainerInfo, ImageInfo, LineHandler, PurgeEngine, VolumeInfo
 
 Call = tuple[str, str]
@@ -54,7 +55,7 @@ class FakeContainer:
         status, lines = self.engine.outputs.get(self.role, (0, []))
         for line in lines:
             on_line(line)
-        if self.role == "compile" and status == 0:
+        if self.role == "publish" and status == 0:
             self._write_lock(lines)
         return status, list(lines)
 
@@ -65,14 +66,16 @@ class FakeContainer:
         self.engine.step("wait_until", self.role)
 
     def _write_lock(self, lines: Sequence[str]) -> None:
-        """What compile.py leaves in the volume: the wheel lock of the request."""
-        results = [line for line in lines if line.startswith(layout.RESULT_MARK)]
+        """What the publisher leaves in the wheel volume: the wheel lock of the request."""
+        results = [line for line in lines if line.startswith(PUBLISH_MARK)]
         if not results:
             return
-        request = json.loads(self.files["/tmp/grocker-input/request.json"])
-        (volume,) = self.volumes
-        lock = json.loads(results[-1][len(layout.RESULT_MARK) :])
-        self.engine.volume_files[volume][layout.lock_file(request["lock"])] = json.dumps(lock).encode()
+        lock = json.loads(results[-1][len(PUBLISH_MARK) :]).get("lock")
+        if lock is None:
+            return
+        request = json.loads(self.files["/tmp/grocker-input/publish.json"])
+        volume = next(name for name, (target, _mode) in self.volumes.items() if target == layout.COMPILE_MOUNT)
+        self.engine.volume_files[volume][layout.lock_file(request["lock"]["key"])] = json.dumps(lock).encode()
 
 
 @dataclass
@@ -186,6 +189,12 @@ class FakeEngine:
         self.step("create_volume", name)
         self.volume_labels_.setdefault(name, dict(labels))
         self.volume_files.setdefault(name, {})
+
+    def try_remove_volume(self, name: str) -> str | None:
+        self.step("remove_volume", name)
+        self.volume_labels_.pop(name, None)
+        self.volume_files.pop(name, None)
+        return None
 
     @contextmanager
     def container(

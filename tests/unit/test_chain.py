@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grocker import api, build, layout
+from grocker import api, build
 from grocker.build import BuildRequest, BuildResult
+from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.labels import BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
 from grocker.naming import InternalNames, internal_names
@@ -25,16 +26,26 @@ PREFIX = "registry.example.com/team"
 APP = "app-1.0-py3-none-any.whl"
 
 
-def lock_line(added: tuple[str, ...] = (APP,), reused: tuple[str, ...] = ()) -> str:
-    """The compile script's result line."""
+SIX = "six-1.16.0-py2.py3-none-any.whl"
+
+
+def report_line(app_in_volume: bool = False) -> str:
+    """The resolve step's report: the application and one dependency."""
+    items = [
+        {"name": "app", "version": "1.0", "filename": APP, "in_volume": app_in_volume},
+        {"name": "six", "version": "1.16.0", "filename": SIX, "in_volume": app_in_volume},
+    ]
+    return REPORT_MARK + json.dumps({"items": items})
+
+
+def publish_line(added: tuple[str, ...] = (APP,), reused: tuple[str, ...] = ()) -> str:
+    """The publisher's result line, with the wheel lock it wrote."""
     lock = {
         "application": {"file": APP, "sha256": "a" * 64},
-        "dependencies": [{"file": "six-1.16.0-py2.py3-none-any.whl", "sha256": "b" * 64}],
+        "dependencies": [{"file": SIX, "sha256": "b" * 64}],
         "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "c" * 64},
-        "added": list(added),
-        "reused": list(reused),
     }
-    return layout.RESULT_MARK + json.dumps(lock)
+    return PUBLISH_MARK + json.dumps({"added": list(added), "reused": list(reused), "wheels": {}, "lock": lock})
 
 
 @pytest.fixture
@@ -42,7 +53,8 @@ def engine() -> FakeEngine:
     """An engine with the base image, whose compile succeeds and whose runner has its entrypoint."""
     fake = FakeEngine()
     fake.add_image(BASE)
-    fake.outputs["compile"] = (0, ["Collecting app==1.0", lock_line()])
+    fake.outputs["compile"] = (0, ["Collecting app==1.0", report_line()])
+    fake.outputs["publish"] = (0, [publish_line()])
     return fake
 
 
@@ -82,7 +94,7 @@ def test_first_build_makes_everything_in_order(engine: FakeEngine, tmp_path: Pat
     assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
     assert engine.did("tag") == [names.root, names.compiler, names.wheel_server, "app:1.0"]
     assert engine.did("create_volume") == [names.volume]
-    assert engine.did("create_container") == ["compile", "wheel-server", "check"]
+    assert engine.did("create_container") == ["compile", "publish", "wheel-server", "check"]
     assert engine.did("pull") == []
     assert engine.did("push") == []
     assert engine.calls.index(("remove_container", "wheel-server")) < engine.calls.index(("create_container", "check"))
@@ -104,7 +116,8 @@ def test_second_build_reuses_images_and_wheels(engine: FakeEngine, tmp_path: Pat
     request = request_for(tmp_path)
     run(engine, request)
     engine.calls.clear()
-    engine.outputs["compile"] = (0, [lock_line(added=(), reused=(APP,))])
+    engine.outputs["compile"] = (0, [report_line(app_in_volume=True)])
+    engine.outputs["publish"] = (0, [publish_line(added=(), reused=(APP,))])
     engine.build_lines["runner image"] = ["Step 1/9", " ---> Using cache", " ---> Using cache"]
 
     result = run(engine, request)
@@ -321,7 +334,7 @@ def test_runner_build_failure_moves_no_name(engine: FakeEngine, tmp_path: Path) 
         run(engine, request_for(tmp_path))
 
     assert "app:1.0" not in engine.tags
-    assert engine.did("remove_container") == ["compile", "wheel-server"]
+    assert engine.did("remove_container") == ["compile", "publish", "wheel-server"]
 
 
 def test_interrupt_during_the_entrypoint_check_removes_the_new_image(engine: FakeEngine, tmp_path: Path) -> None:
@@ -340,7 +353,7 @@ def test_interrupt_while_the_wheel_server_starts_removes_it(engine: FakeEngine, 
     with pytest.raises(KeyboardInterrupt):
         run(engine, request_for(tmp_path))
 
-    assert engine.did("remove_container") == ["compile", "wheel-server"]
+    assert engine.did("remove_container") == ["compile", "publish", "wheel-server"]
     assert engine.did("remove_image") == []
 
 

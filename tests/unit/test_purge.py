@@ -397,3 +397,19 @@ def test_cli_exits_4_on_engine_errors(monkeypatch: pytest.MonkeyPatch, grocker: 
     result = grocker("purge")
     assert result.exit_code == 4
     assert result.stdout == ""
+
+
+def test_left_behind_outbox_volumes_go_whatever_their_version() -> None:
+    engine = FakePurgeEngine()
+    current = engine.volume(CURRENT, role="outbox")
+    newer = engine.volume(NEW, role="outbox")
+    wheels = engine.volume(CURRENT)
+    in_use = engine.volume(CURRENT, role="outbox")
+    compiler = engine.grocker_image(CURRENT, "compiler")
+    engine.container(compiler, status="running", labels=grocker_labels(CURRENT, "build-sdist"), volume=in_use)
+
+    report = purge.purge(NONE, {}, engine=engine)
+
+    assert set(engine.volumes_) == {wheels, in_use}
+    assert {item.name for item in report.removed} == {current, newer}
+    assert [(item.name, item.role) for item in report.kept if item.kind == "volume"] == [(in_use, "outbox")]

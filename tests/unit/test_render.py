@@ -87,7 +87,7 @@ def test_debian_root(debian: ProjectConfig) -> None:
     assert instructions(context.dockerfile)[0] == "FROM debian:trixie"
     assert 'GROCKER_RUNTIME="trixie/3.13"' in context.dockerfile
     assert "useradd --create-home --shell /bin/bash --uid 1000 grocker" in provision
-    assert "apt-get install -y -q python3 libpq5\n" in provision
+    assert "apt-get install -y -q ca-certificates python3 libpq5\n" in provision
     assert "rm -rf /var/lib/apt/lists/*" in provision
     assert "apt-get clean" in provision
     for package in COMPILERS:
@@ -114,14 +114,16 @@ def test_debian_root_keys_repositories_with_signed_by(debian: ProjectConfig) -> 
     # https sources need the CA bundle before apt reads them; keys go in before the update.
     assert provision.index("apt-get install -y -q ca-certificates") < provision.index("grocker-pgdg.list")
     assert provision.index("grocker-pgdg.list") < provision.rindex("apt-get update")
-    assert provision.rindex("apt-get update") < provision.index("apt-get install -y -q python3 libpq5")
+    assert provision.rindex("apt-get update") < provision.index("apt-get install -y -q ca-certificates python3 libpq5")
 
 
 def test_debian_root_without_repositories(tmp_path: Path) -> None:
     provision = render.root_context(api.load_config([], cwd=tmp_path)).files["provision.sh"].decode()
 
     assert "keyrings" not in provision
-    assert "ca-certificates" not in provision
+    # Only as a run package (Debian's pip wheel, the runner's installer, reads the system CA
+    # bundle), not installed early for https sources.
+    assert "apt-get install -y -q ca-certificates\n" not in provision
     assert "sources.list.d" not in provision
 
 
@@ -152,8 +154,9 @@ def test_compiler_adds_build_packages(request: pytest.FixtureRequest, fixture: s
 
     assert instructions(context.dockerfile)[0] == f"FROM {ROOT}"
     assert install in provision
-    assert {"compile.py", "layout.py"} <= set(context.files)
-    assert "COPY provision.sh compile.py layout.py /tmp/grocker/" in context.dockerfile
+    # The wheelhouse's scripts are given to its containers when they run, never baked in.
+    assert set(context.files) == {"Dockerfile", "provision.sh"}
+    assert "COPY provision.sh /tmp/grocker/" in context.dockerfile
     assert "USER grocker" in instructions(context.dockerfile)
 
 

@@ -1,0 +1,236 @@
+"""The shared wheel volume cannot be poisoned, and the runner's pip needs no index.
+
+A private index of ours (basic auth, in a container on the default bridge) serves a hostile
+sdist, grocker-fixture-evil, whose setup.py tries to plant a forged six 1.16.0 wheel and files
+with hostile names into the wheel volume and into its own output folder, every time pip runs
+it. An application depending on it is built; then another project that needs six==1.16.0 is
+built on the same configuration, and must get PyPI's six, with no planted name anywhere.
+
+A second scenario: a fresh wheel volume and an index that serves only the application and its
+dependencies (no pip): the build succeeds, with the pip wheel of the compiler's Python.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import re
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from grocker.api import load_config
+from grocker.naming import InternalNames, internal_names
+from tests.integration.helpers import Grocker, package_fixture
+from tests.integration.test_secrets import PORT, PROBE, SERVER, USER, _tar
+
+EVIL = "grocker-fixture-evil"
+EVIL_APP = "grocker-fixture-evil-app"
+PURE = "grocker-fixture-pure"
+# In a file name of the volume (the hostile names the evil package plants)...
+HOSTILE_MARKS = (";", "\n", "$(", "pwned", "99.0", "9.9.9")
+# ...and in the runner's history, where ";" and "$(" also belong to Grocker's own install step.
+PLANTED_NAMES = ("touch x", "touch pwned", "pip-99.0", "9.9.9")
+
+
+@dataclass
+class Index:
+    """The running private index and what it serves."""
+
+    address: str
+    token: str
+    pure_version: str
+    six_sha256: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{USER}:{self.token}@{self.address}:{PORT}/simple/"
+
+
+def _index_files(projects: dict[str, list[Path]]) -> dict[str, bytes]:
+    """A PEP 503 simple index of these projects and files."""
+    files: dict[str, bytes] = {}
+    for project, paths in projects.items():
+        links = "".join(
+            f'<a href="../../packages/{p.name}#sha256={hashlib.sha256(p.read_bytes()).hexdigest()}">{p.name}</a>\n'
+            for p in paths
+        )
+        files[f"srv/index/simple/{project}/index.html"] = f"<html><body>\n{links}</body></html>\n".encode()
+        files.update({f"srv/index/packages/{p.name}": p.read_bytes() for p in paths})
+    anchors = "".join(f'<a href="{project}/">{project}</a>\n' for project in projects)
+    files["srv/index/simple/index.html"] = f"<html><body>\n{anchors}</body></html>\n".encode()
+    return files
+
+
+@pytest.fixture(scope="module")
+def names(tmp_path_factory: pytest.TempPathFactory) -> InternalNames:
+    return internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")))
+
+
+@pytest.fixture(scope="module")
+def index(
+    grocker: Grocker, dist_dir: Path, names: InternalNames, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Index]:
+    """Serve the hostile sdist, the app depending on it, a new pure app, six and attrs behind basic auth."""
+    client = grocker.client
+    downloads = tmp_path_factory.mktemp("pypi")
+    # pip checks these against PyPI's hashes: six's is the reference the runner must match.
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--dest",
+            str(downloads),
+            "six==1.16.0",
+            "attrs",
+        ],
+        check=True,
+    )
+    six = next(downloads.glob("six-1.16.0-*.whl"))
+    attrs = next(downloads.glob("attrs-*.whl"))
+    pure_version = f"5.{uuid.uuid4().int % 10**6}.0"
+    pure = package_fixture("pure-app", dist_dir, kind="wheel", version=pure_version)
+    try:
+        client.images.get(names.root)
+    except docker.errors.ImageNotFound:
+        grocker.build(str(pure), "-n", grocker.name("bootstrap"), "--no-push", "--no-build-image")
+    projects = {
+        EVIL: [package_fixture("evil-dep", dist_dir, kind="sdist")],
+        EVIL_APP: [package_fixture("evil-app", dist_dir, kind="wheel")],
+        PURE: [pure],
+        "six": [six],
+        "attrs": [attrs],
+    }
+    token = secrets.token_hex(20)
+    files = _index_files(projects)
+    files["srv/server.py"] = SERVER.encode()
+    files["srv/probe.py"] = PROBE.encode()
+    files["srv/auth"] = ("Basic " + base64.b64encode(f"{USER}:{token}".encode()).decode()).encode()
+    created = client.api.create_container(
+        names.root, command=["python3", "/srv/server.py"], name=f"poison-index-{uuid.uuid4().hex[:8]}", user="root"
+    )
+    try:
+        client.api.put_archive(created["Id"], "/", _tar(files))
+        client.api.start(created["Id"])
+        deadline = time.monotonic() + 30
+        while True:
+            probe = client.api.exec_create(created["Id"], ["python3", "/srv/probe.py"])
+            answer = client.api.exec_start(probe["Id"]).decode().strip()
+            if answer == "401 200":
+                break
+            assert time.monotonic() < deadline, f"the private index did not start: {answer}"
+            time.sleep(0.3)
+        address = client.api.inspect_container(created["Id"])["NetworkSettings"]["IPAddress"]
+        yield Index(address, token, pure_version, hashlib.sha256(six.read_bytes()).hexdigest())
+    finally:
+        client.api.remove_container(created["Id"], force=True)
+
+
+def _volume_listing(grocker: Grocker, names: InternalNames) -> list[str]:
+    """Every file name at the top of the wheel volume, exactly (newlines included)."""
+    output = grocker.client.containers.run(
+        names.root,
+        ["python3", "-c", "import json, os; print(json.dumps(sorted(os.listdir('/wheels'))))"],
+        volumes={names.volume: {"bind": "/wheels", "mode": "ro"}},
+        remove=True,
+    )
+    return list(json.loads(output.decode()))
+
+
+def _volume_sha256(grocker: Grocker, names: InternalNames, filename: str) -> str:
+    output = grocker.client.containers.run(
+        names.root,
+        ["sha256sum", f"/wheels/{filename}"],
+        volumes={names.volume: {"bind": "/wheels", "mode": "ro"}},
+        remove=True,
+    )
+    return output.decode().split()[0]
+
+
+def _history(image: str) -> str:
+    return subprocess.run(
+        ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_private_index_without_pip_and_a_fresh_volume(grocker: Grocker, index: Index, names: InternalNames) -> None:
+    # A fresh volume: nothing an earlier build left (such as a pip wheel) can help.
+    with contextlib.suppress(docker.errors.NotFound):
+        grocker.client.volumes.get(names.volume).remove()
+    pip_conf = grocker.workdir / "only-private.conf"
+    pip_conf.write_text(f"[global]\nindex-url = {index.url}\ntrusted-host = {index.address}\n")
+    image = grocker.name("private-only")
+
+    result = grocker.build(f"{PURE}=={index.pure_version}", "-n", image, "--no-push", "--pip-conf", str(pip_conf))
+
+    assert grocker.docker_run(image).strip() == f"pureapp {index.pure_version} on python 3.13"
+    assert index.token not in result.output
+    listing = _volume_listing(grocker, names)
+    pips = [entry for entry in listing if re.fullmatch(r"pip-[0-9.]+-py3-none-any\.whl", entry)]
+    assert len(pips) == 1, listing
+    # The installer is checked by hash in the runner's install step.
+    installer_hash = _volume_sha256(grocker, names, pips[0])
+    assert installer_hash in _history(image)
+
+
+def test_a_package_cannot_poison_the_wheel_volume(grocker: Grocker, index: Index, names: InternalNames) -> None:
+    pip_conf = grocker.workdir / "with-private.conf"
+    pip_conf.write_text(
+        "[global]\n"
+        "index-url = https://pypi.org/simple\n"
+        f"extra-index-url = {index.url}\n"
+        f"trusted-host = {index.address}\n"
+        "cert = /etc/ssl/certs/ca-certificates.crt\n"
+    )
+    evil_image = grocker.name("evil")
+
+    evil = grocker.run("-v", "build", f"{EVIL_APP}==1.0.0", "-n", evil_image, "--no-push", "--pip-conf", str(pip_conf))
+
+    assert evil.returncode == 0, evil.output
+    assert grocker.docker_run(evil_image).strip() == "evilapp runs"
+    # Its setup.py ran when built and planted into its outbox: the forged six and the hostile
+    # names were left there, reported (the forgery loudly), never published.
+    assert "ignored in an sdist build's output: grocker-fixture-evil 1.0.0: 'pip-99.0-py3-none-any.whl;touch x'" in (
+        evil.stderr
+    )
+    assert "TAMPERING" in evil.stderr
+    assert "six-1.16.0-py2.py3-none-any.whl" in evil.stderr
+    listing = _volume_listing(grocker, names)
+    assert not [entry for entry in listing if any(mark in entry for mark in HOSTILE_MARKS)], listing
+    assert "grocker_fixture_evil-1.0.0-py3-none-any.whl" in listing, listing
+
+    # Another project needing six==1.16.0, on the same configuration and volume.
+    pure_image = grocker.name("after-evil")
+    pure = grocker.build(f"{PURE}=={index.pure_version}", "-n", pure_image, "--no-push", "--pip-conf", str(pip_conf))
+
+    assert index.token not in pure.output
+    assert _volume_sha256(grocker, names, "six-1.16.0-py2.py3-none-any.whl") == index.six_sha256
+    history = _history(pure_image)
+    assert f"six-1.16.0-py2.py3-none-any.whl#sha256={index.six_sha256}" in history
+    assert not [name for name in PLANTED_NAMES if name in history], history
+    planted = grocker.docker_run(
+        pure_image,
+        "-c",
+        "import six; print(getattr(six, 'PLANTED', 'clean'))",
+        entrypoint="/home/grocker/app.venv/bin/python",
+    )
+    assert planted.strip() == "clean"

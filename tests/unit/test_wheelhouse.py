@@ -1,0 +1,218 @@
+"""The pure parts of the wheel cache's trust: file names, the resolve report, the lock, the index pages."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from grocker import api, layout, render
+from grocker.chain.wheelhouse import (
+    REPORT_MARK,
+    check_lock,
+    is_sdist_of,
+    is_wheel_of,
+    parse_publish,
+    parse_report,
+    publisher_settings,
+    script_path,
+)
+from grocker.errors import BuildError
+from grocker.pipconf import PipSettings
+from grocker.release import Release
+from grocker.wheels import WheelFile, WheelLock
+
+SHA = "a" * 64
+HOSTILE = (
+    "pip-99.0-py3-none-any.whl;touch x",
+    "evil\n$(touch pwned)-1.0-py3-none-any.whl",
+    "six-1.16.0-py2.py3-none-any.whl x",
+    "../six-1.16.0-py2.py3-none-any.whl",
+    "six-1.16.0-py2.py3-none-any.whl'",
+    "$(id)-1.0-py3-none-any.whl",
+)
+
+
+def _publisher() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("grocker_publish", script_path("publish.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(*items: dict[str, object]) -> list[str]:
+    return ["Collecting six", REPORT_MARK + json.dumps({"pip": "25.1.1", "items": list(items)})]
+
+
+def _item(name: str, version: str, filename: str, in_volume: bool = False) -> dict[str, object]:
+    return {"name": name, "version": version, "filename": filename, "in_volume": in_volume, "requested": False}
+
+
+def test_wheel_and_sdist_names_must_be_of_the_project_and_version() -> None:
+    assert is_wheel_of("six-1.16.0-py2.py3-none-any.whl", "six", "1.16.0")
+    assert is_wheel_of("zope.interface-7.0-cp313-cp313-manylinux_2_17_x86_64.whl", "Zope.Interface", "7.0")
+    assert is_wheel_of("grocker_fixture_pure-1.0-py3-none-any.whl", "grocker-fixture-pure", "1.0.0")
+    assert not is_wheel_of("six-1.16.0-py2.py3-none-any.whl", "attrs", "1.16.0")
+    assert not is_wheel_of("six-1.16.0-py2.py3-none-any.whl", "six", "1.17.0")
+    assert is_sdist_of("grocker-fixture-evil-1.0.0.tar.gz", "grocker_fixture_evil", "1.0.0")
+    assert not is_sdist_of("grocker-fixture-evil-1.0.0.tar.gz", "grocker-fixture", "evil-1.0.0")
+    for name in HOSTILE:
+        assert not is_wheel_of(name, "six", "1.16.0"), name
+        assert not is_wheel_of(name, "pip", "99.0"), name
+        assert not _publisher().wheel_of(name, "six", "1.16.0"), name
+
+
+def test_report_gives_the_chosen_files() -> None:
+    lines = _report(
+        _item("six", "1.16.0", "six-1.16.0-py2.py3-none-any.whl", in_volume=True),
+        _item("grocker-fixture-evil", "1.0.0", "grocker-fixture-evil-1.0.0.tar.gz"),
+    )
+
+    items = parse_report(lines)
+
+    assert [(i.name, i.filename, i.in_volume, i.is_wheel) for i in items] == [
+        ("six", "six-1.16.0-py2.py3-none-any.whl", True, True),
+        ("grocker-fixture-evil", "grocker-fixture-evil-1.0.0.tar.gz", False, False),
+    ]
+
+
+@pytest.mark.parametrize("filename", [*HOSTILE, "attrs-1.16.0-py3-none-any.whl", "six-1.16.0.tar.gz.whl"])
+def test_report_with_a_file_not_of_its_project_fails(filename: str) -> None:
+    with pytest.raises(BuildError, match="not a wheel or sdist of that project and version") as caught:
+        parse_report(_report(_item("six", "1.16.0", filename)))
+    assert caught.value.exit_code == 5
+
+
+def test_report_missing_or_malformed_fails() -> None:
+    with pytest.raises(BuildError, match="printed no report"):
+        parse_report(["pip said nothing useful"])
+    with pytest.raises(BuildError, match="malformed"):
+        parse_report([REPORT_MARK + json.dumps({"items": [{"name": "six"}]})])
+    assert parse_publish(["GROCKER-PUBLISH:not json"]) is None
+
+
+def _lock(
+    application: str = "app-1.0-py3-none-any.whl", dependency: str = "six-1.16.0-py2.py3-none-any.whl"
+) -> WheelLock:
+    return WheelLock(
+        application=WheelFile(application, SHA),
+        dependencies=(WheelFile(dependency, SHA),),
+        installer=WheelFile("pip-25.1.1-py3-none-any.whl", SHA),
+    )
+
+
+def test_lock_with_a_hostile_name_fails() -> None:
+    assert check_lock(_lock(), "app") == _lock()
+    for name in HOSTILE:
+        with pytest.raises(BuildError, match="not a wheel file name"):
+            check_lock(_lock(dependency=name), "app")
+    with pytest.raises(BuildError, match="as the application"):
+        check_lock(_lock(), "other-app")
+    with pytest.raises(BuildError, match="not one"):
+        check_lock(WheelLock(WheelFile("app-1.0-py3-none-any.whl", "sha"), (), _lock().installer), "app")
+
+
+def test_runner_refuses_a_hostile_name_and_checks_the_installer(tmp_path: Path) -> None:
+    config = api.load_config([], cwd=tmp_path)
+    release = Release("app==1.0", "app", version="1.0")
+
+    dockerfile = render.runner_context(release, config, "root:1", _lock()).dockerfile
+
+    assert f"http://grocker-wheels/pip-25.1.1-py3-none-any.whl {SHA} /tmp/pip-25.1.1-py3-none-any.whl" in dockerfile
+    assert "hashlib.sha256(data).hexdigest() == sys.argv[2]" in dockerfile
+    for name in HOSTILE:
+        with pytest.raises(BuildError, match="tampered"):
+            render.runner_context(release, config, "root:1", _lock(dependency=name))
+        installer = WheelLock(_lock().application, (), WheelFile(name, SHA))
+        with pytest.raises(BuildError, match="tampered"):
+            render.runner_context(release, config, "root:1", installer)
+
+
+def test_publisher_reads_json_and_html_index_pages() -> None:
+    publish = _publisher()
+    page = json.dumps(
+        {
+            "meta": {"api-version": "1.1"},
+            "files": [
+                {
+                    "filename": "six-1.16.0-py2.py3-none-any.whl",
+                    "url": "../../packages/six.whl",
+                    "hashes": {"sha256": SHA},
+                },
+                {"filename": "six-1.16.0.tar.gz", "url": "https://files.example/six.tar.gz", "hashes": {}},
+            ],
+        }
+    ).encode()
+
+    files = publish.parse_project_page(page, "application/vnd.pypi.simple.v1+json", "https://index.example/simple/six/")
+
+    assert files == {
+        "six-1.16.0-py2.py3-none-any.whl": ("https://index.example/packages/six.whl", SHA),
+        "six-1.16.0.tar.gz": ("https://files.example/six.tar.gz", None),
+    }
+    html = (
+        b"<html><body>"
+        b'<a href="../../packages/six-1.16.0-py2.py3-none-any.whl#sha256='
+        + SHA.encode()
+        + b'">six-1.16.0-py2.py3-none-any.whl</a>'
+        b'<a href="/p/six-1.16.0.tar.gz#md5=00">six-1.16.0.tar.gz</a>'
+        b"</body></html>"
+    )
+
+    files = publish.parse_project_page(html, "text/html; charset=utf-8", "http://10.0.0.2:8080/simple/six/")
+
+    assert files == {
+        "six-1.16.0-py2.py3-none-any.whl": ("http://10.0.0.2:8080/packages/six-1.16.0-py2.py3-none-any.whl", SHA),
+        "six-1.16.0.tar.gz": ("http://10.0.0.2:8080/p/six-1.16.0.tar.gz", None),
+    }
+
+
+def test_publisher_index_keeps_credentials_out_of_its_url() -> None:
+    index = _publisher().Index("http://reader:s3cret@10.0.0.2:8080/simple", None, None, ["10.0.0.2"], 5)
+
+    assert index.url == "http://10.0.0.2:8080/simple/"
+    assert index.authorization == "Basic cmVhZGVyOnMzY3JldA=="
+
+
+def test_publisher_settings_from_pip_settings() -> None:
+    pip = PipSettings(
+        extra_index_urls=("https://t@private.example/simple/",),
+        trusted_hosts=("private.example",),
+        timeout="30",
+        find_links=("https://links.example/", "/local/dir"),
+    )
+
+    settings = publisher_settings(pip, "/tmp/grocker-input/cert.pem", None)
+
+    assert settings == {
+        "indexes": ["https://pypi.org/simple/", "https://t@private.example/simple/"],
+        "find_links": ["https://links.example/"],
+        "trusted_hosts": ["private.example"],
+        "timeout": 30.0,
+        "cert": "/tmp/grocker-input/cert.pem",
+        "client_cert": None,
+    }
+
+
+def _script_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"grocker_layout_{name[:-3]}", script_path(name))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["resolve.py", "publish.py"])
+def test_the_in_container_scripts_spell_the_volume_layout_as_grocker_does(name: str) -> None:
+    # The scripts import nothing of Grocker (they run with the compiler image's Python): the one
+    # layout is grocker.layout, and this keeps their copies of it in step.
+    module = _script_module(name)
+    assert str(module.WHEELS) == layout.COMPILE_MOUNT
+    if name == "publish.py":
+        assert Path(layout.COMPILE_MOUNT) / layout.LOCKS_DIR == module.LOCKS
