@@ -353,12 +353,18 @@ class _Chain:
         )
         image_id: str | None = None
         try:
-            with self.engine.container(
-                server_image,
-                role="wheel-server",
-                labels=internal_labels(self.config, "wheel-server"),
-                volumes={self.names.volume: ("/wheels", "ro")},
-            ) as server:
+            # The wheel server is reachable only from this build's runner steps: a network of their own.
+            with (
+                self.engine.network(internal_labels(self.config, "network")) as network,
+                self.engine.container(
+                    server_image,
+                    role="wheel-server",
+                    labels=internal_labels(self.config, "wheel-server"),
+                    volumes={self.names.volume: ("/wheels", "ro")},
+                    network=network,
+                    aliases=[render.WHEEL_SERVER_HOST],
+                ) as server,
+            ):
                 with phase("start wheel server"):
                     server.start()
                     # nginx writes its pid file once its socket listens: a probe that needs no Python,
@@ -368,10 +374,12 @@ class _Chain:
                         WHEEL_SERVER_TIMEOUT,
                         "wheel server",
                     )
-                    address = server.ip_address()
+                    # Docker's DNS resolves the alias in build steps; Podman's builds do not use the
+                    # network's DNS, so the name goes in their /etc/hosts.
+                    hosts = {render.WHEEL_SERVER_HOST: server.ip_address()} if self.engine.podman else None
                 if lock is None:
                     lock = self._read_lock(server)
-                image_id = self._build_runner_image(lock, address)
+                image_id = self._build_runner_image(lock, network, hosts)
             self._check_entrypoint(image_id)
         except BaseException:
             # Interrupts included. An image that already has a name is an earlier build's (a fully
@@ -395,7 +403,7 @@ class _Chain:
             )
         return parse_lock(json.loads(content))
 
-    def _build_runner_image(self, lock: Lock, wheel_server_address: str) -> str:
+    def _build_runner_image(self, lock: Lock, network: str, hosts: dict[str, str] | None) -> str:
         release = self.request.release
         created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         labels = runner_labels(release, self.config, created)
@@ -416,7 +424,8 @@ class _Chain:
                 labels={},
                 what="runner image",
                 on_line=on_line,
-                extra_hosts={render.WHEEL_SERVER_HOST: wheel_server_address},
+                network=network,
+                extra_hosts=hosts,
                 nocache=self.request.no_cache,
             )
             if cached:

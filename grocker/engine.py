@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import re
 import socket
 import tarfile
@@ -91,7 +92,8 @@ def connect(env: Mapping[str, str]) -> Engine:
             f"{'.'.join(map(str, MIN_API_VERSION))} Grocker needs (Docker 18.09). Upgrade the engine."
         )
     client.api.timeout = OPERATION_TIMEOUT
-    return Engine(client, host)
+    components = {str(part.get("Name")) for part in version.get("Components") or [] if isinstance(part, dict)}
+    return Engine(client, host, podman="Podman Engine" in components)
 
 
 _FIRST_API_VERSION = "1.39"
@@ -142,10 +144,12 @@ def _unreachable(host: str, err: Exception) -> EngineError:
 class Engine:
     """A connected engine, with the operations the build chain and purge need."""
 
-    def __init__(self, client: docker.DockerClient, host: str) -> None:
+    def __init__(self, client: docker.DockerClient, host: str, podman: bool = False) -> None:
         self.client = client
         self.api = client.api
         self.host = host
+        # Podman's Docker-compatible API differs from Docker's in a few build parameters.
+        self.podman = podman
 
     # Images
 
@@ -180,12 +184,13 @@ class Engine:
         what: str,
         on_line: LineHandler,
         extra_hosts: Mapping[str, str] | None = None,
+        network: str | None = None,
         nocache: bool = False,
     ) -> str:
         """Build an image from in-memory files, streaming its output; return the new image ID.
 
         The image is left untagged: the caller tags it once it is known to be good, so that a
-        failed build never moves a name.
+        failed build never moves a name. With `network`, the RUN steps join that network.
         """
         context = _tar(files)
         lines: list[str] = []
@@ -198,7 +203,9 @@ class Engine:
                 rm=True,
                 forcerm=True,
                 labels=dict(labels),
-                extra_hosts=dict(extra_hosts) if extra_hosts else None,
+                # A string for Podman (JSON), which docker-py passes through as the parameter's value.
+                extra_hosts=self._extra_hosts(extra_hosts),  # type: ignore[arg-type]
+                network_mode=network,
                 nocache=nocache,
                 decode=True,
             )
@@ -226,7 +233,15 @@ class Engine:
                 lines.append(_ANSI_RE.sub("", pending))
                 on_line(lines[-1])
         except docker.errors.APIError as err:
-            raise BuildError(f"The {what} build failed: {err.explanation or err}", details=tail(lines)) from err
+            # The engine refused the request itself (no build step ran, or it broke off): its answer,
+            # not a failing step, so an engine error.
+            raise EngineError(
+                f"The Docker engine at {self.host} refused to build the {what}: {err.explanation or err}. "
+                "This is the engine's answer to the build request, not a failing build step: check the "
+                "engine's log, and that it is one Grocker supports (Docker 20.10+, Podman 5 through "
+                "its Docker-compatible API).",
+                details=tail(lines),
+            ) from err
         except requests.exceptions.RequestException as err:
             raise self.error(f"build the {what}", "", err) from err
         if image_id is None:
@@ -235,6 +250,16 @@ class Engine:
         if info is None:
             raise BuildError(f"The {what} build reported image {image_id}, which does not exist.")
         return info.id
+
+    def _extra_hosts(self, extra_hosts: Mapping[str, str] | None) -> dict[str, str] | str | None:
+        """The build's `extrahosts` parameter, in the form the engine parses."""
+        if not extra_hosts:
+            return None
+        if self.podman:
+            # Podman decodes the parameter as a JSON list; docker-py sends Docker's repeated
+            # `host:ip` form, which Podman refuses ("invalid character 'g'").
+            return json.dumps([f"{host}:{address}" for host, address in extra_hosts.items()])
+        return dict(extra_hosts)
 
     def tag(self, image_id: str, name: str) -> None:
         """Point `name` at the image."""
@@ -268,9 +293,7 @@ class Engine:
                     line = f"{chunk.get('id', '')} {status} {chunk.get('progress', '')}".strip()
                     lines.append(line)
                     on_line(line)
-                aux = chunk.get("aux")
-                if isinstance(aux, dict) and aux.get("Digest"):
-                    digest = aux["Digest"]
+                digest = push_digest(chunk) or digest
         except docker.errors.APIError as err:
             raise PushError(f"The push of {name} failed: {err.explanation or err}.") from err
         except requests.exceptions.RequestException as err:
@@ -324,6 +347,32 @@ class Engine:
         """Remove a volume; raises docker's APIError (409) when it is in use."""
         self.api.remove_volume(name)
 
+    # Networks
+
+    @contextmanager
+    def network(self, labels: Mapping[str, str]) -> Iterator[str]:
+        """A uniquely named, labelled internal network for one build; always removed on the way out.
+
+        Internal: what joins it reaches only the other members (no route out), and each other by
+        their network aliases through the engine's DNS.
+        """
+        name = f"grocker-net-{uuid.uuid4().hex[:12]}"
+        try:
+            self.api.create_network(name, driver="bridge", internal=True, labels=dict(labels))
+        except docker.errors.APIError as err:
+            raise self.error("create the build network", name, err) from err
+        try:
+            yield name
+        finally:
+            try:
+                self.api.remove_network(name)
+            except docker.errors.NotFound:
+                pass
+            except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+                logger.warning(
+                    "could not remove network %s: %s; remove it with `docker network rm %s`", name, err, name
+                )
+
     # Containers
 
     @contextmanager
@@ -338,10 +387,13 @@ class Engine:
         environment: Mapping[str, str] | None = None,
         entrypoint: Sequence[str] | None = None,
         user: str | None = None,
+        network: str | None = None,
+        aliases: Sequence[str] = (),
     ) -> Iterator[Container]:
         """Create a uniquely named, labelled container; always remove it on the way out.
 
-        It is created stopped, so that files can be copied in before it starts.
+        It is created stopped, so that files can be copied in before it starts. With `network`,
+        it joins that network only, known there by its `aliases`.
         """
         name = f"grocker-{role}-{uuid.uuid4().hex[:12]}"
         binds: dict[str, Mapping[str, str]] = {
@@ -360,7 +412,14 @@ class Engine:
                     environment=dict(environment or {}),
                     entrypoint=list(entrypoint) if entrypoint is not None else None,
                     user=user or "",
-                    host_config=self.api.create_host_config(binds=binds),
+                    host_config=self.api.create_host_config(binds=binds, network_mode=network),
+                    networking_config=(
+                        self.api.create_networking_config(  # docker's stubs type a mapping as one config
+                            {network: self.api.create_endpoint_config(aliases=list(aliases))}  # type: ignore[arg-type]
+                        )
+                        if network
+                        else None
+                    ),
                 )
             except docker.errors.APIError as err:
                 raise self.error(f"create the {role} container", image, err) from err
@@ -660,6 +719,23 @@ class Container:
                         "could not remove container %s: %s; remove it with `docker rm -f %s`", self.name, err, self.name
                     )
                 time.sleep(0.5)
+
+
+# The push stream's last status line, `<tag>: digest: sha256:<hex> size: <bytes>`.
+_PUSHED_DIGEST_RE = re.compile(r"(?:\S+: )?digest: (sha256:[0-9a-f]{64}) size: \d+")
+
+
+def push_digest(chunk: Mapping[str, Any]) -> str | None:
+    """The manifest digest a push stream's chunk reports, or None.
+
+    Docker with overlay2 and Podman send it in an `aux` chunk; Docker's containerd image store
+    sends no `aux` at all, only the final status line, which every engine sends.
+    """
+    aux = chunk.get("aux")
+    if isinstance(aux, dict) and isinstance(aux.get("Digest"), str) and aux["Digest"]:
+        return str(aux["Digest"])
+    found = _PUSHED_DIGEST_RE.fullmatch(str(chunk.get("status") or "").strip())
+    return found.group(1) if found else None
 
 
 def split_tag(name: str) -> tuple[str, str]:

@@ -32,6 +32,8 @@ podman)
 [containers]
 default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]
 [engine]
+# crun refuses this machine's hybrid cgroup tree ("cgroups in hybrid mode not supported"); runc runs.
+runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 [network]
