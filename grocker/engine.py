@@ -542,6 +542,27 @@ class Engine:
             (int(step.get("Created") or 0), str(step.get("CreatedBy") or "")) for step in steps
         ]
 
+    def image_intermediates(self, image_id: str) -> list[str]:
+        """The untagged images the classic builder left under this one, newest first.
+
+        They are the IDs in the image's history down to its first tagged ancestor. Docker with
+        overlay2 removes them along with the image; the containerd image store keeps them as
+        images of their own, which purge removes next.
+        """
+        try:
+            steps = self.api.history(image_id)  # type: ignore[no-untyped-call]
+        except docker.errors.NotFound:
+            return []
+        except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+            raise self.error("read the history of image", image_id, err) from err
+        found = []
+        for step in steps[1:]:
+            step_id = str(step.get("Id") or "")
+            if not step_id.startswith("sha256:") or step.get("Tags"):
+                break
+            found.append(step_id)
+        return found
+
     def try_remove_container(self, container_id: str) -> str | None:
         """Remove a stopped container, never forcing; None once gone, else why it is kept."""
 

@@ -76,6 +76,8 @@ class FakeEngine:
     volumes_: dict[str, VolumeInfo] = field(default_factory=dict)
     mounts: dict[str, str] = field(default_factory=dict)  # container id -> volume name
     calls: list[tuple[str, str]] = field(default_factory=list)
+    # The containerd image store keeps the build steps' images: image id -> their IDs, newest first.
+    intermediates: dict[str, list[str]] = field(default_factory=dict)
     clock: itertools.count[int] = field(default_factory=lambda: itertools.count(START + 60, 60))
 
     # Making objects
@@ -139,6 +141,9 @@ class FakeEngine:
     def image_history(self, image_id: str) -> tuple[str, list[tuple[int, str]]] | None:
         image = self.images_.get(image_id)
         return None if image is None else (rfc3339(image.created), list(reversed(image.steps)))
+
+    def image_intermediates(self, image_id: str) -> list[str]:
+        return list(self.intermediates.get(image_id, []))
 
     def try_remove_container(self, container_id: str) -> str | None:
         self.calls.append(("container", container_id))
@@ -539,3 +544,40 @@ def test_cli_exits_4_on_engine_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(cli.main, ["purge"])
     assert result.exit_code == 4
     assert result.stdout == ""
+
+
+def test_the_build_steps_images_the_containerd_store_keeps_go_with_their_image() -> None:
+    engine = FakeEngine()
+    root = engine.grocker_image("6.0", "root", tags=("root:6.0",))
+    compiler = engine.grocker_image("6.0", "compiler", parent=root)
+    # Untagged, unlabelled step images (not listed by label), the newest first, then the root.
+    steps = [engine.image({}, ["/bin/sh -c #(nop)  LABEL a=b"], label_steps=False) for _ in range(2)]
+    engine.intermediates[compiler] = [*steps, root]
+    theirs = engine.image({}, ["/bin/sh -c echo mine"], label_steps=False, tags=("someone/app:1",))
+    engine.intermediates[theirs] = []
+
+    report = purge.purge(NONE, {}, engine=engine)
+
+    assert set(engine.images_) == {theirs}
+    assert [line for line in report.lines() if line.startswith("removed image")] == [
+        f"removed image <untagged> [{compiler[7:19]}] (grocker 6.0, compiler)",
+        f"removed image root:6.0 [{root[7:19]}] (grocker 6.0, root)",
+    ]
+    # The root is removed once, as Grocker's image, not as an intermediate of the compiler.
+    assert engine.calls.count(("image", root)) == 1
+
+
+def test_an_intermediate_the_engine_keeps_stops_the_walk() -> None:
+    engine = FakeEngine()
+    root = engine.grocker_image("6.0", "root", tags=("root:6.0",))
+    compiler = engine.grocker_image("6.0", "compiler", parent=root)
+    shared = engine.image({}, ["/bin/sh -c #(nop)  LABEL a=b"], label_steps=False)
+    below = engine.image({}, ["/bin/sh -c #(nop)  LABEL c=d"], label_steps=False)
+    engine.container(shared)  # someone's container keeps the step image, and so what is below it
+    engine.intermediates[compiler] = [shared, below]
+
+    purge.purge(NONE, {}, engine=engine)
+
+    assert compiler not in engine.images_
+    assert {shared, below} <= set(engine.images_)
+    assert ("image", below) not in engine.calls
