@@ -593,7 +593,9 @@ class Engine:
             try:
                 self.api.remove_image(image_id, force=False, noprune=False)
             except docker.errors.APIError as err:
-                if err.status_code != 409 or "multiple repositories" not in str(err.explanation):
+                # Docker: 409 "referenced in multiple repositories"; Podman: 500 "by ID with more
+                # than one tag".
+                if not _SEVERAL_NAMES_RE.search(str(err.explanation)):
                     raise
                 users = self.api.containers(all=True, quiet=True, filters={"ancestor": image_id})
                 if users:
@@ -742,6 +744,8 @@ class Container:
                 time.sleep(0.5)
 
 
+# An engine refusing to remove an image by ID because several names point at it.
+_SEVERAL_NAMES_RE = re.compile(r"referenced in multiple repositories|by ID with more than one tag")
 # The push stream's last status line, `<tag>: digest: sha256:<hex> size: <bytes>`.
 _PUSHED_DIGEST_RE = re.compile(r"(?:\S+: )?digest: (sha256:[0-9a-f]{64}) size: \d+")
 
