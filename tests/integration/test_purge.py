@@ -43,6 +43,9 @@ class PrivateEngine:
     host: str
     client: docker.DockerClient
     root: Path
+    # Docker with overlay2 refuses to remove an image other images are built FROM; Podman
+    # removes it, and its children keep its layers and still work.
+    keeps_parents: bool = True
 
 
 def _fail_or_skip(message: str) -> None:
@@ -61,7 +64,7 @@ def private_engine(engine: MatrixEngine, docker_client: docker.DockerClient) -> 
     """
     host = ENGINE_HOSTS[engine.name]
     if host is not None:
-        yield PrivateEngine(host, engine.client, Path(tempfile.gettempdir()))
+        yield PrivateEngine(host, engine.client, Path(tempfile.gettempdir()), keeps_parents=not engine.is_podman)
         return
     dockerd = shutil.which("dockerd")
     if dockerd is None or shutil.which("ip") is None or os.geteuid() != 0:
@@ -244,10 +247,11 @@ def _wipe(engine: PrivateEngine) -> None:
 
 
 def _names(image: Mapping[str, object]) -> set[str]:
-    """An image's names; Podman's carry its `localhost/` or `docker.io/library/` prefix."""
+    """An image's names; Podman's carry a `localhost/`, `docker.io/library/` or `docker.io/` prefix."""
     names = set()
     for tag in image.get("RepoTags") or []:  # type: ignore[attr-defined]
-        names |= {tag, tag.removeprefix("localhost/").removeprefix("docker.io/library/")}
+        short = tag.removeprefix("localhost/").removeprefix("docker.io/library/").removeprefix("docker.io/")
+        names |= {tag, short}
     return names
 
 
@@ -344,6 +348,8 @@ ALL_BUILD |= {"compile-new", "compiler-new", "wheel-new"}
 # Reported, kept: the running wheel server, its image and volume, root-old under its runner, and
 # root-older, which the container someone ran from it holds.
 IN_USE = {"serving-old", "wheel-server-old", "wheel-old", "root-old", "root-older"}
+# Kept only for their children where the engine refuses to remove a parent image.
+PARENTS = {"root-old", "root-cur", "root-new", "runner-old", "runner-new"}
 SCENARIOS = {
     "none": ((), OLD_BUILD, IN_USE),
     "-a": (("-a",), ALL_BUILD, IN_USE | {"root-cur", "root-new"}),
@@ -360,6 +366,8 @@ SCENARIOS = {
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_purge_removes_exactly_what_the_flags_select(population: Population, scenario: str) -> None:
     args, removed, kept = SCENARIOS[scenario]
+    if not population.engine.keeps_parents:
+        removed, kept = removed | (kept & PARENTS), kept - PARENTS
     result = run_purge(population.engine, *args)
     assert result.returncode == 0, result.stderr
     assert population.remaining() == population.all_names() - removed, result.stdout
