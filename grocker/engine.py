@@ -598,6 +598,13 @@ class Engine:
                 if not _SEVERAL_NAMES_RE.search(str(err.explanation)):
                     raise
                 users = self.api.containers(all=True, quiet=True, filters={"ancestor": image_id})
+                # Podman's `ancestor` filter misses them: compare the containers' images as well.
+                short = image_id.removeprefix("sha256:")
+                users += [
+                    container
+                    for container in self.api.containers(all=True)
+                    if str(container.get("ImageID") or "").removeprefix("sha256:") == short
+                ]
                 if users:
                     return f"image is being used by stopped container {users[0]['Id'][:12]}"
                 attrs = self.api.inspect_image(image_id)  # type: ignore[no-untyped-call]
