@@ -23,4 +23,28 @@ mypy
 sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
 # An engine that cannot start fails the run here, with its log.
 [ -z "$engines_pid" ] || wait "$engines_pid"
-pytest tests "$@"
+# The extra engines' core scenarios (marker `matrix`) run beside the whole suite on the default
+# engine, one pytest per engine: they share no engine, so they run concurrently.
+pids=()
+for name in "${extra[@]}"; do
+    GROCKER_TEST_ENGINES=$name pytest tests/integration -m matrix -p no:cacheprovider "$@" \
+        >"/tmp/grocker-matrix-$name.log" 2>&1 &
+    pids+=($!)
+done
+status=0
+if [[ " ${listed[*]} " == *" docker-20.10 "* ]]; then
+    GROCKER_TEST_ENGINES=docker-20.10 pytest tests "$@" || status=1
+else
+    pytest tests -m "not matrix" "$@" || status=1
+fi
+for index in "${!pids[@]}"; do
+    name=${extra[$index]}
+    if wait "${pids[$index]}"; then
+        echo "== core scenarios on $name: passed ($(tail -n 1 "/tmp/grocker-matrix-$name.log"))"
+    else
+        echo "== core scenarios on $name: FAILED"
+        cat "/tmp/grocker-matrix-$name.log"
+        status=1
+    fi
+done
+exit $status

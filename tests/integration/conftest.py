@@ -64,6 +64,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        if "engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.matrix)
 
 
 @pytest.fixture(scope="session")
