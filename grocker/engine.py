@@ -8,6 +8,7 @@ a remedy; containers live in context managers that always remove them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -93,7 +94,9 @@ def connect(env: Mapping[str, str]) -> Engine:
         )
     client.api.timeout = OPERATION_TIMEOUT
     components = {str(part.get("Name")) for part in version.get("Components") or [] if isinstance(part, dict)}
-    return Engine(client, host, podman="Podman Engine" in components)
+    engine = Engine(client, host, podman="Podman Engine" in components)
+    engine.containerd_store = engine.uses_containerd_store()
+    return engine
 
 
 _FIRST_API_VERSION = "1.39"
@@ -150,6 +153,17 @@ class Engine:
         self.host = host
         # Podman's Docker-compatible API differs from Docker's in a few build parameters.
         self.podman = podman
+        # Docker's containerd image store counts an image's size differently (see image()).
+        self.containerd_store = False
+
+    def uses_containerd_store(self) -> bool:
+        """Whether the engine keeps images in containerd (Docker 29's default, or the feature flag)."""
+        try:
+            info = self.api.info()
+        except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+            raise self.error("describe itself", "", err) from err
+        status = info.get("DriverStatus") or []
+        return any(list(pair) == ["driver-type", "io.containerd.snapshotter.v1"] for pair in status)
 
     # Images
 
@@ -161,7 +175,16 @@ class Engine:
             return None
         except docker.errors.APIError as err:
             raise self.error("inspect image", name, err) from err
-        return _image_info(attrs)
+        info = _image_info(attrs)
+        if self.containerd_store:
+            # The store's `Size` counts the stored content, compressed for the layers built here;
+            # the unpacked size, the one overlay2 and Podman give, is the layers' in the history.
+            try:
+                steps = self.api.history(info.id)  # type: ignore[no-untyped-call]
+            except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+                raise self.error("read the history of image", name, err) from err
+            info = dataclasses.replace(info, size=unpacked_size(steps))
+        return info
 
     def pull(self, name: str) -> bool:
         """Pull an image; False when the registry does not have it or cannot be reached."""
@@ -768,6 +791,11 @@ def push_digest(chunk: Mapping[str, Any]) -> str | None:
         return str(aux["Digest"])
     found = _PUSHED_DIGEST_RE.fullmatch(str(chunk.get("status") or "").strip())
     return found.group(1) if found else None
+
+
+def unpacked_size(steps: Sequence[Mapping[str, Any]]) -> int:
+    """An image's unpacked size: the sum of its history's layer sizes."""
+    return sum(int(step.get("Size") or 0) for step in steps)
 
 
 def split_tag(name: str) -> tuple[str, str]:

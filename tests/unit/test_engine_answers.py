@@ -10,7 +10,7 @@ import docker.errors
 import pytest
 import requests
 
-from grocker.engine import Engine, push_digest
+from grocker.engine import Engine, push_digest, unpacked_size
 from grocker.errors import EngineError
 
 DIGEST = "sha256:" + "ab" * 32
@@ -98,3 +98,24 @@ def test_extra_hosts_are_sent_in_the_form_the_engine_parses(podman: bool, expect
         )
     assert api.build_kwargs["extra_hosts"] == expected
     assert api.build_kwargs["network_mode"] == "grocker-net-1"
+
+
+def test_unpacked_size_sums_the_layers_of_the_history() -> None:
+    # The containerd store's history of a runner: its steps' snapshots, then the base's.
+    steps = [{"Size": 110592}, {"Size": 0}, {"Size": 38445056}, {"Size": None}, {"Size": 167247872}]
+    assert unpacked_size(steps) == 205803520
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ([["driver-type", "io.containerd.snapshotter.v1"]], True),
+        ([["Backing Filesystem", "extfs"], ["Supports d_type", "true"]], False),
+        (None, False),
+    ],
+    ids=["containerd", "overlay2", "none"],
+)
+def test_the_containerd_store_is_recognised_by_its_driver_type(status: object, expected: bool) -> None:
+    api = SimpleNamespace(info=lambda: {"Driver": "overlayfs", "DriverStatus": status})
+    engine = Engine(SimpleNamespace(api=api), "tcp://127.0.0.1:23752")  # type: ignore[arg-type]
+    assert engine.uses_containerd_store() is expected
