@@ -424,7 +424,8 @@ def test_interrupt_during_compile(
         running = _containers(grocker.client, project.runtime, running=True)
         return any(c["name"].startswith("grocker-compile-") for c in running)
 
-    _wait_for("running compile container", compiling, build)
+    # A fresh engine first builds the root and compiler images: minutes on a busy machine.
+    _wait_for("running compile container", compiling, build, timeout=900)
     time.sleep(1)
     build.process.send_signal(signum)
     run = build.wait(timeout=30)
