@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ INPUT_DIR = "/tmp/grocker-input"
 BASE_LABEL = "grocker.base.id"
 ROOT_LABEL = "grocker.root.id"
 WHEEL_SERVER_TIMEOUT = 30.0
+_CACHE_HIT_RE = re.compile(r"-{2,3}> Using cache(?: [0-9a-f]{12,64})?")
 
 
 @dataclass(frozen=True)
@@ -414,7 +416,8 @@ class _Chain:
         cached: list[str] = []
 
         def on_line(line: str) -> None:
-            if line.strip() == "---> Using cache":
+            # Docker's classic builder says "---> Using cache"; Podman's (buildah) "--> Using cache ID".
+            if _CACHE_HIT_RE.fullmatch(line.strip()):
                 cached.append(line)
             self.stream_line(line)
 
