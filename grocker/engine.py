@@ -9,9 +9,11 @@ see this class only through the protocols of grocker.protocol.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib
 import io
+import json
 import logging
 import re
 import socket
@@ -78,14 +80,20 @@ def connect(endpoint: Endpoint) -> DockerEngine:
             f"{'.'.join(map(str, MIN_API_VERSION))} Grocker needs (Docker 18.09). Upgrade the engine."
         )
     client.api.timeout = OPERATION_TIMEOUT
+    # One more call: it tells the image store (and, at -v, what the engine is).
+    try:
+        info = client.info()
+    except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+        raise _unreachable(endpoint, err) from err
     if logger.isEnabledFor(logging.DEBUG):
-        # One more call, only when -v shows its answer.
-        try:
-            info = client.info()
-        except (docker.errors.APIError, requests.exceptions.RequestException) as err:
-            raise _unreachable(endpoint, err) from err
         logger.debug("engine: %s; %s", engine_summary(version, info), described)
-    return DockerEngine(client, described)
+    components = {str(part.get("Name")) for part in version.get("Components") or [] if isinstance(part, dict)}
+    return DockerEngine(
+        client,
+        described,
+        podman="Podman Engine" in components,
+        containerd_store=uses_containerd_store(info),
+    )
 
 
 _FIRST_API_VERSION = "1.39"
@@ -182,14 +190,26 @@ def _tls_advice(endpoint: Endpoint) -> str:
     return "Check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) and DOCKER_TLS_VERIFY against the engine's certificates."
 
 
+def uses_containerd_store(info: Mapping[str, Any]) -> bool:
+    """Whether the engine keeps images in containerd (Docker 29's default, or the feature flag)."""
+    status = info.get("DriverStatus") or []
+    return any(list(pair) == ["driver-type", "io.containerd.snapshotter.v1"] for pair in status)
+
+
 class DockerEngine:
     """A connected engine, with the operations the build chain and purge need (grocker.protocol.Engine)."""
 
-    def __init__(self, client: docker.DockerClient, described: str) -> None:
+    def __init__(
+        self, client: docker.DockerClient, described: str, *, podman: bool = False, containerd_store: bool = False
+    ) -> None:
         self.client = client
         self.api = client.api
         # "the Docker engine at HOST (how it was chosen)": every error names it.
         self.described = described
+        # Podman's Docker-compatible API differs from Docker's in a few build parameters.
+        self.podman = podman
+        # Docker's containerd image store counts an image's size differently (see image()).
+        self.containerd_store = containerd_store
 
     # Images
 
@@ -201,7 +221,16 @@ class DockerEngine:
             return None
         except docker.errors.APIError as err:
             raise self.error("inspect image", name, err) from err
-        return _image_info(attrs)
+        info = _image_info(attrs)
+        if self.containerd_store:
+            # The store's `Size` counts the stored content, compressed for the layers built here;
+            # the unpacked size, the one overlay2 and Podman give, is the layers' in the history.
+            try:
+                steps = self.api.history(info.id)  # type: ignore[no-untyped-call]
+            except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+                raise self.error("read the history of image", name, err) from err
+            info = dataclasses.replace(info, size=unpacked_size(steps))
+        return info
 
     def pull(self, name: str) -> bool:
         """Pull an image; False when the registry does not have it or cannot be reached."""
@@ -224,12 +253,13 @@ class DockerEngine:
         what: str,
         on_line: LineHandler,
         extra_hosts: Mapping[str, str] | None = None,
+        network: str | None = None,
         nocache: bool = False,
     ) -> str:
         """Build an image from in-memory files, streaming its output; return the new image ID.
 
         The image is left untagged: the caller tags it once it is known to be good, so that a
-        failed build never moves a name.
+        failed build never moves a name. With `network`, the RUN steps join that network.
         """
         context = _tar(files)
         lines: list[str] = []
@@ -242,7 +272,9 @@ class DockerEngine:
                 rm=True,
                 forcerm=True,
                 labels=dict(labels),
-                extra_hosts=dict(extra_hosts) if extra_hosts else None,
+                # A string for Podman (JSON), which docker-py passes through as the parameter's value.
+                extra_hosts=self._extra_hosts(extra_hosts),  # type: ignore[arg-type]
+                network_mode=network,
                 nocache=nocache,
                 decode=True,
             )
@@ -270,7 +302,15 @@ class DockerEngine:
                 lines.append(_ANSI_RE.sub("", pending))
                 on_line(lines[-1])
         except docker.errors.APIError as err:
-            raise BuildError(f"The {what} build failed: {err.explanation or err}", details=tail(lines)) from err
+            # The engine refused the request itself (no build step ran, or it broke off): its answer,
+            # not a failing step, so an engine error.
+            raise EngineError(
+                f"{_sentence(self.described)} refused to build the {what}: {err.explanation or err}. "
+                "This is the engine's answer to the build request, not a failing build step: check the "
+                "engine's log, and that it is one Grocker supports (Docker 20.10+, Podman 5 through "
+                "its Docker-compatible API).",
+                details=tail(lines),
+            ) from err
         except requests.exceptions.RequestException as err:
             raise self.error(f"build the {what}", "", err) from err
         if image_id is None:
@@ -279,6 +319,16 @@ class DockerEngine:
         if info is None:
             raise BuildError(f"The {what} build reported image {image_id}, which does not exist.")
         return info.id
+
+    def _extra_hosts(self, extra_hosts: Mapping[str, str] | None) -> dict[str, str] | str | None:
+        """The build's `extrahosts` parameter, in the form the engine parses."""
+        if not extra_hosts:
+            return None
+        if self.podman:
+            # Podman decodes the parameter as a JSON list; docker-py sends Docker's repeated
+            # `host:ip` form, which Podman refuses ("invalid character 'g'").
+            return json.dumps([f"{host}:{address}" for host, address in extra_hosts.items()])
+        return dict(extra_hosts)
 
     def tag(self, image_id: str, name: str) -> None:
         """Point `name` at the image."""
@@ -307,9 +357,7 @@ class DockerEngine:
                     line = f"{chunk.get('id', '')} {status} {chunk.get('progress', '')}".strip()
                     lines.append(line)
                     on_line(line)
-                aux = chunk.get("aux")
-                if isinstance(aux, dict) and aux.get("Digest"):
-                    digest = aux["Digest"]
+                digest = push_digest(chunk) or digest
         except docker.errors.APIError as err:
             raise PushError(f"The push of {name} failed: {err.explanation or err}.") from err
         except requests.exceptions.RequestException as err:
@@ -359,6 +407,32 @@ class DockerEngine:
             raise self.error("list volumes", label, err) from err
         return [VolumeInfo(v["Name"], v.get("Labels") or {}) for v in answer.get("Volumes") or []]
 
+    # Networks
+
+    @contextmanager
+    def network(self, labels: Mapping[str, str]) -> Iterator[str]:
+        """A uniquely named, labelled internal network for one build; always removed on the way out.
+
+        Internal: what joins it reaches only the other members (no route out), and each other by
+        their network aliases through the engine's DNS.
+        """
+        name = f"grocker-net-{uuid.uuid4().hex[:12]}"
+        try:
+            self.api.create_network(name, driver="bridge", internal=True, labels=dict(labels))
+        except docker.errors.APIError as err:
+            raise self.error("create the build network", name, err) from err
+        try:
+            yield name
+        finally:
+            try:
+                self.api.remove_network(name)
+            except docker.errors.NotFound:
+                pass
+            except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+                logger.warning(
+                    "could not remove network %s: %s; remove it with `docker network rm %s`", name, err, name
+                )
+
     # Containers
 
     @contextmanager
@@ -373,10 +447,13 @@ class DockerEngine:
         environment: Mapping[str, str] | None = None,
         entrypoint: Sequence[str] | None = None,
         user: str | None = None,
+        network: str | None = None,
+        aliases: Sequence[str] = (),
     ) -> Iterator[DockerContainer]:
         """Create a uniquely named, labelled container; always remove it on the way out.
 
-        It is created stopped, so that files can be copied in before it starts.
+        It is created stopped, so that files can be copied in before it starts. With `network`,
+        it joins that network only, known there by its `aliases`.
         """
         name = f"grocker-{role}-{uuid.uuid4().hex[:12]}"
         binds: dict[str, Mapping[str, str]] = {
@@ -395,7 +472,14 @@ class DockerEngine:
                     environment=dict(environment or {}),
                     entrypoint=list(entrypoint) if entrypoint is not None else None,
                     user=user or "",
-                    host_config=self.api.create_host_config(binds=binds),
+                    host_config=self.api.create_host_config(binds=binds, network_mode=network),
+                    networking_config=(
+                        self.api.create_networking_config(  # docker's stubs type a mapping as one config
+                            {network: self.api.create_endpoint_config(aliases=list(aliases))}  # type: ignore[arg-type]
+                        )
+                        if network
+                        else None
+                    ),
                 )
             except docker.errors.APIError as err:
                 raise self.error(f"create the {role} container", image, err) from err
@@ -515,6 +599,27 @@ class DockerEngine:
             (int(step.get("Created") or 0), str(step.get("CreatedBy") or "")) for step in steps
         ]
 
+    def image_intermediates(self, image_id: str) -> list[str]:
+        """The untagged images the classic builder left under this one, newest first.
+
+        They are the IDs in the image's history down to its first tagged ancestor. Docker with
+        overlay2 removes them along with the image; the containerd image store keeps them as
+        images of their own, which purge removes next.
+        """
+        try:
+            steps = self.api.history(image_id)  # type: ignore[no-untyped-call]
+        except docker.errors.NotFound:
+            return []
+        except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+            raise self.error("read the history of image", image_id, err) from err
+        found = []
+        for step in steps[1:]:
+            step_id = str(step.get("Id") or "")
+            if not step_id.startswith("sha256:") or step.get("Tags"):
+                break
+            found.append(step_id)
+        return found
+
     def try_remove_container(self, container_id: str) -> str | None:
         """Remove a stopped container, never forcing; None once gone, else why it is kept."""
 
@@ -545,9 +650,18 @@ class DockerEngine:
             try:
                 self.api.remove_image(image_id, force=False, noprune=False)
             except docker.errors.APIError as err:
-                if err.status_code != 409 or "multiple repositories" not in str(err.explanation):
+                # Docker: 409 "referenced in multiple repositories"; Podman: 500 "by ID with more
+                # than one tag".
+                if not _SEVERAL_NAMES_RE.search(str(err.explanation)):
                     raise
                 users = self.api.containers(all=True, quiet=True, filters={"ancestor": image_id})
+                # Podman's `ancestor` filter misses them: compare the containers' images as well.
+                short = image_id.removeprefix("sha256:")
+                users += [
+                    container
+                    for container in self.api.containers(all=True)
+                    if str(container.get("ImageID") or "").removeprefix("sha256:") == short
+                ]
                 if users:
                     return f"image is being used by stopped container {users[0]['Id'][:12]}"
                 attrs = self.api.inspect_image(image_id)  # type: ignore[no-untyped-call]
@@ -693,6 +807,30 @@ class DockerContainer:
                         "could not remove container %s: %s; remove it with `docker rm -f %s`", self.name, err, self.name
                     )
                 time.sleep(0.5)
+
+
+# An engine refusing to remove an image by ID because several names point at it.
+_SEVERAL_NAMES_RE = re.compile(r"referenced in multiple repositories|by ID with more than one tag")
+# The push stream's last status line, `<tag>: digest: sha256:<hex> size: <bytes>`.
+_PUSHED_DIGEST_RE = re.compile(r"(?:\S+: )?digest: (sha256:[0-9a-f]{64}) size: \d+")
+
+
+def push_digest(chunk: Mapping[str, Any]) -> str | None:
+    """The manifest digest a push stream's chunk reports, or None.
+
+    Docker with overlay2 and Podman send it in an `aux` chunk; Docker's containerd image store
+    sends no `aux` at all, only the final status line, which every engine sends.
+    """
+    aux = chunk.get("aux")
+    if isinstance(aux, dict) and isinstance(aux.get("Digest"), str) and aux["Digest"]:
+        return str(aux["Digest"])
+    found = _PUSHED_DIGEST_RE.fullmatch(str(chunk.get("status") or "").strip())
+    return found.group(1) if found else None
+
+
+def unpacked_size(steps: Sequence[Mapping[str, Any]]) -> int:
+    """An image's unpacked size: the sum of its history's layer sizes."""
+    return sum(int(step.get("Size") or 0) for step in steps)
 
 
 def split_tag(name: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ Role = Literal[
     "build-sdist",
     "check",
     "lock",
+    "network",
 ]
 """The value of ROLE_LABEL: an image's, the wheel volume's, or a container's that Grocker runs."""
 
@@ -40,6 +41,8 @@ BUILD_SDIST: Final = "build-sdist"
 """The container that builds one sdist into its outbox, with no access to the wheel volume."""
 CHECK: Final = "check"
 """The container that checks the runner's entrypoint."""
+NETWORK: Final = "network"
+"""The internal network one build's wheel server and runner steps share."""
 MUTEX: Final = "lock"
 """The container that holds an engine-wide mutex (its value predates the name: kept for purge)."""
 

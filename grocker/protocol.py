@@ -71,6 +71,9 @@ class Container(Protocol):
 class ChainEngine(Protocol):
     """The engine operations of the build chain."""
 
+    podman: bool
+    """Podman's builds do not resolve names through the build network's DNS: they need /etc/hosts."""
+
     def image(self, name: str) -> ImageInfo | None:
         """Inspect a local image, or None when it does not exist."""
 
@@ -85,9 +88,13 @@ class ChainEngine(Protocol):
         what: str,
         on_line: LineHandler,
         extra_hosts: Mapping[str, str] | None = None,
+        network: str | None = None,
         nocache: bool = False,
     ) -> str:
-        """Build an untagged image from in-memory files, streaming its output; return its ID."""
+        """Build an untagged image from in-memory files, streaming its output; return its ID.
+
+        With `network`, the RUN steps join that network.
+        """
 
     def tag(self, image_id: str, name: str) -> None:
         """Point `name` at the image."""
@@ -118,8 +125,16 @@ class ChainEngine(Protocol):
         environment: Mapping[str, str] | None = None,
         entrypoint: Sequence[str] | None = None,
         user: str | None = None,
+        network: str | None = None,
+        aliases: Sequence[str] = (),
     ) -> AbstractContextManager[Container]:
-        """A uniquely named, labelled, stopped container, always removed on the way out."""
+        """A uniquely named, labelled, stopped container, always removed on the way out.
+
+        With `network`, it joins that network only, known there by its `aliases`.
+        """
+
+    def network(self, labels: Mapping[str, str]) -> AbstractContextManager[str]:
+        """A uniquely named, labelled internal network for one build; always removed on the way out."""
 
     def mutex(
         self, key: str, image: str, labels: Mapping[str, str], on_wait: Callable[[], None]
@@ -141,6 +156,12 @@ class PurgeEngine(Protocol):
 
     def image_history(self, image_id: str) -> tuple[str, Sequence[tuple[int, str]]] | None:
         """When an image was created (RFC 3339) and its steps, newest first; None when it is gone."""
+
+    def image_intermediates(self, image_id: str) -> Sequence[str]:
+        """The untagged images the classic builder left under this one, newest first.
+
+        Docker with overlay2 removes them with the image; the containerd image store keeps them.
+        """
 
     def try_remove_container(self, container_id: str) -> str | None:
         """Remove a stopped container, never forcing; None once gone, else why it is kept."""

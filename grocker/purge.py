@@ -125,9 +125,11 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
     while pending:
         still: list[ImageInfo] = []
         for image in pending:
+            intermediates = engine.image_intermediates(image.id)
             reason = engine.try_remove_image(image.id)
             if reason is None:
                 removed.append(_image_item(image))
+                _remove_intermediates(engine, intermediates, own_ids)
             else:
                 refused[image.id] = reason
                 still.append(image)
@@ -148,6 +150,20 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
         (removed if reason is None else kept).append(_with_reason(item, reason))
 
     return PurgeReport(tuple(removed), tuple(kept))
+
+
+def _remove_intermediates(engine: PurgeEngine, intermediates: Sequence[str], own_ids: set[str]) -> None:
+    """Remove the build steps' images a removed image leaves on the containerd image store.
+
+    Docker with overlay2 prunes them with the image (they are gone here); the containerd store
+    keeps each as an image, so purge would leave Grocker's chain behind. Newest first, down to
+    the first one that is Grocker's own image (purge handles it) or that the engine keeps (used
+    by another image or container).
+    """
+    for image_id in intermediates:
+        if image_id in own_ids or engine.try_remove_image(image_id) is not None:
+            return
+        logger.debug("removed the intermediate image %s", image_id)
 
 
 def _grocker_images(engine: PurgeEngine) -> list[ImageInfo]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import re
 
 from grocker import labels as keys
 from grocker import render
@@ -18,7 +19,8 @@ from grocker.log import phase
 from grocker.naming import internal_labels, runner_labels
 from grocker.wheels import WheelLock
 
-_CACHED_STEP = "---> Using cache"
+# Docker's classic builder says "---> Using cache"; Podman's (buildah) "--> Using cache ID".
+_CACHED_STEP_RE = re.compile(r"-{2,3}> Using cache(?: [0-9a-f]{12,64})?")
 
 
 def build_runner(session: Session, lock: WheelLock | None) -> str:
@@ -29,10 +31,10 @@ def build_runner(session: Session, lock: WheelLock | None) -> str:
     wheelhouse.require_volume(session)
     image_id: str | None = None
     try:
-        with wheel_server.serve(session) as (server, address):
+        with wheel_server.serve(session) as served:
             if lock is None:
-                lock = wheelhouse.read_lock(session, server)
-            image_id = _build_image(session, lock, address)
+                lock = wheelhouse.read_lock(session, served.container)
+            image_id = _build_image(session, lock, served)
         _check_entrypoint(session, image_id)
     except BaseException:
         # Interrupts included. An image that already has a name is an earlier build's (a fully
@@ -46,7 +48,7 @@ def build_runner(session: Session, lock: WheelLock | None) -> str:
     return image_id
 
 
-def _build_image(session: Session, lock: WheelLock, wheel_server_address: str) -> str:
+def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served) -> str:
     release, config = session.request.release, session.config
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = runner_labels(release, config, created)
@@ -59,7 +61,7 @@ def _build_image(session: Session, lock: WheelLock, wheel_server_address: str) -
     cached: list[str] = []
 
     def on_line(line: str) -> None:
-        if line.strip() == _CACHED_STEP:
+        if _CACHED_STEP_RE.fullmatch(line.strip()):
             cached.append(line)
         session.stream_line(line)
 
@@ -69,7 +71,8 @@ def _build_image(session: Session, lock: WheelLock, wheel_server_address: str) -
             labels={},
             what="runner image",
             on_line=on_line,
-            extra_hosts={render.WHEEL_SERVER_HOST: wheel_server_address},
+            network=served.network,
+            extra_hosts=served.hosts,
             nocache=session.request.no_cache,
         )
         if cached:

@@ -56,9 +56,11 @@ class Run:
 class Grocker:
     """Runs the real CLI in a subprocess and remembers the images it names."""
 
-    def __init__(self, client: docker.DockerClient, workdir: Path) -> None:
+    def __init__(self, client: docker.DockerClient, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.client = client
         self.workdir = workdir
+        # What points the subprocess at the engine under test (DOCKER_HOST), over os.environ.
+        self.env = dict(env or {})
         self.images: list[str] = []
 
     def name(self, repository: str = "app", tag: str = "1") -> str:
@@ -70,6 +72,7 @@ class Grocker:
     def run(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 900) -> Run:
         """Run `python -m grocker ARGS`; never raises on a non-zero exit."""
         full_env = dict(os.environ)
+        full_env.update(self.env)
         full_env.update(env or {})
         completed = subprocess.run(
             [sys.executable, "-m", "grocker", *args],

@@ -11,6 +11,7 @@ import docker
 import pytest
 import yaml
 
+from tests.integration.conftest import MatrixEngine
 from tests.integration.helpers import Grocker, manifest_digest, package_fixture
 
 GROCKER_CONTAINERS = {"label": "grocker.version"}
@@ -30,7 +31,11 @@ def _grocker_containers(client: docker.DockerClient) -> list[str]:
     ]
 
 
-def test_seed_example_ipython_from_pypi(grocker: Grocker) -> None:
+# The core scenarios run on every engine of the matrix (the `engine` fixture, GROCKER_TEST_ENGINES).
+
+
+def test_seed_example_ipython_from_pypi(engine: MatrixEngine) -> None:
+    grocker = engine.grocker
     result = grocker.build("ipython==8.18.1", "--entrypoint", "ipython", "--no-push")
 
     assert result.stdout.strip() == "ipython:8.18.1"
@@ -55,7 +60,8 @@ RUNNER_AUDIT = textwrap.dedent(
 )
 
 
-def test_c_extension_linking_a_system_library(grocker: Grocker, dist_dir: Path, tmp_path: Path) -> None:
+def test_c_extension_linking_a_system_library(engine: MatrixEngine, dist_dir: Path, tmp_path: Path) -> None:
+    grocker = engine.grocker
     sdist = package_fixture("cext-app", dist_dir)
     (tmp_path / ".grocker.yml").write_text("dependencies:\n  run: [libyaml-0-2]\n  build: [libyaml-dev]\n")
     name = grocker.name("cext")
@@ -189,7 +195,8 @@ def test_second_build_compiles_nothing(grocker: Grocker, dist_dir: Path) -> None
     assert _layers(grocker.client, first) == _layers(grocker.client, second)
 
 
-def test_new_version_reuses_the_dependency_layer(grocker: Grocker, dist_dir: Path) -> None:
+def test_new_version_reuses_the_dependency_layer(engine: MatrixEngine, dist_dir: Path) -> None:
+    grocker = engine.grocker
     old = package_fixture("pure-app", dist_dir, kind="wheel", version="2.0.0")
     new = package_fixture("pure-app", dist_dir, kind="wheel", version="2.1.0")
     old_name, new_name = grocker.name("bump", "2.0.0"), grocker.name("bump", "2.1.0")
@@ -205,7 +212,8 @@ def test_new_version_reuses_the_dependency_layer(grocker: Grocker, dist_dir: Pat
     assert grocker.docker_run(new_name).strip() == "pureapp 2.1.0 on python 3.13"
 
 
-def test_push_digest_and_split_phases(grocker: Grocker, registry: str, pure_wheel: Path, tmp_path: Path) -> None:
+def test_push_digest_and_split_phases(engine: MatrixEngine, registry: str, pure_wheel: Path, tmp_path: Path) -> None:
+    grocker = engine.grocker
     pushed = f"{registry}/{grocker.name('pushed')}"
     grocker.build(str(pure_wheel), "-n", pushed, "--result-file", str(tmp_path / "pushed.yml"))
     results = yaml.safe_load((tmp_path / "pushed.yml").read_text())

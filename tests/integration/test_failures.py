@@ -27,6 +27,7 @@ import docker
 import pytest
 import yaml
 
+from tests.integration.conftest import MatrixEngine
 from tests.integration.helpers import Grocker, Run, package_fixture
 
 RUNTIME_LABEL = "grocker.runtime"
@@ -135,6 +136,27 @@ def project(projects: Projects) -> Project:
 
 
 @pytest.fixture(scope="module")
+def engine_projects(engine: MatrixEngine, request: pytest.FixtureRequest) -> Iterator[Projects]:
+    """Projects on an engine of the matrix; on the default engine, the module's own."""
+    if engine.grocker.env.get("DOCKER_HOST") is None:
+        yield request.getfixturevalue("projects")
+        return
+    made = Projects(engine.client, engine.grocker.workdir / f"projects-{uuid.uuid4().hex[:8]}")
+    made.folder.mkdir()
+    yield made
+    if os.environ.get("GROCKER_TEST_KEEP") != "1":
+        made.cleanup()
+
+
+@pytest.fixture(scope="module")
+def engine_project(engine_projects: Projects, engine: MatrixEngine, request: pytest.FixtureRequest) -> Project:
+    """The project the core scenarios of this file build in, on the engine under test."""
+    if engine.grocker.env.get("DOCKER_HOST") is None:
+        return request.getfixturevalue("project")  # type: ignore[no-any-return]
+    return engine_projects.make()
+
+
+@pytest.fixture(scope="module")
 def pure_wheel(dist_dir: Path) -> Path:
     return package_fixture("pure-app", dist_dir, kind="wheel", version="7.0.0")
 
@@ -193,12 +215,16 @@ def _free_port() -> int:
 class Background:
     """`python -m grocker ARGS` running in the background, its output in files."""
 
-    def __init__(self, args: list[str], cwd: Path, logs: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, logs: Path, env: dict[str, str] | None = None) -> None:
         logs.mkdir(parents=True, exist_ok=True)
         self.stdout_path, self.stderr_path = logs / "stdout", logs / "stderr"
         with self.stdout_path.open("w") as stdout, self.stderr_path.open("w") as stderr:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "grocker", *args], cwd=cwd, stdout=stdout, stderr=stderr
+                [sys.executable, "-m", "grocker", *args],
+                cwd=cwd,
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, **(env or {})},
             )
 
     def wait(self, timeout: float) -> Run:
@@ -238,17 +264,23 @@ def _wait_for(what: str, condition: Callable[[], bool], process: Background, tim
 
 
 def test_concurrent_builds_share_images_and_volume(
-    grocker: Grocker, projects: Projects, project: Project, dist_dir: Path, tmp_path: Path, started: list[Background]
+    engine: MatrixEngine,
+    engine_projects: Projects,
+    engine_project: Project,
+    dist_dir: Path,
+    tmp_path: Path,
+    started: list[Background],
 ) -> None:
+    grocker, project = engine.grocker, engine_project
     if project.root_image(grocker.client) is not None:
-        project = projects.make()  # run after another test of this file: start from a fresh runtime
+        project = engine_projects.make()  # run after another test of this file: start from a fresh runtime
     first = package_fixture("pure-app", dist_dir, kind="wheel", version="7.1.0")
     second = package_fixture("pure-app", dist_dir, kind="wheel", version="7.2.0")
     names = [grocker.name("concurrent", "7.1.0"), grocker.name("concurrent", "7.2.0"), grocker.name("ipython")]
     releases = [[str(first)], [str(second)], ["ipython==8.18.1", "-e", "ipython"]]
 
     started += [
-        Background(["build", *release, "-n", name, "--no-push"], project.path, tmp_path / str(index))
+        Background(["build", *release, "-n", name, "--no-push"], project.path, tmp_path / str(index), grocker.env)
         for index, (release, name) in enumerate(zip(releases, names, strict=True))
     ]
     runs = [build.wait(timeout=840) for build in started]
@@ -373,8 +405,8 @@ def test_push_failure(
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_during_compile(
-    grocker: Grocker,
-    project: Project,
+    engine: MatrixEngine,
+    engine_project: Project,
     pure_wheel: Path,
     dist_dir: Path,
     tmp_path: Path,
@@ -382,16 +414,18 @@ def test_interrupt_during_compile(
     signum: int,
     code: int,
 ) -> None:
+    grocker, project = engine.grocker, engine_project
     slow = package_fixture("slow-app", dist_dir)
     name = grocker.name("interrupted-compile")
-    build = Background(["build", str(slow), "-n", name, "--no-push"], project.path, tmp_path)
+    build = Background(["build", str(slow), "-n", name, "--no-push"], project.path, tmp_path, grocker.env)
     started.append(build)
 
     def compiling() -> bool:
         running = _containers(grocker.client, project.runtime, running=True)
         return any(c["name"].startswith("grocker-compile-") for c in running)
 
-    _wait_for("running compile container", compiling, build)
+    # A fresh engine first builds the root and compiler images: minutes on a busy machine.
+    _wait_for("running compile container", compiling, build, timeout=900)
     time.sleep(1)  # let pip start in it: the signal must hit a compile at work, not one being set up
     build.process.send_signal(signum)
     run = build.wait(timeout=30)

@@ -102,6 +102,9 @@ class FakeEngine:
     """The files copied into the containers of each role."""
     live: list[str] = field(default_factory=list)
     failures: dict[Call, BaseException] = field(default_factory=dict)
+    podman: bool = False
+    build_networks: dict[str, tuple[str | None, dict[str, str] | None]] = field(default_factory=dict)
+    """The network and /etc/hosts entries each `what` was built with."""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     # Setting up and scripting
@@ -158,9 +161,11 @@ class FakeEngine:
         what: str,
         on_line: LineHandler,
         extra_hosts: Mapping[str, str] | None = None,
+        network: str | None = None,
         nocache: bool = False,
     ) -> str:
         self.step("build", what)
+        self.build_networks[what] = (network, dict(extra_hosts) if extra_hosts else None)
         self.built[what] = dict(files)
         for line in self.build_lines.get(what, []):
             on_line(line)
@@ -208,6 +213,8 @@ class FakeEngine:
         environment: Mapping[str, str] | None = None,
         entrypoint: Sequence[str] | None = None,
         user: str | None = None,
+        network: str | None = None,
+        aliases: Sequence[str] = (),
     ) -> Iterator[FakeContainer]:
         self.step("create_container", role)
         name = f"grocker-{role}-{next(self._ids)}"
@@ -217,6 +224,17 @@ class FakeEngine:
         finally:
             self.live.remove(name)
             self.calls.append(("remove_container", role))
+
+    @contextmanager
+    def network(self, labels: Mapping[str, str]) -> Iterator[str]:
+        name = f"grocker-net-{next(self._ids)}"
+        self.step("create_network", name)
+        self.live.append(name)
+        try:
+            yield name
+        finally:
+            self.live.remove(name)
+            self.calls.append(("remove_network", name))
 
     @contextmanager
     def mutex(self, key: str, image: str, labels: Mapping[str, str], on_wait: Callable[[], None]) -> Iterator[None]:
@@ -291,6 +309,8 @@ class FakePurgeEngine:
     mounts: dict[str, str] = field(default_factory=dict)  # container id -> volume name
     calls: list[tuple[str, str]] = field(default_factory=list)
     clock: itertools.count[int] = field(default_factory=lambda: itertools.count(START + 60, 60))
+    # The containerd image store keeps the build steps' images: image id -> their IDs, newest first.
+    intermediates: dict[str, list[str]] = field(default_factory=dict)
 
     # Making objects
 
@@ -353,6 +373,9 @@ class FakePurgeEngine:
     def image_history(self, image_id: str) -> tuple[str, list[tuple[int, str]]] | None:
         image = self.images_.get(image_id)
         return None if image is None else (rfc3339(image.created), list(reversed(image.steps)))
+
+    def image_intermediates(self, image_id: str) -> list[str]:
+        return list(self.intermediates.get(image_id, []))
 
     def try_remove_container(self, container_id: str) -> str | None:
         self.calls.append(("container", container_id))

@@ -462,3 +462,29 @@ def test_result_file_is_written(engine: FakeEngine, tmp_path: Path) -> None:
     assert written["image"] == "app:1.0"
     assert written["root_image"].startswith("grocker-trixie-3.13-root:")
     assert "hash" not in written
+
+
+@pytest.mark.parametrize("podman", [False, True], ids=["docker", "podman"])
+def test_runner_build_reaches_the_wheel_server_on_a_network_of_its_own(
+    engine: FakeEngine, tmp_path: Path, podman: bool
+) -> None:
+    engine.podman = podman
+
+    run(engine, request_for(tmp_path))
+
+    (network,) = engine.did("create_network")
+    assert engine.did("remove_network") == [network]
+    built_on, hosts = engine.build_networks["runner image"]
+    assert built_on == network
+    # Docker's builds resolve the wheel server's alias through the network's DNS; Podman's need /etc/hosts.
+    assert hosts == ({"grocker-wheels": "172.17.0.9"} if podman else None)
+    assert engine.build_networks["root image"] == (None, None)
+
+
+def test_interrupt_during_the_runner_build_removes_its_network(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.fail("build", "runner image", KeyboardInterrupt())
+
+    with pytest.raises(KeyboardInterrupt):
+        run(engine, request_for(tmp_path))
+
+    assert engine.did("remove_network") == engine.did("create_network") != []

@@ -413,3 +413,40 @@ def test_left_behind_outbox_volumes_go_whatever_their_version() -> None:
     assert set(engine.volumes_) == {wheels, in_use}
     assert {item.name for item in report.removed} == {current, newer}
     assert [(item.name, item.role) for item in report.kept if item.kind == "volume"] == [(in_use, "outbox")]
+
+
+def test_the_build_steps_images_the_containerd_store_keeps_go_with_their_image() -> None:
+    engine = FakePurgeEngine()
+    root = engine.grocker_image("6.0", "root", tags=("root:6.0",))
+    compiler = engine.grocker_image("6.0", "compiler", parent=root)
+    # Untagged, unlabelled step images (not listed by label), the newest first, then the root.
+    steps = [engine.image({}, ["/bin/sh -c #(nop)  LABEL a=b"], label_steps=False) for _ in range(2)]
+    engine.intermediates[compiler] = [*steps, root]
+    theirs = engine.image({}, ["/bin/sh -c echo mine"], label_steps=False, tags=("someone/app:1",))
+    engine.intermediates[theirs] = []
+
+    report = purge.purge(NONE, {}, engine=engine)
+
+    assert set(engine.images_) == {theirs}
+    assert [line for line in report.lines() if line.startswith("removed image")] == [
+        f"removed image <untagged> [{compiler[7:19]}] (grocker 6.0, compiler)",
+        f"removed image root:6.0 [{root[7:19]}] (grocker 6.0, root)",
+    ]
+    # The root is removed once, as Grocker's image, not as an intermediate of the compiler.
+    assert engine.calls.count(("image", root)) == 1
+
+
+def test_an_intermediate_the_engine_keeps_stops_the_walk() -> None:
+    engine = FakePurgeEngine()
+    root = engine.grocker_image("6.0", "root", tags=("root:6.0",))
+    compiler = engine.grocker_image("6.0", "compiler", parent=root)
+    shared = engine.image({}, ["/bin/sh -c #(nop)  LABEL a=b"], label_steps=False)
+    below = engine.image({}, ["/bin/sh -c #(nop)  LABEL c=d"], label_steps=False)
+    engine.container(shared)  # someone's container keeps the step image, and so what is below it
+    engine.intermediates[compiler] = [shared, below]
+
+    purge.purge(NONE, {}, engine=engine)
+
+    assert compiler not in engine.images_
+    assert {shared, below} <= set(engine.images_)
+    assert ("image", below) not in engine.calls
