@@ -24,27 +24,13 @@ def main():
     with open(sys.argv[1]) as stream:
         request = json.load(stream)
     report_path = os.path.join(tempfile.mkdtemp(prefix="grocker-resolve-"), "report.json")
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "--disable-pip-version-check",
-        "--no-input",
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--report",
-        report_path,
-        "--find-links",
-        WHEELS,
-    ]
-    if request.get("constraint"):
-        command += ["--constraint", request["constraint"]]
-    command.append(request["target"])
-    status = subprocess.call(command)
-    if status != 0:
-        return status
+    # First from the volume alone, as Grocker always did: a release whose wheels are all there
+    # needs no index. Only when something is missing does pip ask the index.
+    if resolve(request, report_path, offline=True) != 0:
+        print("grocker: some wheels are not in the volume yet, resolving against the index", flush=True)
+        status = resolve(request, report_path, offline=False)
+        if status != 0:
+            return status
     with open(report_path) as stream:
         report = json.load(stream)
     items = []
@@ -63,6 +49,31 @@ def main():
         )
     print(REPORT_MARK + json.dumps({"pip": report.get("pip_version", ""), "items": items}, sort_keys=True), flush=True)
     return 0
+
+
+def resolve(request, report_path, offline):
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--disable-pip-version-check",
+        "--no-input",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--report",
+        report_path,
+        "--find-links",
+        WHEELS,
+    ]
+    if offline:
+        command.append("--no-index")
+    if request.get("constraint"):
+        command += ["--constraint", request["constraint"]]
+    command.append(request["target"])
+    output = subprocess.DEVNULL if offline else None
+    return subprocess.call(command, stdout=output, stderr=output)
 
 
 if __name__ == "__main__":
