@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from grocker import render
+from grocker import abi, render
 from grocker.config import ProjectConfig
 from grocker.engine import Container, Engine
 from grocker.errors import BuildError, EngineError, PushError
@@ -94,6 +94,8 @@ def build(request: BuildRequest, engine: Engine) -> BuildResult:
         result.compiler_image = chain.ensure_child("compiler", names.compiler, compiler_context)
         lock = chain.compile()
     if request.build_image:
+        # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
+        abi.check_wheels(engine, config, names, request.release, lock, chain.stream_line)
         image_id = chain.build_runner(lock)
         info = engine.image(image_id)
         result.image_id = image_id

@@ -12,6 +12,9 @@ command -v dockerd >/dev/null || need_packages+=(docker.io)
 command -v debootstrap >/dev/null || need_packages+=(debootstrap)
 command -v docker-registry >/dev/null || need_packages+=(docker-registry)
 command -v dot >/dev/null || need_packages+=(graphviz)
+command -v gcc >/dev/null || need_packages+=(gcc libc6-dev)
+# The ABI gate's tests build a shared object for another architecture.
+command -v aarch64-linux-gnu-gcc >/dev/null || need_packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 if [ ${#need_packages[@]} -gt 0 ]; then
     log "installing ${need_packages[*]}"
     apt-get update -q >/dev/null
