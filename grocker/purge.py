@@ -3,7 +3,7 @@
 Grocker's objects are found by the `grocker.version` label and told apart by
 `grocker.image.role`. Images: `root`, `compiler`, `wheel-server` (internal) and `runner`
 (final); volumes: `wheel`; containers carry their image's labels, and the ones Grocker runs
-get roles of their own (`compile`, `wheel-server`, `check`).
+get roles of their own (`compile`, `wheel-server`, `check`, `abi-check`, `abi-suggest`).
 
 Nothing is ever forced: what the engine refuses to remove because it is in use (a running
 container, an image with child images or containers, a mounted volume) is reported and kept.
@@ -28,8 +28,8 @@ from grocker.naming import ROLE_LABEL, VERSION_LABEL
 INTERNAL_ROLES = frozenset({"root", "compiler", "wheel-server"})
 RUNNER_ROLE = "runner"
 VOLUME_ROLE = "wheel"
-# Roles that only Grocker gives to the containers it runs (build.py).
-OWN_CONTAINER_ROLES = frozenset({"compile", "check", "lock"})
+# Roles that only Grocker gives to the containers it runs (build.py, abi.py).
+OWN_CONTAINER_ROLES = frozenset({"compile", "check", "lock", "abi-check", "abi-suggest"})
 # Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
 # carried its image's role, so it counts as a build container when its image is Grocker's.
 IMAGE_CONTAINER_ROLES = frozenset({"compiler", "wheel-server"})
