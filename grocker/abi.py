@@ -60,6 +60,7 @@ class Finding:
     kind: Kind
     library: str = ""
     detail: str = ""
+    expected: str = ""
     versions: tuple[str, ...] = ()
     symbols: tuple[str, ...] = ()
     newest: tuple[str, ...] = ()
@@ -77,7 +78,7 @@ class Finding:
                 f"interpreter, ABI and platform (the most specific it accepts is {wanted})"
             )
         if self.kind == "architecture":
-            return f"{where} is built for {self.detail}, but the runtime runs {self.library}"
+            return f"{where} is built for {self.detail}, but the runtime runs {self.expected}"
         if self.kind == "library":
             text = f"{where} needs {self.library}, found neither in the root image nor in the wheels"
             if self.packages:
@@ -212,25 +213,36 @@ def parse_result(lines: Sequence[str]) -> dict[str, Any] | None:
 def parse_finding(item: Mapping[str, Any]) -> Finding:
     """A Finding from one entry of the checker's JSON."""
     kind = item.get("kind")
-    wheel, file = str(item.get("wheel", "")), str(item.get("file", ""))
+    wheel, file = _printable(item.get("wheel", "")), _printable(item.get("file", ""))
     if kind == "tags":
-        tags = tuple(str(tag) for tag in item.get("tags", ()))
-        return Finding(wheel, file, "tags", detail=str(item.get("detail", "")), versions=tags)
+        tags = tuple(_printable(tag) for tag in item.get("tags", ()))
+        return Finding(wheel, file, "tags", detail=_printable(item.get("detail", "")), versions=tags)
     if kind == "architecture":
-        return Finding(wheel, file, "architecture", detail=str(item["machine"]), library=str(item["expected"]))
+        return Finding(
+            wheel,
+            file,
+            "architecture",
+            detail=_printable(item.get("machine", "")),
+            expected=_printable(item.get("expected", "")),
+        )
     if kind == "library":
-        return Finding(wheel, file, "library", library=str(item["library"]))
+        return Finding(wheel, file, "library", library=_printable(item.get("library", "")))
     if kind == "symbol":
         return Finding(
             wheel,
             file,
             "symbol",
-            library=str(item["library"]),
-            versions=tuple(item.get("versions", ())),
-            symbols=tuple(item.get("symbols", ())),
-            newest=tuple(item.get("newest", ())),
+            library=_printable(item.get("library", "")),
+            versions=tuple(map(_printable, item.get("versions", ()))),
+            symbols=tuple(map(_printable, item.get("symbols", ()))),
+            newest=tuple(map(_printable, item.get("newest", ()))),
         )
-    return Finding(wheel, file, "unreadable", detail=str(item.get("detail", "")))
+    return Finding(wheel, file, "unreadable", detail=_printable(item.get("detail", "")))
+
+
+def _printable(value: object) -> str:
+    """Names from inside a wheel, made safe to print: no control characters reach the terminal."""
+    return "".join(char if char.isprintable() else "?" for char in str(value))
 
 
 def gate_message(findings: Sequence[Finding], config: ProjectConfig) -> str:

@@ -331,3 +331,28 @@ def test_checker_files_carry_its_libraries_without_bytecode() -> None:
     assert "lib/elftools/elf/elffile.py" in files
     assert "lib/packaging/tags.py" in files
     assert not any("__pycache__" in path or path.endswith(".pyc") for path in files)
+
+
+def test_names_from_a_wheel_cannot_reach_the_terminal_as_control_characters() -> None:
+    finding = abi.parse_finding(
+        {"wheel": "x-1.0-py3-none-any.whl", "file": "x/\x1b[2J.so", "kind": "library", "library": "lib\x07.so"}
+    )
+
+    assert finding.describe({}).startswith("x-1.0-py3-none-any.whl: x/?[2J.so needs lib?.so,")
+
+
+def test_a_library_without_version_definitions_satisfies_any_version(tmp_path: Path) -> None:
+    # ld.so only warns ("no version information available") when the provider has no verdefs.
+    plain = _compile(tmp_path, "libplain.so.1", "int plain(void) { return 1; }\n", "-Wl,-soname,libplain.so.1")
+    system = check.System({"libplain.so.1": str(plain)}, "EM_X86_64", 64)
+    facts = {
+        "type": "ET_DYN",
+        "machine": "EM_X86_64",
+        "class": 64,
+        "needed": ["libplain.so.1"],
+        "rpath": [],
+        "runpath": [],
+        "needs": {"libplain.so.1": ["PLAIN_1.0"]},
+    }
+
+    assert check.check_elf("w.whl", "x/_x.so", b"", facts, check.Tree([]), system, {}) == []

@@ -312,7 +312,9 @@ def check_elf(wheel, name, content, facts, tree, system, wheel_defines):
             continue
         kind, path = found
         defined = wheel_defines.get(path, set()) if kind == "wheel" else system.defines(path)
-        missing = sorted({version for version in versions if version not in defined})
+        # A library without version definitions satisfies any version: ld.so only warns
+        # "no version information available".
+        missing = sorted({version for version in versions if version not in defined}) if defined else []
         if missing:
             symbols = symbols_needing(io.BytesIO(content), library, set(missing))
             findings.append(
