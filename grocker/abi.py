@@ -11,6 +11,7 @@ packages and so often the run-time package too, to name the package to add to de
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,7 @@ class Finding:
     library: str = ""
     detail: str = ""
     expected: str = ""
+    tags: tuple[str, ...] = ()
     versions: tuple[str, ...] = ()
     symbols: tuple[str, ...] = ()
     newest: tuple[str, ...] = ()
@@ -74,7 +76,7 @@ class Finding:
                 return f"{where}: not a valid wheel file name ({self.detail})"
             wanted = ", ".join(runtime.get("tags", [])[:1]) or "?"
             return (
-                f"{where}: its tags ({', '.join(self.versions)}) match none of the runtime's "
+                f"{where}: its tags ({', '.join(self.tags)}) match none of the runtime's "
                 f"interpreter, ABI and platform (the most specific it accepts is {wanted})"
             )
         if self.kind == "architecture":
@@ -83,7 +85,7 @@ class Finding:
             text = f"{where} needs {self.library}, found neither in the root image nor in the wheels"
             if self.packages:
                 return f"{text}; {' or '.join(self.packages)} provides it: add it to dependencies.run"
-            return f"{text}; no installed package of the compiler image provides it"
+            return f"{text}; no package installed in the compiler image has a file of that name"
         if self.kind == "symbol":
             needed = ", ".join(self.symbols) or ", ".join(self.versions)
             newest = f" (its newest is {', '.join(self.newest)})" if self.newest else ""
@@ -138,7 +140,7 @@ def check_wheels(
 def _with_packages(finding: Finding, packages: Sequence[str]) -> Finding:
     if finding.kind != "library" or not packages:
         return finding
-    return Finding(**{**finding.__dict__, "packages": tuple(packages)})
+    return dataclasses.replace(finding, packages=tuple(packages))
 
 
 def checker_files() -> dict[str, bytes]:
@@ -216,7 +218,7 @@ def parse_finding(item: Mapping[str, Any]) -> Finding:
     wheel, file = _printable(item.get("wheel", "")), _printable(item.get("file", ""))
     if kind == "tags":
         tags = tuple(_printable(tag) for tag in item.get("tags", ()))
-        return Finding(wheel, file, "tags", detail=_printable(item.get("detail", "")), versions=tags)
+        return Finding(wheel, file, "tags", detail=_printable(item.get("detail", "")), tags=tags)
     if kind == "architecture":
         return Finding(
             wheel,
