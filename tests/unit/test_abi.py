@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -9,12 +10,16 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from grocker import abi
+from grocker import abi, api, naming
+from grocker.errors import BuildError
+from grocker.release import parse_release
+from grocker.wheels import lock_key
 
 CHECKER = Path(abi.__file__).parent / "resources" / "abi" / "check.py"
 CEXT = "c-1.0-cp313-cp313-linux_x86_64.whl"
@@ -356,3 +361,78 @@ def test_a_library_without_version_definitions_satisfies_any_version(tmp_path: P
     }
 
     assert check.check_elf("w.whl", "x/_x.so", b"", facts, check.Tree([]), system, {}) == []
+
+
+class _FakeContainer:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.files: dict[str, bytes] = {}
+
+    def put_files(self, directory: str, files: dict[str, bytes]) -> None:
+        self.files.update({f"{directory}/{path}": content for path, content in files.items()})
+
+    def run(self, on_line: object) -> tuple[int, list[str]]:
+        return 0, self.lines
+
+
+class _FakeEngine:
+    """The engine calls of the gate: a volume, the root image's checker and the compiler's dpkg."""
+
+    def __init__(self, outputs: dict[str, list[str]]) -> None:
+        self.outputs = outputs
+        self.runs: list[dict[str, object]] = []
+
+    def volume_labels(self, name: str) -> dict[str, str]:
+        return {}
+
+    def image(self, name: str) -> object:
+        return object()
+
+    @contextlib.contextmanager
+    def container(self, image: str, **options: object) -> Iterator[_FakeContainer]:
+        container = _FakeContainer(self.outputs[str(options["role"])])
+        self.runs.append({"image": image, "container": container, **options})
+        yield container
+
+
+def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    names = naming.internal_names(config)
+    finding = {"wheel": CEXT, "file": "cextapp/_y.so", "kind": "library", "library": "libyaml-0.so.2"}
+    engine = _FakeEngine(
+        {
+            "abi-check": ["GROCKER-ABI:" + json.dumps({"findings": [finding], "checked": {"wheels": 1}})],
+            "abi-suggest": ["libyaml-0.so.2 libyaml-0-2:amd64: /usr/lib/x86_64-linux-gnu/libyaml-0.so.2"],
+        }
+    )
+
+    with pytest.raises(BuildError) as raised:
+        abi.check_wheels(engine, config, names, parse_release("demo==1.0", tmp_path), None, print)  # type: ignore[arg-type]
+
+    assert raised.value.exit_code == 5
+    assert "libyaml-0-2 provides it: add it to dependencies.run" in raised.value.details
+    checker, suggest = engine.runs
+    assert checker["image"] == names.root
+    assert checker["volumes"] == {names.volume: ("/home/grocker/wheels", "ro")}
+    request = json.loads(checker["container"].files["/tmp/grocker-abi/request.json"])  # type: ignore[attr-defined]
+    assert request == {"lock": lock_key(parse_release("demo==1.0", tmp_path), None)}
+    assert suggest["image"] == names.compiler
+    assert suggest["command"] == ["libyaml-0.so.2"]
+
+
+def test_the_gate_passes_a_clean_lock_without_asking_the_compiler(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    engine = _FakeEngine({"abi-check": ["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})]})
+
+    report = abi.check_wheels(
+        engine,  # type: ignore[arg-type]
+        config,
+        naming.internal_names(config),
+        parse_release("demo==1.0", tmp_path),
+        None,
+        print,
+    )
+
+    assert report is not None
+    assert report.wheels == 3
+    assert [run["role"] for run in engine.runs] == ["abi-check"]
