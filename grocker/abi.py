@@ -12,6 +12,7 @@ packages and so often the run-time package too, to name the package to add to de
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,8 @@ from grocker.runtimes import Family
 from grocker.wheels import WHEELS_PATH, Lock, lock_key
 
 CHECK_DIR = "/tmp/grocker-abi"
+CACHE_PATH = "/var/tmp"
+CACHE_ROLE = "abi-cache"
 RESULT_MARK = "GROCKER-ABI:"
 Kind = Literal["tags", "architecture", "library", "symbol", "unreadable"]
 # A library name as it may reach the compiler container's command line: a file name, nothing more.
@@ -143,6 +146,11 @@ def _with_packages(finding: Finding, packages: Sequence[str]) -> Finding:
     return dataclasses.replace(finding, packages=tuple(packages))
 
 
+def cache_volume(names: InternalNames) -> str:
+    """The volume of the checker's bytecode, beside the wheel volume of the same configuration."""
+    return names.volume.replace("grocker-wheel-cache-", "grocker-abi-cache-", 1)
+
+
 def checker_files() -> dict[str, bytes]:
     """The checker script and the libraries it imports, as files for Container.put_files."""
     files = {"check.py": resources.files("grocker").joinpath("resources/abi/check.py").read_bytes()}
@@ -168,15 +176,22 @@ def _run_checker(
     on_line: LineHandler,
 ) -> Report | None:
     files = checker_files()
+    # Compiling pyelftools and packaging is most of the check's time: their bytecode is kept in a
+    # small volume, one folder per content of the files, so a changed file is never run stale.
+    digest = hashlib.sha256(b"".join(path.encode() + b"\0" + files[path] for path in sorted(files))).hexdigest()
+    cache = cache_volume(names)
+    engine.create_volume(cache, internal_labels(config, CACHE_ROLE))
     files["request.json"] = json.dumps(request).encode("utf-8")
     with engine.container(
         names.root,
         role="abi-check",
         labels=internal_labels(config, "abi-check"),
-        # -I would drop PYTHONPATH; -B and -s keep the check from writing or reading anything else.
-        entrypoint=[config.runtime.python, "-B", "-s", f"{CHECK_DIR}/check.py", f"{CHECK_DIR}/request.json"],
-        environment={"PYTHONPATH": f"{CHECK_DIR}/lib", "PYTHONDONTWRITEBYTECODE": "1"},
-        volumes={names.volume: (WHEELS_PATH, "ro")},
+        # -s: no user site; -I would also drop PYTHONPATH.
+        entrypoint=[config.runtime.python, "-s", f"{CHECK_DIR}/check.py", f"{CHECK_DIR}/request.json"],
+        environment={"PYTHONPATH": f"{CHECK_DIR}/lib", "PYTHONPYCACHEPREFIX": f"{CACHE_PATH}/{digest[:16]}"},
+        # The cache's mount point exists in every base image, world-writable: a new volume takes
+        # its permissions, so that the unprivileged user can write there.
+        volumes={names.volume: (WHEELS_PATH, "ro"), cache: (CACHE_PATH, "rw")},
         user="grocker",
     ) as container:
         container.put_files("/tmp", {f"grocker-abi/{path}": content for path, content in files.items()})

@@ -2,7 +2,7 @@
 
 Grocker's objects are found by the `grocker.version` label and told apart by
 `grocker.image.role`. Images: `root`, `compiler`, `wheel-server` (internal) and `runner`
-(final); volumes: `wheel`; containers carry their image's labels, and the ones Grocker runs
+(final); volumes: `wheel` and `abi-cache`; containers carry their image's labels, and the ones Grocker runs
 get roles of their own (`compile`, `wheel-server`, `check`, `abi-check`, `abi-suggest`).
 
 Nothing is ever forced: what the engine refuses to remove because it is in use (a running
@@ -28,6 +28,8 @@ from grocker.naming import ROLE_LABEL, VERSION_LABEL
 INTERNAL_ROLES = frozenset({"root", "compiler", "wheel-server"})
 RUNNER_ROLE = "runner"
 VOLUME_ROLE = "wheel"
+# The ABI gate's bytecode cache (abi.py).
+VOLUME_ROLES = frozenset({VOLUME_ROLE, "abi-cache"})
 # Roles that only Grocker gives to the containers it runs (build.py, abi.py).
 OWN_CONTAINER_ROLES = frozenset({"compile", "check", "lock", "abi-check", "abi-suggest"})
 # Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
@@ -156,9 +158,10 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
 
     # Volumes last: a build container mounts its wheel volume.
     for volume in engine.volumes(VERSION_LABEL):
-        if volume.labels.get(ROLE_LABEL) != VOLUME_ROLE or not _version_selected(volume.labels, options):
+        role = volume.labels.get(ROLE_LABEL, "")
+        if role not in VOLUME_ROLES or not _version_selected(volume.labels, options):
             continue
-        item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), VOLUME_ROLE)
+        item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), role)
         reason = engine.try_remove_volume(volume.name)
         (removed if reason is None else kept).append(_with_reason(item, reason))
 

@@ -385,6 +385,9 @@ class _FakeEngine:
     def volume_labels(self, name: str) -> dict[str, str]:
         return {}
 
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.created = (name, labels)
+
     def image(self, name: str) -> object:
         return object()
 
@@ -413,7 +416,9 @@ def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> N
     assert "libyaml-0-2 provides it: add it to dependencies.run" in raised.value.details
     checker, suggest = engine.runs
     assert checker["image"] == names.root
-    assert checker["volumes"] == {names.volume: ("/home/grocker/wheels", "ro")}
+    cache = names.volume.replace("wheel-cache", "abi-cache")
+    assert checker["volumes"] == {names.volume: ("/home/grocker/wheels", "ro"), cache: ("/var/tmp", "rw")}
+    assert engine.created == (cache, naming.internal_labels(config, "abi-cache"))
     request = json.loads(checker["container"].files["/tmp/grocker-abi/request.json"])  # type: ignore[attr-defined]
     assert request == {"lock": lock_key(parse_release("demo==1.0", tmp_path), None)}
     assert suggest["image"] == names.compiler

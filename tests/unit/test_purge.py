@@ -196,6 +196,7 @@ def population() -> Population:
         # Someone ran the final image, and it exited.
         ids[f"run-{key}"] = engine.container(runner)
         ids[f"wheel-{key}"] = engine.volume(version)
+        ids[f"abi-cache-{key}"] = engine.volume(version, role="abi-cache")
     return Population(engine, ids)
 
 
@@ -203,7 +204,7 @@ def named(*keys: str, names: Sequence[str]) -> set[str]:
     return {f"{name}-{key}" for name in names for key in keys}
 
 
-BUILD = ("compile", "check", "abi-check", "compiler", "wheel-server", "wheel")
+BUILD = ("compile", "check", "abi-check", "compiler", "wheel-server", "wheel", "abi-cache")
 EXPECTED = {
     # Older internal images; their root stays while the runner (not selected) is built on it.
     NONE: named("old", names=BUILD),
