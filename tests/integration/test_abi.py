@@ -91,8 +91,8 @@ def test_wheel_needing_a_newer_glibc_than_bookworm_is_refused(
     )
     grocker.client.containers.run(
         trixie_images["compiler_image"],
-        ["gcc", "-shared", "-fPIC", "-o", "/work/_strl.so", "/work/strl.c"],
-        entrypoint=[],
+        ["-shared", "-fPIC", "-o", "/work/_strl.so", "/work/strl.c"],
+        entrypoint=["gcc"],
         user="root",
         volumes={str(tmp_path): {"bind": "/work", "mode": "rw"}},
         remove=True,

@@ -441,3 +441,11 @@ def test_the_gate_passes_a_clean_lock_without_asking_the_compiler(tmp_path: Path
     assert report is not None
     assert report.wheels == 3
     assert [run["role"] for run in engine.runs] == ["abi-check"]
+
+
+def test_tags_are_read_from_a_wheel_name_that_packaging_finds_invalid() -> None:
+    supported = {"py3-none-any"}
+
+    assert check.check_tags("Odd_Name-1.0_local-py3-none-any.whl", supported) is None
+    assert check.check_tags("odd-1.0-py2-none-any.whl", supported)["tags"] == ["py2-none-any"]
+    assert check.check_tags("nonsense.whl", supported)["detail"]

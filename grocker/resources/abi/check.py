@@ -24,7 +24,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection, GNUVerSymSection
-from packaging.tags import sys_tags
+from packaging.tags import parse_tag, sys_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 WHEELS = "/home/grocker/wheels"
@@ -239,7 +239,15 @@ def check_tags(wheel, supported):
     try:
         _name, _version, _build, tags = parse_wheel_filename(wheel)
     except InvalidWheelFilename as err:
-        return {"wheel": wheel, "file": "", "kind": "tags", "tags": [], "detail": str(err)}
+        # pip installs some wheels whose name or version packaging finds invalid: their tags,
+        # the last three fields, are what counts here.
+        parts = wheel[: -len(".whl")].split("-") if wheel.endswith(".whl") else []
+        try:
+            tags = parse_tag("-".join(parts[-3:])) if len(parts) >= 5 else None
+        except ValueError:
+            tags = None
+        if not tags:
+            return {"wheel": wheel, "file": "", "kind": "tags", "tags": [], "detail": str(err)}
     if any(str(tag) in supported for tag in tags):
         return None
     return {"wheel": wheel, "file": "", "kind": "tags", "tags": sorted(str(tag) for tag in tags)}
