@@ -60,6 +60,9 @@ def config_hash(config: ProjectConfig) -> str:
     return hashlib.sha256(encoded).hexdigest()
 
 
+IMAGELESS_RESOURCES = frozenset({"abi"})
+
+
 @functools.cache
 def _resources_digest() -> str:
     """Digest of Grocker's templates and scripts: changing them must give new internal images,
@@ -67,7 +70,8 @@ def _resources_digest() -> str:
     digest = hashlib.sha256()
     root = resources.files("grocker").joinpath("resources")
     for folder in sorted(root.iterdir(), key=lambda item: item.name):
-        if folder.is_dir():
+        # The ABI checker runs in a container and goes into no image: changing it rebuilds nothing.
+        if folder.is_dir() and folder.name not in IMAGELESS_RESOURCES:
             for item in sorted(folder.iterdir(), key=lambda item: item.name):
                 if item.is_file():
                     digest.update(f"{folder.name}/{item.name}\0".encode() + item.read_bytes())

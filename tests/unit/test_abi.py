@@ -449,3 +449,19 @@ def test_tags_are_read_from_a_wheel_name_that_packaging_finds_invalid() -> None:
     assert check.check_tags("Odd_Name-1.0_local-py3-none-any.whl", supported) is None
     assert check.check_tags("odd-1.0-py2-none-any.whl", supported)["tags"] == ["py2-none-any"]
     assert check.check_tags("nonsense.whl", supported)["detail"]
+
+
+def test_the_checker_is_not_part_of_the_configuration_hash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    before = naming.config_hash(config)
+    naming._resources_digest.cache_clear()
+    real_read = Path.read_bytes
+
+    def edited(path: Path) -> bytes:
+        content = real_read(path)
+        return content + b"\n# edited\n" if path == CHECKER else content
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+
+    assert naming.config_hash(config) == before
+    naming._resources_digest.cache_clear()
