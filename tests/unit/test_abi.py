@@ -465,3 +465,11 @@ def test_the_checker_is_not_part_of_the_configuration_hash(monkeypatch: pytest.M
 
     assert naming.config_hash(config) == before
     naming._resources_digest.cache_clear()
+
+
+def test_files_no_loader_loads_are_not_opened() -> None:
+    assert not check.may_be_loaded("jedi/third_party/typeshed/stdlib/os/__init__.pyi")
+    assert not check.may_be_loaded("demo-1.0.dist-info/RECORD")
+    assert check.may_be_loaded("demo/_ext.cpython-313-x86_64-linux-gnu.so")
+    assert check.may_be_loaded("demo.libs/libfoo-1a2b3c.so.1.2")
+    assert check.may_be_loaded("demo-1.0.data/scripts/tool")

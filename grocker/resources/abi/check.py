@@ -31,6 +31,12 @@ WHEELS = "/home/grocker/wheels"
 LOCKS = WHEELS + "/.grocker/locks"
 RESULT_MARK = "GROCKER-ABI:"
 ELF_MAGIC = b"\x7fELF"
+# Files that no loader loads: not opened at all (typeshed stubs alone are thousands of files).
+# Extensions load by their suffix (.so) and libraries by name, so nothing loadable ends so.
+NOT_LOADED_SUFFIXES = frozenset(
+    ".py .pyi .pyc .pyx .pxd .pxi .c .h .cc .cpp .hpp .txt .typed .json .md .rst .html .htm .css .js "
+    ".map .cfg .toml .yaml .yml .ini .csv .xml .jpg .jpeg .png .gif .svg .ico .mo .po .pem .sh".split()
+)
 VER_FLG_BASE = 0x1
 VER_FLG_WEAK = 0x2
 # Where the loader looks after RPATH/RUNPATH and the ld.so.conf directories (glibc and musl).
@@ -197,9 +203,16 @@ class Tree:
 
     def __init__(self, paths):
         self.paths = set(paths)
-        self.by_name = {}
-        for path in sorted(self.paths):
-            self.by_name.setdefault(posixpath.basename(path), []).append(path)
+        self._by_name = None
+
+    @property
+    def by_name(self):
+        """File name -> installed paths, built on first use (a rare fallback of `resolve`)."""
+        if self._by_name is None:
+            self._by_name = {}
+            for path in sorted(self.paths):
+                self._by_name.setdefault(posixpath.basename(path), []).append(path)
+        return self._by_name
 
 
 def resolve(name, origin, facts, tree, system):
@@ -253,6 +266,15 @@ def check_tags(wheel, supported):
     return {"wheel": wheel, "file": "", "kind": "tags", "tags": sorted(str(tag) for tag in tags)}
 
 
+def may_be_loaded(member):
+    """False for the wheel's metadata and for files whose suffix no loaded file has."""
+    top = member.split("/", 1)[0]
+    if top.endswith(".dist-info"):
+        return False
+    suffix = posixpath.splitext(member)[1].lower()
+    return suffix not in NOT_LOADED_SUFFIXES
+
+
 def check_wheels(paths, system, supported):
     """Check the wheels at `paths` (one lock) against the system; return (findings, counts)."""
     findings = []
@@ -270,7 +292,7 @@ def check_wheels(paths, system, supported):
     elves = []
     for wheel, archive in archives.items():
         for info in archive.infolist():
-            if info.is_dir() or info.file_size < 64:
+            if info.is_dir() or info.file_size < 64 or not may_be_loaded(info.filename):
                 continue
             with archive.open(info) as member:
                 if member.read(4) != ELF_MAGIC:
