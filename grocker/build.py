@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from grocker import render
-from grocker.chain import images, push, runner, wheelhouse
+from grocker.chain import abi, images, push, runner, wheelhouse
 from grocker.chain.session import BuildRequest, BuildResult, Session
 from grocker.labels import COMPILER
 from grocker.log import logger
@@ -40,6 +40,8 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
         result.compiler_image = images.ensure_child(session, COMPILER, names.compiler, compiler_context)
         lock = wheelhouse.compile_wheels(session)
     if request.build_image:
+        # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
+        abi.check_wheels(engine, config, names, request.release, lock, session.stream_line)
         image_id = runner.build_runner(session, lock)
         info = engine.image(image_id)
         result.image_id = image_id

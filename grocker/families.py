@@ -67,6 +67,9 @@ class Family:
     uri_help: str
     signed_by: bool
     """The repository line names its key file (`[signed-by=...]`)."""
+    owner_query: str
+    """Prints `<soname> <owner>` for each library name given as an argument that an installed package
+    provides (the ABI gate's suggestion of a package for dependencies.run)."""
 
     def source_line(self, repo_id: str, uri: str) -> str:
         """The line that declares the repository, pinned to its own key where the family can."""
@@ -104,6 +107,7 @@ FAMILIES: dict[str, Family] = {
         uri_pattern=r"deb(?:-src)?\s+\S.*",
         uri_help="an apt source line starting with `deb `, e.g. `deb http://host/debian trixie main`",
         signed_by=True,
+        owner_query='for so in "$@"; do dpkg-query -S "*/$so" 2>/dev/null | sed "s|^|$so |"; done; true',
     ),
     "alpine": Family(
         name="alpine",
@@ -128,6 +132,10 @@ FAMILIES: dict[str, Family] = {
         uri_pattern=r"(?:@[A-Za-z0-9_.-]+\s+)?(?:https?://|/)\S+",
         uri_help="an apk repository, e.g. `https://host/alpine/v3.22/main` or `@tag https://host/repo`",
         signed_by=False,
+        owner_query=(
+            'for so in "$@"; do for dir in /lib /usr/lib /usr/local/lib; do [ -e "$dir/$so" ] && '
+            'apk info --who-owns "$dir/$so" 2>/dev/null | sed "s|^|$so |"; done; done; true'
+        ),
     ),
 }
 

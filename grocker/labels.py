@@ -21,6 +21,9 @@ Role = Literal[
     "check",
     "lock",
     "network",
+    "abi-cache",
+    "abi-check",
+    "abi-suggest",
 ]
 """The value of ROLE_LABEL: an image's, the wheel volume's, or a container's that Grocker runs."""
 
@@ -41,6 +44,12 @@ BUILD_SDIST: Final = "build-sdist"
 """The container that builds one sdist into its outbox, with no access to the wheel volume."""
 CHECK: Final = "check"
 """The container that checks the runner's entrypoint."""
+ABI_CACHE: Final = "abi-cache"
+"""The volume of the ABI gate's bytecode, one per configuration."""
+ABI_CHECK: Final = "abi-check"
+"""The container of the root image that checks the lock's wheels (ABI gate)."""
+ABI_SUGGEST: Final = "abi-suggest"
+"""The container of the compiler image that says which package provides a missing library."""
 NETWORK: Final = "network"
 """The internal network one build's wheel server and runner steps share."""
 MUTEX: Final = "lock"

@@ -67,6 +67,9 @@ def config_hash(config: ProjectConfig) -> str:
 # Modules whose text goes into the internal images, besides the templates under resources/:
 # the layout and the families' commands are rendered in.
 _IMAGE_MODULES = ("layout.py", "families.py")
+# Resource folders copied into containers when they run, never into an image: changing them
+# rebuilds nothing.
+_IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi"})
 
 
 @functools.cache
@@ -77,8 +80,7 @@ def _resources_digest() -> str:
     package = resources.files("grocker")
     root = package.joinpath("resources")
     for folder in sorted(root.iterdir(), key=lambda item: item.name):
-        # The wheelhouse scripts are copied into each container that runs them, never into an image.
-        if folder.is_dir() and folder.name != "wheelhouse":
+        if folder.is_dir() and folder.name not in _IMAGELESS_RESOURCES:
             for item in sorted(folder.iterdir(), key=lambda item: item.name):
                 if item.is_file():
                     digest.update(f"{folder.name}/{item.name}\0".encode() + item.read_bytes())

@@ -2,9 +2,10 @@
 
 Grocker's objects are found by the `grocker.version` label and told apart by
 `grocker.image.role`. Images: `root`, `compiler`, `wheel-server` (internal) and `runner`
-(final); volumes: `wheel`, and `outbox` (one sdist build's output, removed by every purge);
-containers carry their image's labels, and the ones Grocker runs get roles of their own
-(`compile`, `publish`, `build-sdist`, `wheel-server`, `check`).
+(final); volumes: `wheel`, `abi-cache` (the ABI gate's bytecode) and `outbox` (one sdist
+build's output, removed by every purge); containers carry their image's labels, and the ones
+Grocker runs get roles of their own (`compile`, `publish`, `build-sdist`, `wheel-server`,
+`check`, `abi-check`, `abi-suggest`).
 
 Nothing is ever forced: what the engine refuses to remove because it is in use (a running
 container, an image with child images or containers, a mounted volume) is reported and kept.
@@ -29,7 +30,11 @@ from grocker.log import logger
 from grocker.protocol import ContainerInfo, ImageInfo, PurgeEngine
 
 # Roles that only Grocker gives to the containers it runs (the chain).
-OWN_CONTAINER_ROLES = frozenset({keys.COMPILE, keys.PUBLISH, keys.BUILD_SDIST, keys.CHECK, keys.MUTEX})
+OWN_CONTAINER_ROLES = frozenset(
+    {keys.COMPILE, keys.PUBLISH, keys.BUILD_SDIST, keys.CHECK, keys.MUTEX, keys.ABI_CHECK, keys.ABI_SUGGEST}
+)
+# Volumes of a configuration, purged with it by version.
+_VERSIONED_VOLUMES = frozenset({WHEEL_VOLUME, keys.ABI_CACHE})
 # Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
 # carried its image's role, so it counts as a build container when its image is Grocker's.
 IMAGE_CONTAINER_ROLES = frozenset({keys.COMPILER, keys.WHEEL_SERVER})
@@ -142,7 +147,7 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
     for volume in engine.volumes(VERSION_LABEL):
         role = volume.labels.get(ROLE_LABEL, "")
         # An outbox is garbage once its sdist build is over: every purge removes it, whatever its version.
-        wanted = role == keys.OUTBOX or (role == WHEEL_VOLUME and _version_selected(volume.labels, options))
+        wanted = role == keys.OUTBOX or (role in _VERSIONED_VOLUMES and _version_selected(volume.labels, options))
         if not wanted:
             continue
         item = PurgedObject("volume", volume.name, volume.labels.get(VERSION_LABEL, ""), role)

@@ -14,6 +14,9 @@ command -v docker-registry >/dev/null || need_packages+=(docker-registry)
 command -v dot >/dev/null || need_packages+=(graphviz)
 # The ssh:// engine tests start their own sshd on loopback; the package's own must not start.
 [ -x /usr/sbin/sshd ] || need_packages+=(openssh-server)
+command -v gcc >/dev/null || need_packages+=(gcc libc6-dev)
+# The ABI gate's tests build a shared object for another architecture.
+command -v aarch64-linux-gnu-gcc >/dev/null || need_packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 if [ ${#need_packages[@]} -gt 0 ]; then
     log "installing ${need_packages[*]}"
     apt-get update -q >/dev/null

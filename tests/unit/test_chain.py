@@ -15,6 +15,7 @@ import yaml
 
 from grocker import api, build
 from grocker.build import BuildRequest, BuildResult
+from grocker.chain.abi import RESULT_MARK as ABI_MARK
 from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.labels import BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
@@ -55,6 +56,7 @@ def engine() -> FakeEngine:
     fake.add_image(BASE)
     fake.outputs["compile"] = (0, ["Collecting app==1.0", report_line()])
     fake.outputs["publish"] = (0, [publish_line()])
+    fake.outputs["abi-check"] = (0, [ABI_MARK + json.dumps({"findings": [], "checked": {"wheels": 3, "elf_files": 0}})])
     return fake
 
 
@@ -93,8 +95,8 @@ def test_first_build_makes_everything_in_order(engine: FakeEngine, tmp_path: Pat
 
     assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
     assert engine.did("tag") == [names.root, names.compiler, names.wheel_server, "app:1.0"]
-    assert engine.did("create_volume") == [names.volume]
-    assert engine.did("create_container") == ["compile", "publish", "wheel-server", "check"]
+    assert engine.did("create_volume") == [names.volume, names.volume.replace("wheel-cache", "abi-cache", 1)]
+    assert engine.did("create_container") == ["compile", "publish", "abi-check", "wheel-server", "check"]
     assert engine.did("pull") == []
     assert engine.did("push") == []
     assert engine.calls.index(("remove_container", "wheel-server")) < engine.calls.index(("create_container", "check"))
@@ -300,7 +302,7 @@ def test_no_build_dependencies_needs_the_release_lock(engine: FakeEngine, tmp_pa
 
     with pytest.raises(BuildError, match=r"holds no compiled wheels of app==1.0"):
         run(engine, request_for(tmp_path, build_dependencies=False))
-    assert engine.did("remove_container") == ["wheel-server"]
+    assert engine.did("remove_container") == ["abi-check", "wheel-server"]
 
 
 def test_no_build_dependencies_installs_the_lock_of_an_earlier_compile(engine: FakeEngine, tmp_path: Path) -> None:
@@ -310,7 +312,7 @@ def test_no_build_dependencies_installs_the_lock_of_an_earlier_compile(engine: F
 
     result = run(engine, request_for(tmp_path, build_dependencies=False))
 
-    assert engine.did("create_container") == ["wheel-server", "check"]
+    assert engine.did("create_container") == ["abi-check", "wheel-server", "check"]
     assert APP.encode() in engine.built["runner image"]["Dockerfile"]
     assert result.compiler_image is None
 
@@ -334,7 +336,7 @@ def test_runner_build_failure_moves_no_name(engine: FakeEngine, tmp_path: Path) 
         run(engine, request_for(tmp_path))
 
     assert "app:1.0" not in engine.tags
-    assert engine.did("remove_container") == ["compile", "publish", "wheel-server"]
+    assert engine.did("remove_container") == ["compile", "publish", "abi-check", "wheel-server"]
 
 
 def test_interrupt_during_the_entrypoint_check_removes_the_new_image(engine: FakeEngine, tmp_path: Path) -> None:
@@ -353,7 +355,7 @@ def test_interrupt_while_the_wheel_server_starts_removes_it(engine: FakeEngine, 
     with pytest.raises(KeyboardInterrupt):
         run(engine, request_for(tmp_path))
 
-    assert engine.did("remove_container") == ["compile", "publish", "wheel-server"]
+    assert engine.did("remove_container") == ["compile", "publish", "abi-check", "wheel-server"]
     assert engine.did("remove_image") == []
 
 

@@ -46,9 +46,11 @@ def population() -> Population:
         compile_labels = grocker_labels(version, "compile")
         ids[f"compile-{key}"] = engine.container(compiler, labels=compile_labels)
         ids[f"check-{key}"] = engine.container(runner, labels=grocker_labels(version, "check"))
+        ids[f"abi-check-{key}"] = engine.container(root, labels=grocker_labels(version, "abi-check"))
         # Someone ran the final image, and it exited.
         ids[f"run-{key}"] = engine.container(runner)
         ids[f"wheel-{key}"] = engine.volume(version)
+        ids[f"abi-cache-{key}"] = engine.volume(version, role="abi-cache")
     return Population(engine, ids)
 
 
@@ -56,7 +58,7 @@ def named(*keys: str, names: Sequence[str]) -> set[str]:
     return {f"{name}-{key}" for name in names for key in keys}
 
 
-BUILD = ("compile", "check", "compiler", "wheel-server", "wheel")
+BUILD = ("compile", "check", "abi-check", "compiler", "wheel-server", "wheel", "abi-cache")
 EXPECTED = {
     # Older internal images; their root stays while the runner (not selected) is built on it.
     NONE: named("old", names=BUILD),

@@ -1,0 +1,336 @@
+"""The ABI gate: every wheel of the lock is checked against the runtime before the runner is built.
+
+The check runs engine-side (the wheels are in the engine's volume and the libraries in the root
+image, and the engine may be remote), in a short-lived container of the root image with the
+wheel volume mounted read-only, using the root image's own python. The checker script
+(resources/abi/check.py) and the pure-Python libraries it needs, pyelftools and packaging, are
+copied into that container from this interpreter's installation: nothing is downloaded and no
+image changes. A missing library is then looked up in the compiler image, which has the build
+packages and so often the run-time package too, to name the package to add to dependencies.run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import elftools
+import packaging
+
+from grocker import labels as keys
+from grocker import layout
+from grocker.config import ProjectConfig
+from grocker.errors import BuildError
+from grocker.families import family_of
+from grocker.log import logger, phase, tail
+from grocker.naming import InternalNames, internal_labels
+from grocker.protocol import ChainEngine, LineHandler
+from grocker.release import Release
+from grocker.wheels import WheelLock, lock_key
+
+CHECK_DIR = "/tmp/grocker-abi"
+CACHE_PATH = "/var/tmp"
+RESULT_MARK = "GROCKER-ABI:"
+Kind = Literal["tags", "architecture", "library", "symbol", "unreadable"]
+# A library name as it may reach the compiler container's command line: a file name, nothing more.
+_SONAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+# `dpkg-query -S '*/NAME'`: "pkg1:arch, pkg2: /usr/lib/.../NAME"; prefixed with the name by our script.
+_DPKG_LINE_RE = re.compile(r"(?P<name>\S+) (?P<packages>[^/]+?): (?P<path>/\S+)")
+# `apk info --who-owns PATH`: "PATH is owned by pkg-1.2.3-r0"; prefixed with the name by our script.
+_APK_LINE_RE = re.compile(r"(?P<name>\S+) (?P<path>/\S+) is owned by (?P<package>\S+)")
+_APK_VERSION_RE = re.compile(r"-[0-9][^-]*-r[0-9]+$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason a wheel would not work in the runner."""
+
+    wheel: str
+    file: str
+    kind: Kind
+    library: str = ""
+    detail: str = ""
+    expected: str = ""
+    tags: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = ()
+    newest: tuple[str, ...] = ()
+    packages: tuple[str, ...] = field(default=(), compare=False)
+
+    def describe(self, runtime: Mapping[str, Any]) -> str:
+        """One line for the error's details: the wheel, the file, what is missing, what to add."""
+        where = f"{self.wheel}: {self.file}" if self.file else self.wheel
+        if self.kind == "tags":
+            if self.detail:
+                return f"{where}: not a valid wheel file name ({self.detail})"
+            wanted = ", ".join(runtime.get("tags", [])[:1]) or "?"
+            return (
+                f"{where}: its tags ({', '.join(self.tags)}) match none of the runtime's "
+                f"interpreter, ABI and platform (the most specific it accepts is {wanted})"
+            )
+        if self.kind == "architecture":
+            return f"{where} is built for {self.detail}, but the runtime runs {self.expected}"
+        if self.kind == "library":
+            text = f"{where} needs {self.library}, found neither in the root image nor in the wheels"
+            if self.packages:
+                return f"{text}; {' or '.join(self.packages)} provides it: add it to dependencies.run"
+            return f"{text}; no package installed in the compiler image has a file of that name"
+        if self.kind == "symbol":
+            needed = ", ".join(self.symbols) or ", ".join(self.versions)
+            newest = f" (its newest is {', '.join(self.newest)})" if self.newest else ""
+            return (
+                f"{where} needs {needed} from {self.library}, a version the runtime's {self.library} "
+                f"does not define{newest}"
+            )
+        return f"{where}: cannot be read ({self.detail})"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the checker found, and what it looked at."""
+
+    findings: tuple[Finding, ...]
+    runtime: Mapping[str, Any]
+    wheels: int = 0
+    elf_files: int = 0
+
+
+def check_wheels(
+    engine: ChainEngine,
+    config: ProjectConfig,
+    names: InternalNames,
+    release: Release,
+    lock: WheelLock | None,
+    on_line: LineHandler,
+) -> Report | None:
+    """Check the lock's wheels against the root image; raise BuildError listing every miss.
+
+    With no lock (--no-build-dependencies), the lock of the release is read from the volume.
+    Returns None when there is no volume or no lock to check: the runner build then says so.
+    """
+    if engine.volume_labels(names.volume) is None:
+        return None
+    request: dict[str, object] = {"lock": lock_key(release, config.pip_constraint)}
+    if lock is not None:
+        request = {"wheels": [wheel.file for wheel in (lock.application, *lock.dependencies, lock.installer)]}
+    with phase("check wheels against the runtime") as note:
+        report = _run_checker(engine, config, names, request, on_line)
+        if report is None:
+            return None
+        note(f"{report.wheels} wheels, {report.elf_files} ELF files")
+        if report.findings:
+            missing = sorted({finding.library for finding in report.findings if finding.kind == "library"})
+            packages = suggest_packages(engine, config, names, missing, on_line)
+            findings = tuple(_with_packages(finding, packages.get(finding.library, ())) for finding in report.findings)
+            raise BuildError(gate_message(findings, config), details=gate_details(findings, report.runtime))
+    return report
+
+
+def _with_packages(finding: Finding, packages: Sequence[str]) -> Finding:
+    if finding.kind != "library" or not packages:
+        return finding
+    return dataclasses.replace(finding, packages=tuple(packages))
+
+
+def cache_volume(names: InternalNames) -> str:
+    """The volume of the checker's bytecode, beside the wheel volume of the same configuration."""
+    return names.volume.replace("grocker-wheel-cache-", "grocker-abi-cache-", 1)
+
+
+def checker_files() -> dict[str, bytes]:
+    """The checker script and the libraries it imports, as files for Container.put_files."""
+    files = {"check.py": resources.files("grocker").joinpath("resources/abi/check.py").read_bytes()}
+    for module in (elftools, packaging):
+        files.update(_package_files(module))
+    return files
+
+
+def _package_files(module: ModuleType) -> dict[str, bytes]:
+    root = Path(module.__file__ or "").parent
+    return {
+        f"lib/{root.name}/{path.relative_to(root).as_posix()}": path.read_bytes()
+        for path in sorted(root.rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+
+
+def _run_checker(
+    engine: ChainEngine,
+    config: ProjectConfig,
+    names: InternalNames,
+    request: Mapping[str, object],
+    on_line: LineHandler,
+) -> Report | None:
+    files = checker_files()
+    # Compiling pyelftools and packaging is most of the check's time: their bytecode is kept in a
+    # small volume, one folder per content of the files, so a changed file is never run stale.
+    digest = hashlib.sha256(b"".join(path.encode() + b"\0" + files[path] for path in sorted(files))).hexdigest()
+    cache = cache_volume(names)
+    engine.create_volume(cache, internal_labels(config, keys.ABI_CACHE))
+    files["request.json"] = json.dumps(request).encode("utf-8")
+    with engine.container(
+        names.root,
+        role=keys.ABI_CHECK,
+        labels=internal_labels(config, keys.ABI_CHECK),
+        # -s: no user site; -I would also drop PYTHONPATH.
+        entrypoint=[config.runtime.python, "-s", f"{CHECK_DIR}/check.py", f"{CHECK_DIR}/request.json"],
+        environment={"PYTHONPATH": f"{CHECK_DIR}/lib", "PYTHONPYCACHEPREFIX": f"{CACHE_PATH}/{digest[:16]}"},
+        # The cache's mount point exists in every base image, world-writable: a new volume takes
+        # its permissions, so that the unprivileged user can write there.
+        volumes={names.volume: (layout.COMPILE_MOUNT, "ro"), cache: (CACHE_PATH, "rw")},
+        user="grocker",
+    ) as container:
+        container.put_files("/tmp", {f"grocker-abi/{path}": content for path, content in files.items()})
+        status, lines = container.run(on_line)
+    data = parse_result(lines) if status == 0 else None
+    if data is None:
+        raise BuildError(
+            f"The ABI check of the wheels could not run in the root image {names.root} (exit status "
+            f"{status}). Its python ({config.runtime.python}) must be able to run a script; check the "
+            "runtime's `python` and run packages. The check's output ends with:",
+            details=tail(lines),
+        )
+    if data.get("lock_missing"):
+        return None
+    checked = data.get("checked", {})
+    return Report(
+        findings=tuple(parse_finding(item) for item in data.get("findings", [])),
+        runtime=data.get("runtime", {}),
+        wheels=int(checked.get("wheels", 0)),
+        elf_files=int(checked.get("elf_files", 0)),
+    )
+
+
+def parse_result(lines: Sequence[str]) -> dict[str, Any] | None:
+    """The checker's JSON result from its output, or None when it printed none."""
+    for line in reversed(lines):
+        if line.startswith(RESULT_MARK):
+            try:
+                data = json.loads(line[len(RESULT_MARK) :])
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def parse_finding(item: Mapping[str, Any]) -> Finding:
+    """A Finding from one entry of the checker's JSON."""
+    kind = item.get("kind")
+    wheel, file = _printable(item.get("wheel", "")), _printable(item.get("file", ""))
+    if kind == "tags":
+        tags = tuple(_printable(tag) for tag in item.get("tags", ()))
+        return Finding(wheel, file, "tags", detail=_printable(item.get("detail", "")), tags=tags)
+    if kind == "architecture":
+        return Finding(
+            wheel,
+            file,
+            "architecture",
+            detail=_printable(item.get("machine", "")),
+            expected=_printable(item.get("expected", "")),
+        )
+    if kind == "library":
+        return Finding(wheel, file, "library", library=_printable(item.get("library", "")))
+    if kind == "symbol":
+        return Finding(
+            wheel,
+            file,
+            "symbol",
+            library=_printable(item.get("library", "")),
+            versions=tuple(map(_printable, item.get("versions", ()))),
+            symbols=tuple(map(_printable, item.get("symbols", ()))),
+            newest=tuple(map(_printable, item.get("newest", ()))),
+        )
+    return Finding(wheel, file, "unreadable", detail=_printable(item.get("detail", "")))
+
+
+def _printable(value: object) -> str:
+    """Names from inside a wheel, made safe to print: no control characters reach the terminal."""
+    return "".join(char if char.isprintable() else "?" for char in str(value))
+
+
+def gate_message(findings: Sequence[Finding], config: ProjectConfig) -> str:
+    """The error's paragraph: what failed, why, and what to do for each kind of finding."""
+    wheels = sorted({finding.wheel for finding in findings})
+    count = f"{len(wheels)} wheel{'s' if len(wheels) > 1 else ''}"
+    kinds = {finding.kind for finding in findings}
+    advice = []
+    if "library" in kinds:
+        advice.append(
+            "add the run-time package of each missing library to dependencies.run in .grocker.yml "
+            "(its -dev package in dependencies.build is not enough: only the compiler image has it)"
+        )
+    if "symbol" in kinds:
+        advice.append(
+            "build the wheels on this runtime, or on one with an older glibc or libstdc++ "
+            f"(a wheel compiled on a newer distribution than {config.runtime.image} needs newer symbols)"
+        )
+    if "architecture" in kinds or "tags" in kinds:
+        advice.append(
+            f"use wheels built for this runtime's Python {config.runtime.python_version} and architecture, "
+            "or let Grocker compile them from their sdists"
+        )
+    if "unreadable" in kinds:
+        advice.append("run the build again with --build-dependencies to rewrite the wheels")
+    return (
+        f"The ABI check failed before the runner image was built: {count} of the lock would not load "
+        f"on runtime {config.runtime.name} ({', '.join(wheels)}). To fix it, {'; '.join(advice)}. "
+        "What is missing, file by file:"
+    )
+
+
+def gate_details(findings: Sequence[Finding], runtime: Mapping[str, Any]) -> str:
+    """One line per finding, for the error's details."""
+    return "\n".join(finding.describe(runtime) for finding in findings)
+
+
+def suggest_packages(
+    engine: ChainEngine,
+    config: ProjectConfig,
+    names: InternalNames,
+    libraries: Sequence[str],
+    on_line: LineHandler,
+) -> dict[str, tuple[str, ...]]:
+    """Library name -> the system packages of the compiler image that install it."""
+    wanted = [name for name in libraries if _SONAME_RE.fullmatch(name)]
+    family = config.runtime.family
+    if not wanted or engine.image(names.compiler) is None:
+        return {}
+    with engine.container(
+        names.compiler,
+        role=keys.ABI_SUGGEST,
+        labels=internal_labels(config, keys.ABI_SUGGEST),
+        entrypoint=["/bin/sh", "-c", family_of(family).owner_query, "sh"],
+        command=wanted,
+    ) as container:
+        status, lines = container.run(on_line)
+    if status != 0:
+        logger.debug("looking up the packages of %s failed (exit status %s)", ", ".join(wanted), status)
+        return {}
+    return parse_owners(lines, family)
+
+
+def parse_owners(lines: Sequence[str], family: str) -> dict[str, tuple[str, ...]]:
+    """Library name -> packages, from the suggestion script's output (dpkg-query or apk)."""
+    owners: dict[str, list[str]] = {}
+    for line in lines:
+        if family == "debian":
+            found = _DPKG_LINE_RE.fullmatch(line.strip())
+            if found is None or Path(found["path"]).name != found["name"]:
+                continue
+            packages = [package.strip().split(":")[0] for package in found["packages"].split(",")]
+        else:
+            found = _APK_LINE_RE.fullmatch(line.strip())
+            if found is None or Path(found["path"]).name != found["name"]:
+                continue
+            packages = [_APK_VERSION_RE.sub("", found["package"])]
+        known = owners.setdefault(found["name"], [])
+        known.extend(package for package in packages if package and package not in known)
+    return {name: tuple(packages) for name, packages in owners.items()}

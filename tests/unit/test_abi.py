@@ -1,0 +1,476 @@
+"""The ABI gate's checker on real ELF files that the tests compile, and the host side's parsing."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from grocker import api, naming
+from grocker.chain import abi
+from grocker.errors import BuildError
+from grocker.release import parse_release
+from grocker.wheels import lock_key
+
+CHECKER = Path(abi.__file__).parents[1] / "resources" / "abi" / "check.py"
+CEXT = "c-1.0-cp313-cp313-linux_x86_64.whl"
+HOST_TAGS = {"cp311-cp311-linux_x86_64", "cp311-cp311-manylinux_2_17_x86_64", "py3-none-any"}
+
+
+def _load_checker() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("grocker_abi_check", CHECKER)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+check = _load_checker()
+
+
+def _compile(tmp_path: Path, name: str, source: str, *flags: str, compiler: str = "gcc") -> Path:
+    if shutil.which(compiler) is None:
+        pytest.fail(f"{compiler} is missing: scripts/setup-machine.sh installs it")
+    (tmp_path / f"{name}.c").write_text(source)
+    output = tmp_path / name
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-o", str(output), str(tmp_path / f"{name}.c"), *flags],
+        check=True,
+        capture_output=True,
+    )
+    return output
+
+
+def _wheel(tmp_path: Path, name: str, members: dict[str, bytes]) -> Path:
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, content in members.items():
+            archive.writestr(member, content)
+    return path
+
+
+def _host_system(drop: frozenset[str] = frozenset()) -> object:
+    """The host's loader view, without the libraries in `drop`."""
+    libraries = {name: path for name, path in check.system_libraries(check.loader_dirs()).items() if name not in drop}
+    with open(sys.executable, "rb") as stream:
+        elf = check.ELFFile(stream)
+        return check.System(libraries, elf["e_machine"], elf.elfclass)
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A private library with a version script, and an extension that links it and libm."""
+    work = tmp_path_factory.mktemp("elf")
+    (work / "libgrockerabi.map").write_text("GROCKERABI_1.0 { global: grocker_abi_answer; local: *; };\n")
+    private = _compile(
+        work,
+        "libgrockerabi.so.1",
+        "int grocker_abi_answer(void) { return 42; }\n",
+        "-Wl,-soname,libgrockerabi.so.1",
+        f"-Wl,--version-script,{work / 'libgrockerabi.map'}",
+    )
+    extension = _compile(
+        work,
+        "_ext.so",
+        "#include <math.h>\nint grocker_abi_answer(void);\n"
+        "double ext(double x) { return cos(x) + grocker_abi_answer(); }\n",
+        f"-L{work}",
+        "-l:libgrockerabi.so.1",
+        "-lm",
+        "-Wl,-rpath,$ORIGIN/../demo.libs",
+    )
+    return {"private": private, "extension": extension}
+
+
+def test_elf_facts_of_an_extension(libraries: dict[str, Path]) -> None:
+    facts = check.elf_facts(io.BytesIO(libraries["extension"].read_bytes()))
+
+    assert facts["machine"] == "EM_X86_64"
+    assert facts["type"] == "ET_DYN"
+    assert {"libgrockerabi.so.1", "libm.so.6"} <= set(facts["needed"])
+    assert facts["rpath"] + facts["runpath"] == ["$ORIGIN/../demo.libs"]
+    assert "GROCKERABI_1.0" in facts["needs"]["libgrockerabi.so.1"]
+    assert any(version.startswith("GLIBC_2.") for version in facts["needs"]["libm.so.6"])
+
+
+def test_elf_facts_of_a_library_list_its_version_definitions(libraries: dict[str, Path]) -> None:
+    facts = check.elf_facts(io.BytesIO(libraries["private"].read_bytes()))
+
+    assert facts["soname"] == "libgrockerabi.so.1"
+    assert facts["defines"] == ["GROCKERABI_1.0"]
+
+
+def test_a_wheel_with_its_library_in_dot_libs_passes(tmp_path: Path, libraries: dict[str, Path]) -> None:
+    wheel = _wheel(
+        tmp_path,
+        "demo-1.0-cp311-cp311-linux_x86_64.whl",
+        {
+            "demo/_ext.so": libraries["extension"].read_bytes(),
+            "demo.libs/libgrockerabi.so.1": libraries["private"].read_bytes(),
+            "demo/__init__.py": b"",
+        },
+    )
+
+    findings, counts = check.check_wheels([str(wheel)], _host_system(), HOST_TAGS)
+
+    assert findings == []
+    assert counts == {"wheels": 1, "elf_files": 2}
+
+
+def test_a_missing_library_is_named_with_the_file_that_needs_it(tmp_path: Path, libraries: dict[str, Path]) -> None:
+    wheel = _wheel(
+        tmp_path, "demo-1.0-cp311-cp311-linux_x86_64.whl", {"demo/_ext.so": libraries["extension"].read_bytes()}
+    )
+
+    findings, _counts = check.check_wheels([str(wheel)], _host_system(), HOST_TAGS)
+
+    assert findings == [
+        {
+            "wheel": "demo-1.0-cp311-cp311-linux_x86_64.whl",
+            "file": "demo/_ext.so",
+            "kind": "library",
+            "library": "libgrockerabi.so.1",
+        }
+    ]
+
+
+def test_a_system_library_missing_from_the_root_image_is_found(tmp_path: Path, libraries: dict[str, Path]) -> None:
+    wheel = _wheel(
+        tmp_path,
+        "demo-1.0-cp311-cp311-linux_x86_64.whl",
+        {
+            "demo/_ext.so": libraries["extension"].read_bytes(),
+            "demo.libs/libgrockerabi.so.1": libraries["private"].read_bytes(),
+        },
+    )
+
+    findings, _counts = check.check_wheels([str(wheel)], _host_system(frozenset({"libm.so.6"})), HOST_TAGS)
+
+    assert [(finding["kind"], finding["library"]) for finding in findings] == [("library", "libm.so.6")]
+
+
+def test_a_symbol_version_the_library_does_not_define_is_named_with_its_symbol(
+    tmp_path: Path, libraries: dict[str, Path]
+) -> None:
+    # The wheel's own library defines GROCKERABI_1.0 only; an extension asking for GROCKERABI_2.0
+    # is what a wheel built against a newer library looks like.
+    work = tmp_path / "newer"
+    work.mkdir()
+    (work / "libgrockerabi.map").write_text(
+        "GROCKERABI_1.0 { global: grocker_abi_answer; local: *; };\n"
+        "GROCKERABI_2.0 { global: grocker_abi_new; } GROCKERABI_1.0;\n"
+    )
+    _compile(
+        work,
+        "libgrockerabi.so.1",
+        "int grocker_abi_answer(void) { return 42; }\nint grocker_abi_new(void) { return 43; }\n",
+        "-Wl,-soname,libgrockerabi.so.1",
+        f"-Wl,--version-script,{work / 'libgrockerabi.map'}",
+    )
+    extension = _compile(
+        work,
+        "_new.so",
+        "int grocker_abi_new(void);\nint ext(void) { return grocker_abi_new(); }\n",
+        f"-L{work}",
+        "-l:libgrockerabi.so.1",
+    )
+    wheel = _wheel(
+        tmp_path,
+        "demo-1.0-cp311-cp311-linux_x86_64.whl",
+        {"demo/_new.so": extension.read_bytes(), "demo.libs/libgrockerabi.so.1": libraries["private"].read_bytes()},
+    )
+
+    findings, _counts = check.check_wheels([str(wheel)], _host_system(), HOST_TAGS)
+
+    assert findings == [
+        {
+            "wheel": "demo-1.0-cp311-cp311-linux_x86_64.whl",
+            "file": "demo/_new.so",
+            "kind": "symbol",
+            "library": "libgrockerabi.so.1",
+            "versions": ["GROCKERABI_2.0"],
+            "symbols": ["grocker_abi_new@GROCKERABI_2.0"],
+            "newest": ["GROCKERABI_1.0"],
+        }
+    ]
+
+
+def test_glibc_versions_of_the_host_are_all_defined(tmp_path: Path, libraries: dict[str, Path]) -> None:
+    # A GLIBC_ version the root's libc lacks is found the same way: here the host's own libc
+    # must satisfy what the host's compiler asked of it, so the check has no false positive.
+    system = _host_system()
+    libc = system.libraries["libc.so.6"]
+
+    assert "GLIBC_2.2.5" in system.defines(libc)
+    assert check.newest_versions(system.defines(libc), ["GLIBC_9.0"]) == [
+        max((v for v in system.defines(libc) if v.startswith("GLIBC_2")), key=check._version_key)
+    ]
+
+
+def test_an_elf_file_for_another_architecture_is_named(tmp_path: Path) -> None:
+    foreign = _compile(tmp_path, "_arm.so", "int f(void) { return 1; }\n", compiler="aarch64-linux-gnu-gcc")
+    wheel = _wheel(tmp_path, "demo-1.0-py3-none-linux_x86_64.whl", {"demo/_arm.so": foreign.read_bytes()})
+
+    findings, _counts = check.check_wheels([str(wheel)], _host_system(), HOST_TAGS | {"py3-none-linux_x86_64"})
+
+    assert findings == [
+        {
+            "wheel": "demo-1.0-py3-none-linux_x86_64.whl",
+            "file": "demo/_arm.so",
+            "kind": "architecture",
+            "machine": "aarch64 (64-bit)",
+            "expected": "x86_64 (64-bit)",
+        }
+    ]
+
+
+def test_a_wheel_for_another_abi_is_named_with_its_tags(tmp_path: Path) -> None:
+    wheel = _wheel(tmp_path, "demo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl", {"demo/__init__.py": b""})
+
+    findings, _counts = check.check_wheels([str(wheel)], _host_system(), HOST_TAGS)
+
+    assert findings == [
+        {
+            "wheel": "demo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+            "file": "",
+            "kind": "tags",
+            "tags": ["cp312-cp312-manylinux_2_17_x86_64"],
+        }
+    ]
+
+
+def test_data_files_and_pure_wheels_are_not_checked_as_elf(tmp_path: Path) -> None:
+    wheel = _wheel(
+        tmp_path,
+        "demo-1.0-py3-none-any.whl",
+        {"demo/data.bin": b"\x7fELF" + b"\0" * 100, "demo/__init__.py": b"x = 1\n"},
+    )
+
+    findings, counts = check.check_wheels([str(wheel)], _host_system(), HOST_TAGS)
+
+    assert findings == []
+    assert counts["elf_files"] == 0
+
+
+def test_data_paths_of_a_wheel_install_into_site_packages() -> None:
+    assert check.installed_path("demo-1.0.data/platlib/demo/_ext.so") == "demo/_ext.so"
+    assert check.installed_path("demo-1.0.data/scripts/tool") == "demo-1.0.data/scripts/tool"
+    assert check.installed_path("demo.libs/libx.so") == "demo.libs/libx.so"
+
+
+def test_loader_dirs_follow_ld_so_conf_includes(tmp_path: Path) -> None:
+    (tmp_path / "etc" / "ld.so.conf.d").mkdir(parents=True)
+    (tmp_path / "etc" / "ld.so.conf").write_text("# comment\ninclude /nowhere/*.conf\ninclude ld.so.conf.d/*.conf\n")
+    (tmp_path / "etc" / "ld.so.conf.d" / "a.conf").write_text("/opt/a/lib\n/opt/b/lib # b\n")
+    (tmp_path / "etc" / "ld-musl-x86_64.path").write_text("/lib:/usr/local/lib\n")
+
+    dirs = check.loader_dirs(str(tmp_path))
+
+    assert dirs[:2] == ["/opt/a/lib", "/opt/b/lib"]
+    assert dirs[2:] == ["/lib", "/usr/local/lib", "/usr/lib", "/lib64", "/usr/lib64"]
+
+
+def test_dpkg_owners_give_package_names_without_architecture() -> None:
+    lines = [
+        "libyaml-0.so.2 libyaml-0-2:amd64: /usr/lib/x86_64-linux-gnu/libyaml-0.so.2",
+        "libyaml-0.so.2 libyaml-0-2:amd64: /usr/lib/x86_64-linux-gnu/libyaml-0.so.2.0.9",
+        "libfoo.so.1 pkg-a, pkg-b:amd64: /usr/lib/libfoo.so.1",
+        "diversion by foo from: /usr/lib/libbar.so",
+    ]
+
+    assert abi.parse_owners(lines, "debian") == {"libyaml-0.so.2": ("libyaml-0-2",), "libfoo.so.1": ("pkg-a", "pkg-b")}
+
+
+def test_apk_owners_give_package_names_without_version() -> None:
+    lines = ["libyaml-0.so.2 /usr/lib/libyaml-0.so.2 is owned by yaml-0.2.5-r2"]
+
+    assert abi.parse_owners(lines, "alpine") == {"libyaml-0.so.2": ("yaml",)}
+
+
+def test_findings_read_as_one_line_each_with_the_package_to_add() -> None:
+    result = {
+        "checked": {"elf_files": 1, "wheels": 2},
+        "findings": [
+            {"file": "cextapp/_y.so", "kind": "library", "library": "libyaml-0.so.2", "wheel": CEXT},
+            {
+                "file": "g/_g.so",
+                "kind": "symbol",
+                "library": "libc.so.6",
+                "newest": ["GLIBC_2.36"],
+                "symbols": ["strlcpy@GLIBC_2.38"],
+                "versions": ["GLIBC_2.38"],
+                "wheel": "g-1.0-py3-none-linux_x86_64.whl",
+            },
+        ],
+        "runtime": {"architecture": "x86_64", "tags": ["cp311-cp311-manylinux_2_36_x86_64"]},
+    }
+    report = abi.parse_result(["noise", "GROCKER-ABI:" + json.dumps(result)])
+    assert report is not None
+    findings = [abi.parse_finding(item) for item in report["findings"]]
+    findings[0] = abi._with_packages(findings[0], ["libyaml-0-2"])
+
+    details = abi.gate_details(findings, report["runtime"]).splitlines()
+
+    assert details == [
+        f"{CEXT}: cextapp/_y.so needs libyaml-0.so.2, found neither in the root "
+        "image nor in the wheels; libyaml-0-2 provides it: add it to dependencies.run",
+        "g-1.0-py3-none-linux_x86_64.whl: g/_g.so needs strlcpy@GLIBC_2.38 from libc.so.6, a version the "
+        "runtime's libc.so.6 does not define (its newest is GLIBC_2.36)",
+    ]
+
+
+def test_checker_files_carry_its_libraries_without_bytecode() -> None:
+    files = abi.checker_files()
+
+    assert "check.py" in files
+    assert "lib/elftools/elf/elffile.py" in files
+    assert "lib/packaging/tags.py" in files
+    assert not any("__pycache__" in path or path.endswith(".pyc") for path in files)
+
+
+def test_names_from_a_wheel_cannot_reach_the_terminal_as_control_characters() -> None:
+    finding = abi.parse_finding(
+        {"wheel": "x-1.0-py3-none-any.whl", "file": "x/\x1b[2J.so", "kind": "library", "library": "lib\x07.so"}
+    )
+
+    assert finding.describe({}).startswith("x-1.0-py3-none-any.whl: x/?[2J.so needs lib?.so,")
+
+
+def test_a_library_without_version_definitions_satisfies_any_version(tmp_path: Path) -> None:
+    # ld.so only warns ("no version information available") when the provider has no verdefs.
+    plain = _compile(tmp_path, "libplain.so.1", "int plain(void) { return 1; }\n", "-Wl,-soname,libplain.so.1")
+    system = check.System({"libplain.so.1": str(plain)}, "EM_X86_64", 64)
+    facts = {
+        "type": "ET_DYN",
+        "machine": "EM_X86_64",
+        "class": 64,
+        "needed": ["libplain.so.1"],
+        "rpath": [],
+        "runpath": [],
+        "needs": {"libplain.so.1": ["PLAIN_1.0"]},
+    }
+
+    assert check.check_elf("w.whl", "x/_x.so", b"", facts, check.Tree([]), system, {}) == []
+
+
+class _FakeContainer:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.files: dict[str, bytes] = {}
+
+    def put_files(self, directory: str, files: dict[str, bytes]) -> None:
+        self.files.update({f"{directory}/{path}": content for path, content in files.items()})
+
+    def run(self, on_line: object) -> tuple[int, list[str]]:
+        return 0, self.lines
+
+
+class _FakeEngine:
+    """The engine calls of the gate: a volume, the root image's checker and the compiler's dpkg."""
+
+    def __init__(self, outputs: dict[str, list[str]]) -> None:
+        self.outputs = outputs
+        self.runs: list[dict[str, object]] = []
+
+    def volume_labels(self, name: str) -> dict[str, str]:
+        return {}
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.created = (name, labels)
+
+    def image(self, name: str) -> object:
+        return object()
+
+    @contextlib.contextmanager
+    def container(self, image: str, **options: object) -> Iterator[_FakeContainer]:
+        container = _FakeContainer(self.outputs[str(options["role"])])
+        self.runs.append({"image": image, "container": container, **options})
+        yield container
+
+
+def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    names = naming.internal_names(config)
+    finding = {"wheel": CEXT, "file": "cextapp/_y.so", "kind": "library", "library": "libyaml-0.so.2"}
+    engine = _FakeEngine(
+        {
+            "abi-check": ["GROCKER-ABI:" + json.dumps({"findings": [finding], "checked": {"wheels": 1}})],
+            "abi-suggest": ["libyaml-0.so.2 libyaml-0-2:amd64: /usr/lib/x86_64-linux-gnu/libyaml-0.so.2"],
+        }
+    )
+
+    with pytest.raises(BuildError) as raised:
+        abi.check_wheels(engine, config, names, parse_release("demo==1.0", tmp_path), None, print)  # type: ignore[arg-type]
+
+    assert raised.value.exit_code == 5
+    assert "libyaml-0-2 provides it: add it to dependencies.run" in raised.value.details
+    checker, suggest = engine.runs
+    assert checker["image"] == names.root
+    cache = names.volume.replace("wheel-cache", "abi-cache")
+    assert checker["volumes"] == {names.volume: ("/home/grocker/wheels", "ro"), cache: ("/var/tmp", "rw")}
+    assert engine.created == (cache, naming.internal_labels(config, "abi-cache"))
+    request = json.loads(checker["container"].files["/tmp/grocker-abi/request.json"])  # type: ignore[attr-defined]
+    assert request == {"lock": lock_key(parse_release("demo==1.0", tmp_path), None)}
+    assert suggest["image"] == names.compiler
+    assert suggest["command"] == ["libyaml-0.so.2"]
+
+
+def test_the_gate_passes_a_clean_lock_without_asking_the_compiler(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    engine = _FakeEngine({"abi-check": ["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})]})
+
+    report = abi.check_wheels(
+        engine,  # type: ignore[arg-type]
+        config,
+        naming.internal_names(config),
+        parse_release("demo==1.0", tmp_path),
+        None,
+        print,
+    )
+
+    assert report is not None
+    assert report.wheels == 3
+    assert [run["role"] for run in engine.runs] == ["abi-check"]
+
+
+def test_tags_are_read_from_a_wheel_name_that_packaging_finds_invalid() -> None:
+    supported = {"py3-none-any"}
+
+    assert check.check_tags("Odd_Name-1.0_local-py3-none-any.whl", supported) is None
+    assert check.check_tags("odd-1.0-py2-none-any.whl", supported)["tags"] == ["py2-none-any"]
+    assert check.check_tags("nonsense.whl", supported)["detail"]
+
+
+def test_the_checker_is_not_part_of_the_configuration_hash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    before = naming.config_hash(config)
+    naming._resources_digest.cache_clear()
+    real_read = Path.read_bytes
+
+    def edited(path: Path) -> bytes:
+        content = real_read(path)
+        return content + b"\n# edited\n" if path == CHECKER else content
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+
+    assert naming.config_hash(config) == before
+    naming._resources_digest.cache_clear()
+
+
+def test_files_no_loader_loads_are_not_opened() -> None:
+    assert not check.may_be_loaded("jedi/third_party/typeshed/stdlib/os/__init__.pyi")
+    assert not check.may_be_loaded("demo-1.0.dist-info/RECORD")
+    assert check.may_be_loaded("demo/_ext.cpython-313-x86_64-linux-gnu.so")
+    assert check.may_be_loaded("demo.libs/libfoo-1a2b3c.so.1.2")
+    assert check.may_be_loaded("demo-1.0.data/scripts/tool")
