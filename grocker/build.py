@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from grocker import render
+from grocker import referrers, render, sbom, sbom_facts
 from grocker.config import ProjectConfig
 from grocker.engine import Container, Engine
 from grocker.errors import BuildError, EngineError, PushError
@@ -60,6 +60,8 @@ class BuildResult:
     image_id: str | None = None
     size: int | None = None
     hash: str | None = None
+    sbom: str | None = None
+    sbom_digest: str | None = None
     duration_seconds: float = 0.0
     reused: list[str] = field(default_factory=list)
 
@@ -71,7 +73,7 @@ class BuildResult:
             "runtime": self.runtime,
             "duration_seconds": round(self.duration_seconds, 1),
         }
-        for key in ("root_image", "compiler_image", "image_id", "size", "hash"):
+        for key in ("root_image", "compiler_image", "image_id", "size", "hash", "sbom", "sbom_digest"):
             value = getattr(self, key)
             if value is not None:
                 values[key] = value
@@ -98,6 +100,7 @@ def build(request: BuildRequest, engine: Engine) -> BuildResult:
         info = engine.image(image_id)
         result.image_id = image_id
         result.size = info.size if info else None
+    sbom_text = chain.write_sbom(lock) if config.sbom is not None else None
     if request.push and not has_registry(request.image_name):
         logger.warning(
             "Not pushing %s: its name has no registry or namespace (use --image-prefix or -n).", request.image_name
@@ -112,6 +115,8 @@ def build(request: BuildRequest, engine: Engine) -> BuildResult:
         with phase(f"push {request.image_name}") as note:
             result.hash = engine.push(request.image_name, chain.stream_line)
             note(result.hash)
+        if sbom_text is not None:
+            result.sbom_digest = chain.push_sbom(sbom_text, result.hash)
     result.duration_seconds = time.monotonic() - start
     _summary(result)
     if request.result_file is not None:
@@ -294,7 +299,11 @@ class _Chain:
                 labels=internal_labels(self.config, "compile"),
                 command=[f"{INPUT_DIR}/request.json"],
                 volumes={self.names.volume: (WHEELS_PATH, "rw")},
-                environment={"PIP_CONFIG_FILE": f"{INPUT_DIR}/pip.conf"},
+                environment={
+                    "PIP_CONFIG_FILE": f"{INPUT_DIR}/pip.conf",
+                    # Recorded with each wheel built here from an sdist, for the SBOM.
+                    "GROCKER_COMPILER_IMAGE_ID": self._id(self.names.compiler),
+                },
             ) as container:
                 container.put_files("/tmp", {f"grocker-input/{path}": content for path, content in files.items()})
                 status, lines = container.run(self.stream_line)
@@ -309,6 +318,10 @@ class _Chain:
         if lock.reused:
             self.result.reused.append(f"{len(lock.reused)} wheels")
         return lock
+
+    def _id(self, name: str) -> str:
+        info = self.engine.image(name)
+        return info.id if info else ""
 
     def _compile_inputs(self) -> dict[str, bytes]:
         release = self.request.release
@@ -423,6 +436,40 @@ class _Chain:
                 note(f"{len(cached)} cached layers")
                 self.result.reused.append(f"{len(cached)} cached layers")
         return image_id
+
+    def write_sbom(self, lock: Lock | None) -> str:
+        """Write the SBOM of the final image (from `lock`, else the volume's lock of the release)."""
+        path = self.config.sbom
+        assert path is not None  # the caller checks
+        release = self.request.release
+        with phase(f"write SBOM {path}") as note:
+            request = sbom_facts.SbomRequest(
+                image_name=self.request.image_name,
+                volume=self.names.volume,
+                lock_key=lock_key(release, self.config.pip_constraint),
+                lock=lock,
+                extras=release.extras,
+            )
+            facts = sbom_facts.collect(self.engine, self.config, request)
+            text = sbom.document(facts)
+            sbom_facts.write(path, text)
+            note(f"{len(facts.dependencies) + 1} Python distributions, {len(facts.packages)} system packages")
+        self.result.sbom = str(path)
+        return text
+
+    def push_sbom(self, text: str, image_digest: str) -> str:
+        """Push the SBOM next to the pushed image, as an artifact whose subject is the image."""
+        path = self.config.sbom
+        with phase("push SBOM") as note:
+            pushed = referrers.push_artifact(
+                self.request.image_name,
+                image_digest,
+                text.encode("utf-8"),
+                sbom.MEDIA_TYPE,
+                path.name if path else "sbom.cdx.json",
+            )
+            note(pushed.digest + (f" (referrers tag {pushed.fallback_tag})" if pushed.fallback_tag else ""))
+        return pushed.digest
 
     def _check_entrypoint(self, image_id: str) -> None:
         entrypoint = self.config.entrypoint_name

@@ -38,6 +38,7 @@ PROJECT_KEYS = (
     "docker_image_prefix",
     "image_base_name",
     "entrypoint_name",
+    "sbom",
 )
 KNOWN_KEYS = (*PROJECT_KEYS, "runtimes")
 DEPRECATED_KEYS = {"envs": "env"}
@@ -72,6 +73,7 @@ class ProjectConfig:
     image_prefix: str | None = None
     image_base_name: str | None = None
     entrypoint_name: str = "grocker-runner"
+    sbom: Path | None = None
     # Where each top-level value came from, for `-v` and error messages; not part of equality.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False, hash=False, repr=False)
@@ -176,9 +178,9 @@ def _check_layer(layer: Layer, warnings: list[str]) -> Layer:
 
 
 def _check_value(source: str, key: str, value: Any) -> None:
-    if value is None and key in ("pip_constraint", "docker_image_prefix", "image_base_name"):
+    if value is None and key in ("pip_constraint", "docker_image_prefix", "image_base_name", "sbom"):
         return
-    if key in ("runtime", "entrypoint_name", "pip_constraint", "docker_image_prefix", "image_base_name"):
+    if key in ("runtime", "entrypoint_name", "pip_constraint", "docker_image_prefix", "image_base_name", "sbom"):
         if not isinstance(value, str) or not value.strip():
             _fail(source, key, f"must be a non-empty string, got {_show(value)}")
         if key == "entrypoint_name" and not _ENTRYPOINT_RE.match(value):
@@ -367,6 +369,7 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
         image_prefix=(merged.get("docker_image_prefix") or None),
         image_base_name=(merged.get("image_base_name") or None),
         entrypoint_name=merged.get("entrypoint_name") or "grocker-runner",
+        sbom=Path(merged["sbom"]) if merged.get("sbom") else None,
         sources=dict(sources),
         warnings=tuple(warnings),
     )
@@ -412,9 +415,11 @@ def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, An
 
 
 def _absolute_constraint(values: dict[str, Any], base: Path) -> dict[str, Any]:
-    constraint = values.get("pip_constraint")
-    if isinstance(constraint, str) and constraint.strip():
-        values = dict(values, pip_constraint=str((base / Path(constraint).expanduser()).resolve()))
+    """Paths in a file (`pip_constraint`, `sbom`) are relative to that file's folder."""
+    for key in ("pip_constraint", "sbom"):
+        path = values.get(key)
+        if isinstance(path, str) and path.strip():
+            values = dict(values, **{key: str((base / Path(path).expanduser()).resolve())})
     return values
 
 

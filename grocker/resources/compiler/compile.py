@@ -18,9 +18,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 WHEELS = Path("/home/grocker/wheels")
 LOCKS = WHEELS / ".grocker" / "locks"
+# Where each wheel of the volume came from (for the SBOM): one JSON file per wheel, written
+# when the wheel is published, since a reused wheel's origin is only known by the build that added it.
+ORIGINS = WHEELS / ".grocker" / "origins"
+PIP_LOG = Path("/tmp/grocker-pip.log")
 RESULT_MARK = "GROCKER-RESULT:"
 
 
@@ -40,7 +45,9 @@ def main():
         application = find_application(request["name"], resolved)
         installer = ensure_installer(staging)
         replace = {application} if request.get("local") else set()
-        added, reused = publish(staging, replace)
+        staged = sorted(path.name for path in staging.glob("*.whl"))
+        origins = read_origins(staged, application if request.get("local") else None)
+        added, reused = publish(staging, replace, origins)
         lock = write_lock(request["lock"], application, resolved, installer)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -81,7 +88,8 @@ def pip(*args):
 
 
 def wheel(request, staging, offline):
-    command = pip("wheel", "--wheel-dir", str(staging), "--find-links", str(WHEELS))
+    # --log appends pip's debug log, which read_origins reads: both runs may add wheels.
+    command = pip("wheel", "--wheel-dir", str(staging), "--find-links", str(WHEELS), "--log", str(PIP_LOG))
     if offline:
         command += ["--no-index", "--quiet"]
     if request.get("constraint"):
@@ -103,16 +111,54 @@ def ensure_installer(staging):
     present = sorted(WHEELS.glob("pip-*.whl"), key=os.path.getmtime)
     if present:
         return present[-1].name
-    command = pip("download", "--no-deps", "--only-binary", ":all:", "--dest", str(staging), "pip")
+    command = pip("download", "--no-deps", "--only-binary", ":all:", "--dest", str(staging), "--log", str(PIP_LOG), "pip")
     if subprocess.call(command) != 0:
         raise SystemExit("grocker: could not download a pip wheel for the runner")
     return next(staging.glob("pip-*.whl")).name
 
 
-def publish(staging, replace):
+def read_origins(staged, local_application):
+    """Where each wheel pip put in staging came from, read from pip's log (pip wheel has no
+    --report): a "Created wheel for NAME: filename=FILE" line means built here from an sdist;
+    otherwise the "Found link URL (from INDEX-PAGE)" line of that file names its index. Both
+    messages have been stable in pip for years; a wheel matching neither is "unknown".
+    URLs lose their credentials, query and fragment."""
+    try:
+        log = PIP_LOG.read_text(errors="replace")
+    except FileNotFoundError:
+        log = ""
+    built = set(re.findall(r"Created wheel for \S+: filename=(\S+)", log))
+    links = {}
+    for url, page in re.findall(r"Found link (\S+) \(from (\S+?)\)", log):
+        links.setdefault(url_path_name(url), (public_url(url), public_url(page)))
+    origins = {}
+    for name in staged:
+        if name in built:
+            # The compiler image's ID, given by Grocker: which build environment made the wheel.
+            origins[name] = {"kind": "built", "compiler": os.environ.get("GROCKER_COMPILER_IMAGE_ID")}
+        elif name == local_application:
+            origins[name] = {"kind": "file"}
+        elif name in links and not links[name][0].startswith("file:"):
+            origins[name] = {"kind": "index", "url": links[name][0], "index": links[name][1]}
+        else:
+            origins[name] = {"kind": "unknown"}
+    return origins
+
+
+def url_path_name(url):
+    return urlsplit(url).path.rsplit("/", 1)[-1]
+
+
+def public_url(url):
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def publish(staging, replace, origins):
     """Link each new wheel into the volume under its final name; never overwrite a wheel
     another build may be reading, except the application's own when it comes from a local
-    file (same version, new content)."""
+    file (same version, new content). Record where each added wheel came from."""
     added, reused = [], []
     for path in sorted(staging.glob("*.whl")):
         final = WHEELS / path.name
@@ -122,10 +168,12 @@ def publish(staging, replace):
             else:
                 os.replace(path, final)
                 added.append(path.name)
+                write_json(ORIGINS / (path.name + ".json"), origins.get(path.name, {"kind": "unknown"}))
             continue
         try:
             os.link(path, final)
             added.append(path.name)
+            write_json(ORIGINS / (path.name + ".json"), origins.get(path.name, {"kind": "unknown"}))
         except FileExistsError:
             reused.append(path.name)
         os.chmod(final, 0o644)
@@ -134,19 +182,30 @@ def publish(staging, replace):
 
 def write_lock(key, application, resolved, installer):
     def entry(name):
-        return {"file": name, "sha256": sha256(WHEELS / name)}
+        # Wheels published before origins were recorded have none.
+        try:
+            origin = json.loads((ORIGINS / (name + ".json")).read_text())
+        except FileNotFoundError:
+            origin = {"kind": "unknown"}
+        return {"file": name, "sha256": sha256(WHEELS / name), "origin": origin}
 
     lock = {
         "application": entry(application),
         "dependencies": [entry(name) for name in resolved if name != application],
         "installer": entry(installer),
     }
-    fd, temporary = tempfile.mkstemp(dir=LOCKS, prefix=".lock-")
-    with os.fdopen(fd, "w") as stream:
-        json.dump(lock, stream, sort_keys=True)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, LOCKS / (key + ".json"))
+    write_json(LOCKS / (key + ".json"), lock)
     return lock
+
+
+def write_json(path, value):
+    """Write a JSON file atomically (a concurrent build reads either the old or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as stream:
+        json.dump(value, stream, sort_keys=True)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
 
 
 def normalize(name):
