@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from grocker import referrers, render, sbom, sbom_facts
+from grocker import render
 from grocker.config import ProjectConfig
 from grocker.engine import Container, Engine
 from grocker.errors import BuildError, EngineError, PushError
@@ -439,6 +439,10 @@ class _Chain:
 
     def write_sbom(self, lock: Lock | None) -> str:
         """Write the SBOM of the final image (from `lock`, else the volume's lock of the release)."""
+        # Imported here: cyclonedx-python-lib and oras (with jsonschema) take a noticeable time to
+        # import, and only a run with --sbom needs them.
+        from grocker import sbom, sbom_facts
+
         path = self.config.sbom
         assert path is not None  # the caller checks
         release = self.request.release
@@ -459,6 +463,8 @@ class _Chain:
 
     def push_sbom(self, text: str, image_digest: str) -> str:
         """Push the SBOM next to the pushed image, as an artifact whose subject is the image."""
+        from grocker import referrers, sbom  # see write_sbom
+
         path = self.config.sbom
         with phase("push SBOM") as note:
             pushed = referrers.push_artifact(

@@ -100,10 +100,13 @@ def test_sbom_matches_the_image_and_is_pushed_with_it(
     assert {ref.replace("%2B", "+").replace("%3A", ":") for ref in listed} == expected
     # The root component, the wheels' origins and the nested PEP 770 SBOM.
     root = document["metadata"]["component"]
-    assert (root["name"], root["version"], root["purl"]) == ("pure-app", "1.0.7", "pkg:pypi/pure-app@1.0.7")
+    name = canonicalize_name(wheel.name.split("-")[0])
+    assert (root["version"], root["purl"]) == ("1.0.7", f"pkg:pypi/{name}@1.0.7")
     assert root["hashes"][0]["content"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert _properties(root)["grocker:origin"] == "built from the local file given as RELEASE"
-    assert [item["name"] for item in root["components"]] == ["pure_app-1.0.7.dist-info/sboms/vendored.cdx.json"]
+    assert [item["name"] for item in root["components"]] == [
+        f"{wheel.name.split('-')[0]}-1.0.7.dist-info/sboms/vendored.cdx.json"
+    ]
     assert root["components"][0]["components"][0]["purl"] == "pkg:generic/vendored-lib@4.2"
     six = next(item for ref, item in _components(document).items() if ref.startswith("pkg:pypi/six@"))
     assert _properties(six)["grocker:origin"] == "downloaded from an index"
