@@ -439,14 +439,14 @@ class _Chain:
 
     def write_sbom(self, lock: Lock | None) -> str:
         """Write the SBOM of the final image (from `lock`, else the volume's lock of the release)."""
-        # Imported here: cyclonedx-python-lib and oras (with jsonschema) take a noticeable time to
-        # import, and only a run with --sbom needs them.
-        from grocker import sbom, sbom_facts
-
         path = self.config.sbom
         assert path is not None  # the caller checks
         release = self.request.release
         with phase(f"write SBOM {path}") as note:
+            # Imported here (and timed with the phase): cyclonedx-python-lib takes a noticeable
+            # time to import, and only a run with --sbom needs it; oras likewise in push_sbom.
+            from grocker import sbom, sbom_facts
+
             request = sbom_facts.SbomRequest(
                 image_name=self.request.image_name,
                 volume=self.names.volume,
