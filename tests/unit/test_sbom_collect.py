@@ -83,3 +83,17 @@ def test_lock_is_read_from_the_volume_when_not_given(
     result = json.loads(capsys.readouterr().out)
     assert result["lock"] == lock
     assert list(result["wheels"]) == ["demo_pkg-1.2-py3-none-any.whl"]
+
+
+def test_alpine_packages_are_read_from_the_apk_database(
+    collector: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "installed"
+    database.write_text("C:Q1abc=\nP:musl\nV:1.2.5-r10\nA:x86_64\nS:1\n\nC:Q1def=\nP:python3\nV:3.12.11-r0\nA:x86_64\n")
+    monkeypatch.setattr(collector, "APK_DATABASE", str(database))
+    monkeypatch.setattr(collector.shutil, "which", lambda _name: None)
+
+    assert collector.packages() == [
+        {"name": "musl", "version": "1.2.5-r10", "architecture": "x86_64"},
+        {"name": "python3", "version": "3.12.11-r0", "architecture": "x86_64"},
+    ]

@@ -17,6 +17,7 @@ import zipfile
 from email.parser import BytesHeaderParser
 
 WHEELS = "/home/grocker/wheels"
+APK_DATABASE = "/lib/apk/db/installed"
 SBOM_MAX = 4 * 1024 * 1024  # a PEP 770 SBOM larger than this is listed by its hash only
 
 
@@ -66,8 +67,8 @@ def packages():
         return found
     # Alpine: apk's database, one paragraph per package (P: name, V: version, A: architecture).
     found, current = [], {}
-    if os.path.exists("/lib/apk/db/installed"):
-        with open("/lib/apk/db/installed") as stream:
+    if os.path.exists(APK_DATABASE):
+        with open(APK_DATABASE) as stream:
             for line in list(stream) + [""]:
                 line = line.rstrip("\n")
                 if not line:
