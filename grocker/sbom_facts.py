@@ -25,7 +25,6 @@ from grocker.naming import internal_labels
 from grocker.sbom import Distribution, NestedSbom, SbomFacts, SystemPackage
 from grocker.wheels import WHEELS_PATH, Lock, WheelFile, parse_lock
 
-SCRIPT_DIR = "/tmp/grocker-sbom"
 # A wheel file name as pip writes it; anything else never reaches the container's command line.
 _WHEEL_RE = re.compile(r"[A-Za-z0-9_.+!-]+\.whl")
 _LOCK_KEY_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -67,16 +66,16 @@ def collect(engine: Engine, config: ProjectConfig, request: SbomRequest) -> Sbom
         raise BuildError(
             f"The lock key {request.lock_key!r} is not a file name. This key is made by Grocker; report it."
         )
-    script = resources.files("grocker").joinpath("resources/sbom/collect.py").read_bytes()
+    # The script goes in as `python -c` text, not copied in: one engine call fewer (time counts here).
+    script = resources.files("grocker").joinpath("resources/sbom/collect.py").read_text("utf-8")
     with engine.container(
         info.id,
         role="sbom",
         labels=internal_labels(config, "sbom"),
-        entrypoint=[config.runtime.python, f"{SCRIPT_DIR}/collect.py"],
+        entrypoint=[config.runtime.python, "-c", script],
         command=[json.dumps({"lock": request.lock_key, "files": files})],
         volumes={request.volume: (WHEELS_PATH, "ro")},
     ) as container:
-        container.put_files("/tmp", {"grocker-sbom/collect.py": script})
         status, lines = container.run(lambda _line: None)
     output = next((line for line in reversed(lines) if line.startswith("{")), None)
     if status != 0 or output is None:
