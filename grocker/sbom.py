@@ -183,8 +183,10 @@ def _licenses(dist: Distribution) -> list[License]:
     if dist.license_expression:
         return [factory.make_from_string(dist.license_expression, license_acknowledgement=declared)]
     # License is free text: a short one-line value names the licence; a full text says nothing usable.
-    if dist.license and "\n" not in dist.license.strip() and len(dist.license) <= 100:
-        return [factory.make_from_string(dist.license.strip(), license_acknowledgement=declared)]
+    # "UNKNOWN" is what old setuptools wrote when the field was not set.
+    text = (dist.license or "").strip()
+    if text and text.upper() != "UNKNOWN" and "\n" not in text and len(text) <= 100:
+        return [factory.make_from_string(text, license_acknowledgement=declared)]
     names = sorted(
         {c.split("::")[-1].strip() for c in dist.classifiers if c.startswith("License ::") and c.count("::") >= 2}
     )

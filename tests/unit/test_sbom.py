@@ -77,6 +77,7 @@ def _facts(**changes: object) -> SbomFacts:
                 ),
             ),
             Distribution("old-2.0-py3-none-any.whl", "9" * 64, name="old", license="Long text\nof a licence"),
+            Distribution("legacy-0.1-py3-none-any.whl", "8" * 64, name="legacy", license="UNKNOWN"),
         ),
         "packages": (
             SystemPackage("python3.13", "3.13.5-2", "amd64"),
@@ -112,6 +113,7 @@ def test_every_python_distribution_is_listed_with_its_purl() -> None:
 
     assert sbom.python_components(text) == [
         ("cryptography", "44.0.0"),
+        ("legacy", "0.1"),
         ("my-app", "1.0"),
         ("old", "2.0"),
         ("six", "1.16.0"),
@@ -160,6 +162,7 @@ def test_licences_from_metadata() -> None:
         {"license": {"name": "Apache Software License", "acknowledgement": "declared"}}
     ]
     assert "licenses" not in _component(text, "pkg:pypi/old@2.0")
+    assert "licenses" not in _component(text, "pkg:pypi/legacy@0.1")
 
 
 def test_system_packages_have_deb_purls() -> None:
