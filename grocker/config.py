@@ -400,6 +400,7 @@ def describe(config: ProjectConfig) -> list[tuple[str, str, str]]:
         ("docker_image_prefix", config.image_prefix or "", "docker_image_prefix"),
         ("image_base_name", config.image_base_name or "", "image_base_name"),
         ("entrypoint_name", config.entrypoint_name, "entrypoint_name"),
+        ("sbom", str(config.sbom or ""), "sbom"),
     ]
     return [(key, value, config.sources.get(source, DEFAULTS_SOURCE)) for key, value, source in rows]
 
