@@ -19,7 +19,7 @@ from typing import Any
 
 from grocker.config import ProjectConfig
 from grocker.engine import Engine
-from grocker.errors import BuildError
+from grocker.errors import BuildError, UsageError
 from grocker.log import tail
 from grocker.naming import internal_labels
 from grocker.sbom import Distribution, NestedSbom, SbomFacts, SystemPackage
@@ -99,8 +99,14 @@ def collect(engine: Engine, config: ProjectConfig, request: SbomRequest) -> Sbom
 
 def write(path: Path, text: str) -> None:
     """Write the SBOM file, creating its folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, "utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+    except OSError as err:
+        raise UsageError(
+            f"Writing the SBOM to {path} failed because {err.strerror or err}. Give --sbom (or `sbom` in "
+            "the configuration) a file path in a folder you can write to."
+        ) from err
 
 
 def _facts(

@@ -9,8 +9,8 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from grocker import api, sbom
-from grocker.errors import ConfigError
+from grocker import api, sbom, sbom_facts
+from grocker.errors import ConfigError, UsageError
 from grocker.sbom import Distribution, NestedSbom, SbomFacts, SystemPackage
 from grocker.wheels import Origin
 
@@ -222,3 +222,10 @@ def test_sbom_key_must_be_a_path(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="`sbom` must be a non-empty string"):
         api.load_config([tmp_path / "grocker.yml"], cwd=tmp_path)
+
+
+def test_unwritable_sbom_path_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+
+    with pytest.raises(UsageError, match=r"Writing the SBOM to .* failed because .* Give --sbom"):
+        sbom_facts.write(tmp_path / "file" / "sbom.json", "{}")
