@@ -1,10 +1,13 @@
 """Push a file to a registry as an OCI artifact whose `subject` is an image: its SBOM.
 
-oras-py (the `oras` package) does the registry talk: credentials from the Docker config,
-token auth, blob uploads. Its `push()` can set a subject but always builds the manifest
-itself, without `artifactType` and with its own JSON bytes, and it knows nothing of the
-referrers tag schema. So this module writes the manifest and the referrers index against the
-OCI distribution spec 1.1 and sends them with oras-py's authenticated `do_request`:
+oras-py (the `oras` package) parses the reference and does the registry's authentication:
+credentials from the Docker config (`docker login`), basic or token auth on a 401 challenge.
+Its `push()` can set a subject but always builds the manifest itself, without `artifactType`
+and with its own JSON bytes, knows nothing of the referrers tag schema, and its requests retry
+for about two minutes with no timeout, so an unreachable registry would hang the build. So
+this module writes the manifest and the referrers index against the OCI distribution spec 1.1
+and sends them, and the blobs (monolithic upload: POST then PUT), through oras-py's
+authenticating request function without its retry loop, with a timeout:
 
 1. the SBOM blob and the empty config blob (`application/vnd.oci.empty.v1+json`);
 2. an image manifest with `artifactType: application/vnd.cyclonedx+json` and `subject` =
@@ -21,10 +24,9 @@ import hashlib
 import ipaddress
 import json
 import re
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urljoin
 
 import oras.container
 import oras.provider
@@ -37,6 +39,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 EMPTY_CONTENT = b"{}"
 TITLE = "org.opencontainers.image.title"
+TIMEOUT = 60  # seconds per request
 _MANIFEST_TYPES = (
     OCI_MANIFEST,
     OCI_INDEX,
@@ -92,25 +95,22 @@ def push_artifact(image: str, subject_digest: str, content: bytes, artifact_type
         container = oras.container.Container(image)
     except (ValueError, AttributeError) as err:
         raise PushError(f"The SBOM cannot be pushed because {image!r} is not a registry reference: {err}.") from err
-    registry = oras.provider.Registry(hostname=container.registry, insecure=is_loopback(container.registry))
-    registry.auth.load_configs(container)
-    scheme = registry.prefix
-    base = f"{scheme}://{container.registry}/v2/{container.api_prefix}"
+    registry = _Registry(container)
     try:
-        subject = _subject(registry, base, subject_digest)
+        subject = _subject(registry, subject_digest)
         for media_type, blob in ((EMPTY_CONFIG, EMPTY_CONTENT), (artifact_type, content)):
-            _upload_blob(registry, container, media_type, blob)
+            _upload_blob(registry, media_type, blob)
         manifest = artifact_manifest(artifact_type, content, title, subject)
         digest = _digest(manifest)
-        response = _put(registry, f"{base}/manifests/{digest}", manifest, OCI_MANIFEST, "the SBOM's manifest")
+        response = _put(registry, f"manifests/{digest}", manifest, OCI_MANIFEST, "the SBOM's manifest")
         if response.headers.get("OCI-Subject"):
             return Pushed(digest, None)  # the registry indexes referrers itself
         tag = fallback_tag(subject_digest)
-        current = registry.do_request(f"{base}/manifests/{tag}", "GET", headers={"Accept": OCI_INDEX})
+        current = registry.request("GET", f"manifests/{tag}", headers={"Accept": OCI_INDEX})
         if current.status_code not in (200, 404):
             raise PushError(f"Reading the referrers index {tag} of {image} failed: HTTP {current.status_code}.")
         index = add_referrer(current.content if current.status_code == 200 else None, manifest, artifact_type)
-        _put(registry, f"{base}/manifests/{tag}", index, OCI_INDEX, f"the referrers index {tag}")
+        _put(registry, f"manifests/{tag}", index, OCI_INDEX, f"the referrers index {tag}")
         return Pushed(digest, tag)
     except (requests.RequestException, ValueError, OSError) as err:
         # oras-py raises ValueError when the registry asks for credentials it cannot give.
@@ -118,6 +118,31 @@ def push_artifact(image: str, subject_digest: str, content: bytes, artifact_type
             f"The push of the SBOM of {image} failed: {err}. Check that the registry is reachable and "
             "that you are logged in to it (`docker login`, read from ~/.docker/config.json) with the right to push."
         ) from err
+
+
+class _Registry:
+    """One repository of a registry, spoken to through oras-py's authentication."""
+
+    def __init__(self, container: Any) -> None:
+        self.oras = oras.provider.Registry(hostname=container.registry, insecure=is_loopback(container.registry))
+        self.oras.auth.load_configs(container)
+        self.base = f"{self.oras.prefix}://{container.registry}/v2/{container.api_prefix}/"
+        session = self.oras.session
+        plain = session.request
+
+        def with_timeout(method: str, url: str, **kwargs: Any) -> requests.Response:
+            kwargs.setdefault("timeout", TIMEOUT)
+            response: requests.Response = plain(method, url, **kwargs)
+            return response
+
+        session.request = with_timeout
+        # do_request without oras-py's retry decorator (functools.wraps keeps the function it wraps).
+        self._request = getattr(type(self.oras).do_request, "__wrapped__", type(self.oras).do_request)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A request to `path` under the repository (or an absolute URL), authenticated."""
+        response: requests.Response = self._request(self.oras, urljoin(self.base, path), method, **kwargs)
+        return response
 
 
 def is_loopback(registry: str) -> bool:
@@ -133,8 +158,8 @@ def is_loopback(registry: str) -> bool:
     return False
 
 
-def _subject(registry: oras.provider.Registry, base: str, digest: str) -> dict[str, Any]:
-    response = registry.do_request(f"{base}/manifests/{digest}", "GET", headers={"Accept": ", ".join(_MANIFEST_TYPES)})
+def _subject(registry: _Registry, digest: str) -> dict[str, Any]:
+    response = registry.request("GET", f"manifests/{digest}", headers={"Accept": ", ".join(_MANIFEST_TYPES)})
     if response.status_code != 200:
         raise PushError(
             f"The SBOM cannot be pushed because the registry does not have the image manifest {digest} "
@@ -146,20 +171,28 @@ def _subject(registry: oras.provider.Registry, base: str, digest: str) -> dict[s
     return {"mediaType": media_type, "digest": digest, "size": len(response.content)}
 
 
-def _upload_blob(
-    registry: oras.provider.Registry, container: oras.container.Container, media_type: str, blob: bytes
-) -> None:
-    layer = descriptor(media_type, blob)
-    with tempfile.TemporaryDirectory(prefix="grocker-sbom-") as folder:
-        path = Path(folder) / "blob"
-        path.write_bytes(blob)
-        response = registry.upload_blob(str(path), container, layer)
-    if response.status_code not in (200, 201, 202):
-        raise PushError(f"The registry refused a blob of the SBOM (HTTP {response.status_code}): {response.text[:200]}")
+def _upload_blob(registry: _Registry, media_type: str, blob: bytes) -> None:
+    """Upload a blob the repository does not have yet (the spec's monolithic upload)."""
+    digest = _digest(blob)
+    if registry.request("HEAD", f"blobs/{digest}").status_code == 200:
+        return
+    started = registry.request("POST", "blobs/uploads/")
+    location = started.headers.get("Location")
+    if started.status_code != 202 or not location:
+        raise PushError(f"The registry refused to start a blob upload of the SBOM (HTTP {started.status_code}).")
+    separator = "&" if "?" in location else "?"
+    response = registry.request(
+        "PUT",
+        location + separator + urlencode({"digest": digest}),
+        data=blob,
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(blob))},
+    )
+    if response.status_code != 201:
+        raise PushError(f"The registry refused a blob of the SBOM (HTTP {response.status_code}).")
 
 
-def _put(registry: oras.provider.Registry, url: str, body: bytes, media_type: str, what: str) -> requests.Response:
-    response: requests.Response = registry.do_request(url, "PUT", data=body, headers={"Content-Type": media_type})
+def _put(registry: _Registry, path: str, body: bytes, media_type: str, what: str) -> requests.Response:
+    response = registry.request("PUT", path, data=body, headers={"Content-Type": media_type})
     if response.status_code not in (200, 201):
         raise PushError(
             f"The registry refused {what} (HTTP {response.status_code}): {response.text[:300].strip()}. "

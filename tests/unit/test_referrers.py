@@ -8,6 +8,7 @@ import json
 import pytest
 
 from grocker import referrers
+from grocker.errors import PushError
 
 SUBJECT = {
     "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -90,3 +91,10 @@ def test_referrers_index_keeps_other_referrers() -> None:
 )
 def test_only_loopback_registries_are_spoken_to_over_http(registry: str, loopback: bool) -> None:
     assert referrers.is_loopback(registry) is loopback
+
+
+def test_unreachable_registry_is_a_push_error() -> None:
+    with pytest.raises(PushError, match=r"The push of the SBOM of 127\.0\.0\.1:9/team/app:1 failed") as caught:
+        referrers.push_artifact("127.0.0.1:9/team/app:1", "sha256:" + "9" * 64, b"{}", "application/json", "x.json")
+
+    assert caught.value.exit_code == 6
