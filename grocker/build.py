@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from grocker import render
+from grocker import render, sbom_step
 from grocker.config import ProjectConfig
 from grocker.engine import Container, Engine
 from grocker.errors import BuildError, EngineError, PushError
@@ -100,7 +100,10 @@ def build(request: BuildRequest, engine: Engine) -> BuildResult:
         info = engine.image(image_id)
         result.image_id = image_id
         result.size = info.size if info else None
-    sbom_text = chain.write_sbom(lock) if config.sbom is not None else None
+    sbom_text = None
+    if config.sbom is not None:
+        sbom_text = sbom_step.write(engine, config, request.image_name, request.release, names.volume, lock)
+        result.sbom = str(config.sbom)
     if request.push and not has_registry(request.image_name):
         logger.warning(
             "Not pushing %s: its name has no registry or namespace (use --image-prefix or -n).", request.image_name
@@ -116,7 +119,7 @@ def build(request: BuildRequest, engine: Engine) -> BuildResult:
             result.hash = engine.push(request.image_name, chain.stream_line)
             note(result.hash)
         if sbom_text is not None:
-            result.sbom_digest = chain.push_sbom(sbom_text, result.hash)
+            result.sbom_digest = sbom_step.push(config, request.image_name, result.hash, sbom_text)
     result.duration_seconds = time.monotonic() - start
     _summary(result)
     if request.result_file is not None:
@@ -436,46 +439,6 @@ class _Chain:
                 note(f"{len(cached)} cached layers")
                 self.result.reused.append(f"{len(cached)} cached layers")
         return image_id
-
-    def write_sbom(self, lock: Lock | None) -> str:
-        """Write the SBOM of the final image (from `lock`, else the volume's lock of the release)."""
-        path = self.config.sbom
-        assert path is not None  # the caller checks
-        release = self.request.release
-        with phase(f"write SBOM {path}") as note:
-            # Imported here (and timed with the phase): cyclonedx-python-lib takes a noticeable
-            # time to import, and only a run with --sbom needs it; oras likewise in push_sbom.
-            from grocker import sbom, sbom_facts
-
-            request = sbom_facts.SbomRequest(
-                image_name=self.request.image_name,
-                volume=self.names.volume,
-                lock_key=lock_key(release, self.config.pip_constraint),
-                lock=lock,
-                extras=release.extras,
-            )
-            facts = sbom_facts.collect(self.engine, self.config, request)
-            text = sbom.document(facts)
-            sbom_facts.write(path, text)
-            note(f"{len(facts.dependencies) + 1} Python distributions, {len(facts.packages)} system packages")
-        self.result.sbom = str(path)
-        return text
-
-    def push_sbom(self, text: str, image_digest: str) -> str:
-        """Push the SBOM next to the pushed image, as an artifact whose subject is the image."""
-        from grocker import referrers, sbom  # see write_sbom
-
-        path = self.config.sbom
-        with phase("push SBOM") as note:
-            pushed = referrers.push_artifact(
-                self.request.image_name,
-                image_digest,
-                text.encode("utf-8"),
-                sbom.MEDIA_TYPE,
-                path.name if path else "sbom.cdx.json",
-            )
-            note(pushed.digest + (f" (referrers tag {pushed.fallback_tag})" if pushed.fallback_tag else ""))
-        return pushed.digest
 
     def _check_entrypoint(self, image_id: str) -> None:
         entrypoint = self.config.entrypoint_name
