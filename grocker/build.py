@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from grocker import render
+from grocker import render, sbom_step
 from grocker.chain import abi, images, push, runner, wheelhouse
 from grocker.chain.session import BuildRequest, BuildResult, Session
 from grocker.labels import COMPILER
@@ -46,8 +46,14 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
         info = engine.image(image_id)
         result.image_id = image_id
         result.size = info.size if info else None
+    sbom_text = None
+    if config.sbom is not None:
+        sbom_text = sbom_step.write(engine, config, request.image_name, request.release, names.volume, lock)
+        result.sbom = str(config.sbom)
     if request.push:
         result.hash = push.push(session)
+        if sbom_text is not None and result.hash is not None:
+            result.sbom_digest = sbom_step.push(config, request.image_name, result.hash, sbom_text)
     result.duration_seconds = time.monotonic() - start
     _summary(result)
     if request.result_file is not None:

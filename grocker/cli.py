@@ -110,6 +110,12 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="yaml file where results (image name, ...) are written",
 )
 @click.option(
+    "--sbom",
+    metavar="<filename>",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write a CycloneDX JSON SBOM of the image there (and push it with the image)",
+)
+@click.option(
     "--build-dependencies/--no-build-dependencies", default=True, show_default=True, help="build the dependencies"
 )
 @click.option("--build-image/--no-build-image", default=True, show_default=True, help="build the docker image")
@@ -195,6 +201,7 @@ def _overrides(options: dict[str, Any]) -> dict[str, Any]:
         "volumes": list(options["volumes"]) or None,
         "ports": list(options["ports"]) or None,
         "env": parse_env_options(options["env"]) or None,
+        "sbom": str(options["sbom"].resolve()) if options["sbom"] else None,
     }
     return {key: value for key, value in values.items() if value is not None}
 

@@ -42,6 +42,7 @@ PROJECT_KEYS = (
     "docker_image_prefix",
     "image_base_name",
     "entrypoint_name",
+    "sbom",
 )
 KNOWN_KEYS = (*PROJECT_KEYS, "runtimes")
 DEPRECATED_KEYS = {"envs": "env"}
@@ -100,6 +101,7 @@ class ProjectConfig:
     image_prefix: str | None = None
     image_base_name: str | None = None
     entrypoint_name: str = "grocker-runner"
+    sbom: Path | None = None
     # Where each top-level value came from, for `-v` and error messages; not part of equality.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False, hash=False, repr=False)
@@ -347,9 +349,9 @@ def _check_layer(layer: Layer, warnings: list[str]) -> Layer:
 
 
 def _check_value(source: str, key: str, value: Any) -> None:
-    if value is None and key in ("pip_constraint", "docker_image_prefix", "image_base_name"):
+    if value is None and key in ("pip_constraint", "docker_image_prefix", "image_base_name", "sbom"):
         return
-    if key in ("runtime", "entrypoint_name", "pip_constraint", "docker_image_prefix", "image_base_name"):
+    if key in ("runtime", "entrypoint_name", "pip_constraint", "docker_image_prefix", "image_base_name", "sbom"):
         if not isinstance(value, str) or not value.strip():
             _fail(source, key, f"must be a non-empty string, got {_show(value)}")
         if key == "runtime" and (len(value) > 100 or not _RUNTIME_NAME_RE.fullmatch(value)):
@@ -598,6 +600,7 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
         image_prefix=(merged.get("docker_image_prefix") or None),
         image_base_name=(merged.get("image_base_name") or None),
         entrypoint_name=merged.get("entrypoint_name") or "grocker-runner",
+        sbom=Path(merged["sbom"]) if merged.get("sbom") else None,
         sources=dict(sources),
         warnings=tuple(warnings),
     )
@@ -649,6 +652,7 @@ def describe(config: ProjectConfig) -> list[tuple[str, str, str]]:
         ("docker_image_prefix", config.image_prefix or "", "docker_image_prefix"),
         ("image_base_name", config.image_base_name or "", "image_base_name"),
         ("entrypoint_name", config.entrypoint_name, "entrypoint_name"),
+        ("sbom", str(config.sbom or ""), "sbom"),
     ]
     return [(key, value, config.sources.get(source, DEFAULTS_SOURCE)) for key, value, source in rows]
 
@@ -664,32 +668,35 @@ def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, An
 
 
 def _absolute_constraint(values: dict[str, Any], config_path: Path) -> dict[str, Any]:
-    """Make a file's `pip_constraint` absolute, refusing one outside the file's directory.
+    """Make a file's paths (`pip_constraint`, `sbom`) absolute, refusing any outside the file's directory.
 
-    The constraint file is sent into the compile container: a shared `.grocker.yml` must not be
-    able to send `~/.netrc` there (`../../.netrc`, an absolute path, or a symlink pointing out).
-    A path given on the command line is the user's own choice and is not limited.
+    The constraint file is sent into the compile container, and the SBOM is written: a shared
+    `.grocker.yml` must neither send `~/.netrc` there nor overwrite a file elsewhere (`../../.netrc`,
+    an absolute path, or a symlink pointing out). A path given on the command line is the user's
+    own choice and is not limited.
     """
-    constraint = values.get("pip_constraint")
-    if not isinstance(constraint, str) or not constraint.strip():
-        return values
     source = str(config_path)
-    try:
-        base = config_path.parent.resolve()
-        resolved = (base / Path(constraint).expanduser()).resolve()
-    except (OSError, RuntimeError, ValueError) as err:
-        # RuntimeError: a symlink loop (before Python 3.13); ValueError: a NUL character.
-        problem = err.strerror if isinstance(err, OSError) and err.strerror else cut(str(err), 80)
-        _fail(source, "pip_constraint", f"names {shown(constraint)}, which cannot be resolved ({problem})")
-    if not resolved.is_relative_to(base):
-        _fail(
-            source,
-            "pip_constraint",
-            f"names {shown(constraint)}, which is outside the directory of this file ({cut(str(base))}); "
-            "a config file may only name a constraint file beside it or below it. Move the file there, "
-            "or give it on the command line with --pip-constraint",
-        )
-    return dict(values, pip_constraint=str(resolved))
+    for key, option in (("pip_constraint", "--pip-constraint"), ("sbom", "--sbom")):
+        value = values.get(key)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        try:
+            base = config_path.parent.resolve()
+            resolved = (base / Path(value).expanduser()).resolve()
+        except (OSError, RuntimeError, ValueError) as err:
+            # RuntimeError: a symlink loop (before Python 3.13); ValueError: a NUL character.
+            problem = err.strerror if isinstance(err, OSError) and err.strerror else cut(str(err), 80)
+            _fail(source, key, f"names {shown(value)}, which cannot be resolved ({problem})")
+        if not resolved.is_relative_to(base):
+            _fail(
+                source,
+                key,
+                f"names {shown(value)}, which is outside the directory of this file ({cut(str(base))}); "
+                f"a config file may only name a file beside it or below it. Move the file there, "
+                f"or give it on the command line with {option}",
+            )
+        values = dict(values, **{key: str(resolved)})
+    return values
 
 
 def _fail(source: str, key: str, problem: str) -> Any:

@@ -24,6 +24,7 @@ Role = Literal[
     "abi-cache",
     "abi-check",
     "abi-suggest",
+    "sbom",
 ]
 """The value of ROLE_LABEL: an image's, the wheel volume's, or a container's that Grocker runs."""
 
@@ -50,6 +51,8 @@ ABI_CHECK: Final = "abi-check"
 """The container of the root image that checks the lock's wheels (ABI gate)."""
 ABI_SUGGEST: Final = "abi-suggest"
 """The container of the compiler image that says which package provides a missing library."""
+SBOM: Final = "sbom"
+"""The container of the runner image that reads its package database and its wheels' metadata."""
 NETWORK: Final = "network"
 """The internal network one build's wheel server and runner steps share."""
 MUTEX: Final = "lock"

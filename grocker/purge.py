@@ -31,7 +31,16 @@ from grocker.protocol import ContainerInfo, ImageInfo, PurgeEngine
 
 # Roles that only Grocker gives to the containers it runs (the chain).
 OWN_CONTAINER_ROLES = frozenset(
-    {keys.COMPILE, keys.PUBLISH, keys.BUILD_SDIST, keys.CHECK, keys.MUTEX, keys.ABI_CHECK, keys.ABI_SUGGEST}
+    {
+        keys.COMPILE,
+        keys.PUBLISH,
+        keys.BUILD_SDIST,
+        keys.CHECK,
+        keys.MUTEX,
+        keys.ABI_CHECK,
+        keys.ABI_SUGGEST,
+        keys.SBOM,
+    }
 )
 # Volumes of a configuration, purged with it by version.
 _VERSIONED_VOLUMES = frozenset({WHEEL_VOLUME, keys.ABI_CACHE})

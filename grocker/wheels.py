@@ -25,11 +25,28 @@ SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a wheel of the volume came from, as the compile step recorded it.
+
+    `kind` is "index" (downloaded: `url` is the file's and `index` the project page's, both
+    without credentials), "built" (compiled here from an sdist), "file" (the local file given
+    as RELEASE) or "unknown" (a wheel published before Grocker recorded origins). `compiler` is
+    the ID of the compiler image that built a "built" wheel.
+    """
+
+    kind: str = "unknown"
+    url: str | None = None
+    index: str | None = None
+    compiler: str | None = None
+
+
+@dataclass(frozen=True)
 class WheelFile:
-    """One wheel of the volume and the SHA-256 of its content."""
+    """One wheel of the volume, the SHA-256 of its content and where it came from."""
 
     file: str
     sha256: str
+    origin: Origin = Origin()
 
 
 @dataclass(frozen=True)
@@ -63,17 +80,31 @@ def parse_lock(data: Mapping[str, Any]) -> WheelLock:
     """Build a WheelLock from the compile script's JSON, refusing anything malformed."""
     try:
         return WheelLock(
-            application=WheelFile(**data["application"]),
-            dependencies=tuple(WheelFile(**item) for item in data["dependencies"]),
-            installer=WheelFile(**data["installer"]),
+            application=_wheel_file(data["application"]),
+            dependencies=tuple(_wheel_file(item) for item in data["dependencies"]),
+            installer=_wheel_file(data["installer"]),
             added=tuple(data.get("added", ())),
             reused=tuple(data.get("reused", ())),
         )
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, AttributeError) as err:
         raise BuildError(
             f"The wheel lock written by the compile step is malformed ({err}). Run the build "
             "again with --build-dependencies to rewrite it."
         ) from err
+
+
+def _wheel_file(item: Mapping[str, Any]) -> WheelFile:
+    origin = item.get("origin") or {}
+    return WheelFile(
+        file=item["file"],
+        sha256=item["sha256"],
+        origin=Origin(
+            kind=origin.get("kind", "unknown"),
+            url=origin.get("url"),
+            index=origin.get("index"),
+            compiler=origin.get("compiler"),
+        ),
+    )
 
 
 def _file_digest(path: Path) -> str:

@@ -40,6 +40,8 @@ class BuildResult:
     image_id: str | None = None
     size: int | None = None
     hash: str | None = None
+    sbom: str | None = None
+    sbom_digest: str | None = None
     duration_seconds: float = 0.0
     reused: list[str] = field(default_factory=list)
 
@@ -51,7 +53,7 @@ class BuildResult:
             "runtime": self.runtime,
             "duration_seconds": round(self.duration_seconds, 1),
         }
-        for key in ("root_image", "compiler_image", "image_id", "size", "hash"):
+        for key in ("root_image", "compiler_image", "image_id", "size", "hash", "sbom", "sbom_digest"):
             value = getattr(self, key)
             if value is not None:
                 values[key] = value

@@ -341,7 +341,9 @@ class _Wheelhouse:
 
     def _publish(self, request: Mapping[str, Any], outboxes: Sequence[str]) -> PublishResult:
         """Run the publisher once: the wheel volume read-write, outboxes read-only."""
-        content = {**self.settings, **request}
+        compiler = self.engine.image(self.names.compiler)
+        # Recorded with each wheel built here from an sdist, for the SBOM.
+        content = {**self.settings, **request, "compiler_image": compiler.id if compiler else None}
         volumes = {self.names.volume: (layout.COMPILE_MOUNT, "rw")}
         volumes.update({outbox: (f"/outbox/{index}", "ro") for index, outbox in enumerate(outboxes)})
         entrypoint = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]

@@ -144,6 +144,7 @@ def test_configuration_reference_names_the_options(reference: ModuleType) -> Non
         "docker_image_prefix": "--image-prefix",
         "image_base_name": "--image-base-name",
         "entrypoint_name": "-e, --entrypoint",
+        "sbom": "--sbom",
     }
 
 

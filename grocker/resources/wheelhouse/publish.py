@@ -35,6 +35,8 @@ WHEELS = Path("/home/grocker/wheels")
 STATE = WHEELS / ".grocker"
 LOCKS = STATE / "locks"
 RECORDS = STATE / "sha256"
+# Where each published wheel came from (for the SBOM), written by the publisher that added it.
+ORIGINS = STATE / "origins"
 TEMPORARY = STATE / "tmp"
 QUARANTINE = STATE / "quarantine"
 SDISTS = Path("/tmp/grocker-sdists")
@@ -56,7 +58,7 @@ class PublishError(Exception):
 def main():
     with open(sys.argv[1]) as stream:
         request = json.load(stream)
-    for folder in (LOCKS, RECORDS, TEMPORARY, QUARANTINE):
+    for folder in (LOCKS, RECORDS, ORIGINS, TEMPORARY, QUARANTINE):
         folder.mkdir(parents=True, exist_ok=True)
     clean_temporary()
     publisher = Publisher(request)
@@ -113,6 +115,30 @@ def write_record(filename, digest):
         stream.write(digest + "\n")
     os.chmod(temporary, 0o644)
     os.replace(temporary, RECORDS / filename)
+
+
+def public_url(url):
+    """`url` without its credentials, query or fragment: what may be written in an SBOM."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def origin_of(filename):
+    try:
+        return json.loads((ORIGINS / filename).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_origin(filename, origin):
+    fd, temporary = tempfile.mkstemp(dir=TEMPORARY, prefix=".origin-")
+    with os.fdopen(fd, "w") as stream:
+        json.dump(origin, stream, sort_keys=True)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, ORIGINS / filename)
 
 
 def clean_temporary():
@@ -331,7 +357,10 @@ class Publisher:
                     f"{filename} downloaded from {index.url} has SHA-256 {actual}, not the {digest} the index publishes"
                 )
             if filename.endswith(".whl"):
-                self.wheels[normalize(name)] = self.publish(temporary, filename, actual, replace_unrecorded=True)
+                origin = {"kind": "index", "url": public_url(url), "index": public_url(index.url)}
+                self.wheels[normalize(name)] = self.publish(
+                    temporary, filename, actual, replace_unrecorded=True, origin=origin
+                )
             else:
                 SDISTS.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(temporary, SDISTS / filename)
@@ -378,7 +407,9 @@ class Publisher:
             raise PublishError(f"the application's file {filename!r} is not a wheel of {item['name']} {item['version']}")
         temporary, actual = write_temporary(file_chunks(item["path"]))
         try:
-            self.wheels[normalize(item["name"])] = self.publish(temporary, filename, actual, replace=True)
+            self.wheels[normalize(item["name"])] = self.publish(
+                temporary, filename, actual, replace=True, origin={"kind": "file"}
+            )
         finally:
             temporary.unlink(missing_ok=True)
 
@@ -404,8 +435,11 @@ class Publisher:
         filename = accepted[0]
         temporary, actual = write_temporary(file_chunks(folder / filename))
         try:
+            replace = bool(outbox.get("replace"))
+            # A local RELEASE's sdist is the user's own file; any other sdist came from an index.
+            origin = {"kind": "file"} if replace else {"kind": "built", "compiler": self.request.get("compiler_image")}
             self.wheels[normalize(name)] = self.publish(
-                temporary, filename, actual, replace=bool(outbox.get("replace")), replace_unrecorded=True
+                temporary, filename, actual, replace=replace, replace_unrecorded=True, origin=origin
             )
         finally:
             temporary.unlink(missing_ok=True)
@@ -432,7 +466,7 @@ class Publisher:
 
     # Publishing
 
-    def publish(self, temporary, filename, digest, replace=False, replace_unrecorded=False):
+    def publish(self, temporary, filename, digest, replace=False, replace_unrecorded=False, origin=None):
         """Link a checked temporary file into place under `filename`; return the name used.
 
         When the name exists already, the existing file stays if a publisher recorded it (it was
@@ -446,16 +480,14 @@ class Publisher:
             return filename
         if replace:
             os.replace(temporary, final)
-            write_record(filename, digest)
-            self.added.append(filename)
+            self.record(filename, digest, origin)
             return filename
         try:
             os.link(temporary, final)
         except FileExistsError:
             pass
         else:
-            write_record(filename, digest)
-            self.added.append(filename)
+            self.record(filename, digest, origin)
             return filename
         recorded = record_of(filename)
         if recorded is None:
@@ -469,13 +501,19 @@ class Publisher:
                 self.warnings.append(f"{filename} in the wheel volume had no publisher record and other content: quarantined")
                 os.replace(final, QUARANTINE / f"{int(time.time())}-{os.getpid()}-{filename}")
                 os.link(temporary, final)
-                write_record(filename, digest)
-                self.added.append(filename)
+                self.record(filename, digest, origin)
                 return filename
             else:
                 raise PublishError(f"{filename} in the wheel volume has no publisher record and other content")
         self.reused.append(filename)
         return filename
+
+    def record(self, filename, digest, origin):
+        """A file this publisher added: its SHA-256 and where it came from."""
+        if origin is not None:
+            write_origin(filename, origin)
+        write_record(filename, digest)
+        self.added.append(filename)
 
     def write_lock(self, lock):
         """The lock of this release: every wheel with its SHA-256, computed here."""
@@ -483,7 +521,11 @@ class Publisher:
         def entry(filename):
             if not WHEEL_RE.fullmatch(filename):
                 raise PublishError(f"refusing to lock {filename!r}: not a wheel file name")
-            return {"file": filename, "sha256": sha256_of(WHEELS / filename)}
+            found = {"file": filename, "sha256": sha256_of(WHEELS / filename)}
+            origin = origin_of(filename)
+            if origin is not None:
+                found["origin"] = origin
+            return found
 
         application = normalize(lock["application"])
         names = [normalize(name) for name in lock["names"]]

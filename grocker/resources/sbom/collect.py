@@ -1,0 +1,114 @@
+"""Grocker's SBOM collector: runs in a short container of the runner image, wheel volume read-only.
+
+Input: argv[1], a JSON request {"lock": KEY, "files": [wheel file names] or null}. With no files,
+the lock named KEY is read from the volume and returned. Output: one JSON line with the
+distribution's release (os-release), its package database, and for each wheel the few
+metadata fields and PEP 770 SBOMs the SBOM needs: wheels are read in place (their central
+directory, METADATA and .dist-info/sboms/ only), so nothing large leaves the engine.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from email.parser import BytesHeaderParser
+
+WHEELS = "/home/grocker/wheels"
+APK_DATABASE = "/lib/apk/db/installed"
+SBOM_MAX = 4 * 1024 * 1024  # a PEP 770 SBOM larger than this is listed by its hash only
+
+
+def main():
+    request = json.loads(sys.argv[1])
+    result = {"os": os_release(), "packages": packages()}
+    files = request.get("files")
+    if files is None:
+        path = os.path.join(WHEELS, ".grocker", "locks", request["lock"] + ".json")
+        if not os.path.exists(path):
+            print(json.dumps(result))
+            return 0
+        with open(path) as stream:
+            result["lock"] = json.load(stream)
+        lock = result["lock"]
+        files = [lock["application"]["file"]] + [item["file"] for item in lock["dependencies"]]
+    result["wheels"] = {name: wheel(os.path.join(WHEELS, name)) for name in files}
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def os_release():
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        if os.path.exists(path):
+            values = {}
+            with open(path) as stream:
+                for line in stream:
+                    key, _, value = line.strip().partition("=")
+                    values[key] = value.strip().strip("\"'")
+            return {"id": values.get("ID", ""), "version_id": values.get("VERSION_ID") or values.get("VERSION_CODENAME", "")}
+    return {"id": "", "version_id": ""}
+
+
+def packages():
+    if shutil.which("dpkg-query"):
+        output = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Package}\\t${Version}\\t${Architecture}\\t${db:Status-Abbrev}\\n"],
+            check=True,
+            stdout=subprocess.PIPE,
+            universal_newlines=True,
+        ).stdout
+        found = []
+        for line in output.splitlines():
+            name, version, arch, status = (line.split("\t") + ["", "", ""])[:4]
+            if status.startswith("ii"):
+                found.append({"name": name, "version": version, "architecture": arch})
+        return found
+    # Alpine: apk's database, one paragraph per package (P: name, V: version, A: architecture).
+    found, current = [], {}
+    if os.path.exists(APK_DATABASE):
+        with open(APK_DATABASE) as stream:
+            for line in list(stream) + [""]:
+                line = line.rstrip("\n")
+                if not line:
+                    if "P" in current:
+                        found.append({"name": current["P"], "version": current.get("V", ""), "architecture": current.get("A", "")})
+                    current = {}
+                elif line[1:2] == ":":
+                    current[line[0]] = line[2:]
+    return found
+
+
+def wheel(path):
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        metadata = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        info = {"sboms": []}
+        if metadata:
+            headers = BytesHeaderParser().parsebytes(archive.read(metadata[0]))
+            info["name"] = headers.get("Name")
+            info["license_expression"] = headers.get("License-Expression")
+            info["license"] = headers.get("License")
+            info["classifiers"] = headers.get_all("Classifier") or []
+            sboms = metadata[0].rsplit("/", 1)[0] + "/sboms/"
+            for name in sorted(n for n in names if n.startswith(sboms) and not n.endswith("/")):
+                entry = {"path": name}
+                digest = hashlib.sha256()
+                with archive.open(name) as stream:
+                    content = stream.read(SBOM_MAX + 1)
+                    digest.update(content)
+                    for block in iter(lambda: stream.read(1 << 20), b""):
+                        digest.update(block)
+                entry["sha256"] = digest.hexdigest()
+                if len(content) <= SBOM_MAX:
+                    try:
+                        entry["document"] = json.loads(content.decode("utf-8"))
+                    except ValueError:
+                        pass
+                info["sboms"].append(entry)
+    return info
+
+
+if __name__ == "__main__":
+    sys.exit(main())

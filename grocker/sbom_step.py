@@ -1,0 +1,53 @@
+"""The SBOM steps of a build: write it once the final image exists, push it after the image.
+
+Called from grocker/build.py in two lines. The libraries behind them (cyclonedx-python-lib,
+oras-py with jsonschema) take a noticeable time to import and only a run with --sbom needs
+them, so they are imported here, inside the steps, and timed with them.
+"""
+
+from __future__ import annotations
+
+from grocker.config import ProjectConfig
+from grocker.log import phase
+from grocker.protocol import ChainEngine
+from grocker.release import Release
+from grocker.wheels import WheelLock, lock_key
+
+
+def write(
+    engine: ChainEngine, config: ProjectConfig, image_name: str, release: Release, volume: str, lock: WheelLock | None
+) -> str:
+    """Write the SBOM of the final image to `config.sbom` and return its text.
+
+    `lock` is the compile step's, or None when this run did not compile: the lock of the
+    release is then read from the wheel volume.
+    """
+    path = config.sbom
+    if path is None:
+        raise ValueError("write() needs config.sbom")
+    with phase(f"write SBOM {path}") as note:
+        from grocker import sbom, sbom_facts
+
+        request = sbom_facts.SbomRequest(
+            image_name=image_name,
+            volume=volume,
+            lock_key=lock_key(release, config.pip_constraint),
+            lock=lock,
+            extras=release.extras,
+        )
+        facts = sbom_facts.collect(engine, config, request)
+        text = sbom.document(facts)
+        sbom_facts.write(path, text)
+        note(f"{len(facts.dependencies) + 1} Python distributions, {len(facts.packages)} system packages")
+    return text
+
+
+def push(config: ProjectConfig, image_name: str, image_digest: str, text: str) -> str:
+    """Push the SBOM next to the pushed image, as an artifact whose subject is the image; its digest."""
+    with phase("push SBOM") as note:
+        from grocker import referrers, sbom
+
+        title = config.sbom.name if config.sbom else "sbom.cdx.json"
+        pushed = referrers.push_artifact(image_name, image_digest, text.encode("utf-8"), sbom.MEDIA_TYPE, title)
+        note(pushed.digest + (f" (referrers tag {pushed.fallback_tag})" if pushed.fallback_tag else ""))
+    return pushed.digest

@@ -1,0 +1,86 @@
+"""Where each wheel came from: recorded by the publisher, carried by the lock, read for the SBOM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from grocker.chain.wheelhouse import script_path
+from grocker.wheels import Origin, parse_lock
+
+SIX = "six-1.16.0-py2.py3-none-any.whl"
+
+
+@pytest.fixture
+def publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The publisher script, its wheel volume a temporary folder."""
+    spec = importlib.util.spec_from_file_location("grocker_publish_origins", script_path("publish.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    state = tmp_path / ".grocker"
+    for name, path in {
+        "WHEELS": tmp_path,
+        "STATE": state,
+        "LOCKS": state / "locks",
+        "RECORDS": state / "sha256",
+        "ORIGINS": state / "origins",
+        "TEMPORARY": state / "tmp",
+        "QUARANTINE": state / "quarantine",
+    }.items():
+        monkeypatch.setattr(module, name, path)
+        if name != "WHEELS":
+            path.mkdir(parents=True, exist_ok=True)
+    return module
+
+
+def test_urls_lose_their_credentials_query_and_fragment(publisher: ModuleType) -> None:
+    url = "https://user:s3cret@pypi.example.com:8443/packages/six.whl?token=abc#sha256=00"
+    assert publisher.public_url(url) == "https://pypi.example.com:8443/packages/six.whl"
+
+
+def test_the_publisher_records_the_origin_of_what_it_adds_and_locks_it(publisher: ModuleType) -> None:
+    job = publisher.Publisher({"indexes": ["https://pypi.example.com/simple/"], "compiler_image": "sha256:c0"})
+    temporary, digest = publisher.write_temporary(iter([b"wheel bytes"]))
+    origin = {"kind": "index", "url": "https://files.example.com/six.whl", "index": "https://pypi.example.com/simple/"}
+
+    job.publish(temporary, SIX, digest, origin=origin)
+
+    assert publisher.origin_of(SIX) == origin
+    assert job.added == [SIX]
+    # A second publisher finding the file keeps the first one's record.
+    again, _ = publisher.write_temporary(iter([b"wheel bytes"]))
+    publisher.Publisher({}).publish(again, SIX, digest, origin={"kind": "built", "compiler": "sha256:other"})
+    assert publisher.origin_of(SIX) == origin
+
+
+def test_lock_entries_carry_their_origin() -> None:
+    lock = parse_lock(
+        {
+            "application": {"file": "app-1.0-py3-none-any.whl", "sha256": "a" * 64, "origin": {"kind": "file"}},
+            "dependencies": [
+                {
+                    "file": SIX,
+                    "sha256": "b" * 64,
+                    "origin": {"kind": "index", "url": "https://h/six.whl", "index": "https://h/simple/"},
+                },
+                {
+                    "file": "yaml-6.0-cp313-cp313-linux_x86_64.whl",
+                    "sha256": "c" * 64,
+                    "origin": json.loads('{"kind": "built", "compiler": "sha256:c0"}'),
+                },
+            ],
+            "installer": {"file": "pip-25.1.1-py3-none-any.whl", "sha256": "d" * 64},
+        }
+    )
+
+    assert lock.application.origin == Origin("file")
+    assert lock.dependencies[0].origin == Origin("index", "https://h/six.whl", "https://h/simple/")
+    assert lock.dependencies[1].origin == Origin("built", compiler="sha256:c0")
+    # A lock written before origins were recorded still reads.
+    assert lock.installer.origin == Origin("unknown")

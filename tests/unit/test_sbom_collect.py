@@ -1,0 +1,99 @@
+"""The SBOM collector script (run in the image): what it reads from a wheel and the lock."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+COLLECT_SCRIPT = Path(__file__).parents[2] / "grocker" / "resources" / "sbom" / "collect.py"
+
+METADATA = """\
+Metadata-Version: 2.4
+Name: Demo_Pkg
+Version: 1.2
+License-Expression: MIT
+Classifier: License :: OSI Approved :: MIT License
+Classifier: Programming Language :: Python
+
+A description that mentions License: nothing.
+"""
+
+
+@pytest.fixture
+def collector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("grocker_sbom_collect", COLLECT_SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "WHEELS", str(tmp_path))
+    return module
+
+
+def _wheel(folder: Path, sboms: dict[str, bytes]) -> Path:
+    path = folder / "demo_pkg-1.2-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("demo_pkg/__init__.py", "")
+        archive.writestr("demo_pkg-1.2.dist-info/METADATA", METADATA)
+        for name, content in sboms.items():
+            archive.writestr(f"demo_pkg-1.2.dist-info/sboms/{name}", content)
+        archive.writestr("demo_pkg-1.2.dist-info/RECORD", "")
+    return path
+
+
+def test_metadata_and_pep770_sboms_are_read_from_the_wheel(collector: ModuleType, tmp_path: Path) -> None:
+    nested = {"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}
+    path = _wheel(tmp_path, {"a.cdx.json": json.dumps(nested).encode(), "b.txt": b"not json"})
+
+    info = collector.wheel(str(path))
+
+    assert info["name"] == "Demo_Pkg"
+    assert info["license_expression"] == "MIT"
+    assert info["classifiers"] == ["License :: OSI Approved :: MIT License", "Programming Language :: Python"]
+    assert [item["path"] for item in info["sboms"]] == [
+        "demo_pkg-1.2.dist-info/sboms/a.cdx.json",
+        "demo_pkg-1.2.dist-info/sboms/b.txt",
+    ]
+    assert info["sboms"][0]["document"] == nested
+    assert "document" not in info["sboms"][1]
+    assert len(info["sboms"][1]["sha256"]) == 64
+
+
+def test_lock_is_read_from_the_volume_when_not_given(
+    collector: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _wheel(tmp_path, {})
+    lock = {
+        "application": {"file": "demo_pkg-1.2-py3-none-any.whl", "sha256": "a" * 64},
+        "dependencies": [],
+        "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "b" * 64},
+    }
+    (tmp_path / ".grocker" / "locks").mkdir(parents=True)
+    (tmp_path / ".grocker" / "locks" / "demo-1.json").write_text(json.dumps(lock))
+    monkeypatch.setattr(collector, "packages", lambda: [])
+    monkeypatch.setattr("sys.argv", ["collect.py", json.dumps({"lock": "demo-1", "files": None})])
+
+    assert collector.main() == 0
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["lock"] == lock
+    assert list(result["wheels"]) == ["demo_pkg-1.2-py3-none-any.whl"]
+
+
+def test_alpine_packages_are_read_from_the_apk_database(
+    collector: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "installed"
+    database.write_text("C:Q1abc=\nP:musl\nV:1.2.5-r10\nA:x86_64\nS:1\n\nC:Q1def=\nP:python3\nV:3.12.11-r0\nA:x86_64\n")
+    monkeypatch.setattr(collector, "APK_DATABASE", str(database))
+    monkeypatch.setattr(collector.shutil, "which", lambda _name: None)
+
+    assert collector.packages() == [
+        {"name": "musl", "version": "1.2.5-r10", "architecture": "x86_64"},
+        {"name": "python3", "version": "3.12.11-r0", "architecture": "x86_64"},
+    ]
