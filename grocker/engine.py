@@ -519,7 +519,7 @@ class DockerEngine:
                     break
                 except docker.errors.APIError as err:
                     attempted = False
-                    if err.status_code != 409:
+                    if not name_in_use(err.status_code, str(err.explanation or err)):
                         raise self.error("create the mutex container", name, err) from err
                 if not waiting:
                     waiting = True
@@ -807,6 +807,14 @@ class DockerContainer:
                         "could not remove container %s: %s; remove it with `docker rm -f %s`", self.name, err, self.name
                     )
                 time.sleep(0.5)
+
+
+def name_in_use(status: int | None, explanation: str) -> bool:
+    """Whether the engine refused a container because another one has its name.
+
+    Docker answers 409 Conflict; Podman 500 "the container name ... is already in use".
+    """
+    return status == 409 or "is already in use" in explanation
 
 
 # An engine refusing to remove an image by ID because several names point at it.

@@ -10,7 +10,7 @@ import docker.errors
 import pytest
 import requests
 
-from grocker.engine import DockerEngine, push_digest, unpacked_size, uses_containerd_store
+from grocker.engine import DockerEngine, name_in_use, push_digest, unpacked_size, uses_containerd_store
 from grocker.errors import EngineError
 
 DIGEST = "sha256:" + "ab" * 32
@@ -117,3 +117,14 @@ def test_unpacked_size_sums_the_layers_of_the_history() -> None:
 )
 def test_the_containerd_store_is_recognised_by_its_driver_type(status: object, expected: bool) -> None:
     assert uses_containerd_store({"Driver": "overlayfs", "DriverStatus": status}) is expected
+
+
+def test_a_container_name_in_use_is_recognised_on_docker_and_podman() -> None:
+    assert name_in_use(409, 'Conflict. The container name "/grocker-lock-1" is already in use')
+    podman = (
+        'container create: creating container storage: the container name "grocker-lock-1" is already in use '
+        "by 13b5028d. You have to remove that container to be able to reuse that name: that name is already in use"
+    )
+    assert name_in_use(500, podman)
+    assert not name_in_use(500, "no space left on device")
+    assert not name_in_use(404, "No such image: debian:trixie")
