@@ -28,7 +28,7 @@ import packaging
 from grocker import labels as keys
 from grocker import layout
 from grocker.config import ProjectConfig
-from grocker.errors import BuildError
+from grocker.errors import BuildError, EngineError, cut
 from grocker.families import family_of
 from grocker.log import logger, phase, tail
 from grocker.naming import InternalNames, internal_labels
@@ -39,6 +39,8 @@ from grocker.wheels import WheelLock, lock_key
 CHECK_DIR = "/tmp/grocker-abi"
 CACHE_PATH = "/var/tmp"
 RESULT_MARK = "GROCKER-ABI:"
+# How Docker and Podman say a container's command does not exist in its image.
+_NO_INTERPRETER_RE = re.compile(r"executable file (?:`[^`]*` )?not found|exec: \S+: not found")
 Kind = Literal["tags", "architecture", "library", "symbol", "unreadable"]
 # A library name as it may reach the compiler container's command line: a file name, nothing more.
 _SONAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
@@ -189,7 +191,18 @@ def _run_checker(
         user="grocker",
     ) as container:
         container.put_files("/tmp", {f"grocker-abi/{path}": content for path, content in files.items()})
-        status, lines = container.run(on_line)
+        try:
+            status, lines = container.run(on_line)
+        except EngineError as err:
+            if not _NO_INTERPRETER_RE.search(str(err)):
+                raise
+            # The engine could not even start the root image's python: the runtime's fault, not the engine's.
+            raise BuildError(
+                f"The ABI check of the wheels could not run in the root image {names.root}: it has no "
+                f"{config.runtime.python}. A runtime's root image must have its Python: add its package "
+                "to the runtime's run dependencies, or fix the runtime's `python`.",
+                details=cut(str(err), 300),
+            ) from err
     data = parse_result(lines) if status == 0 else None
     if data is None:
         raise BuildError(

@@ -124,6 +124,12 @@ def package_fixture(name: str, dist: Path, kind: str = "sdist", version: str = "
     with tempfile.TemporaryDirectory() as work:
         copy = Path(work) / name
         shutil.copytree(source, copy)
+        # An sdist's setup.py runs again where it is built, without FIXTURE_VERSION: the version
+        # goes into its text, so that the sdist builds the version its file name says.
+        setup = copy / "setup.py"
+        if setup.is_file():
+            text = setup.read_text()
+            setup.write_text(text.replace('os.environ.get("FIXTURE_VERSION", "1.0.0")', repr(version)))
         out = dist / f"{name}-{version}-{kind}"
         out.mkdir(exist_ok=True)
         subprocess.run(

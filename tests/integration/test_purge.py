@@ -64,7 +64,12 @@ def private_engine(engine: MatrixEngine, docker_client: docker.DockerClient) -> 
     """
     host = ENGINE_HOSTS[engine.name]
     if host is not None:
-        yield PrivateEngine(host, engine.client, Path(tempfile.gettempdir()), keeps_parents=not engine.is_podman)
+        yield PrivateEngine(
+            host,
+            engine.client,
+            Path(tempfile.gettempdir()),
+            keeps_parents=not (engine.is_podman or engine.name.endswith("-containerd")),
+        )
         return
     dockerd = shutil.which("dockerd")
     if dockerd is None or shutil.which("ip") is None or os.geteuid() != 0:
@@ -237,7 +242,9 @@ def _wipe(engine: PrivateEngine) -> None:
     bases = {image["Id"] for image in api.images() if {BASE, "debian:bookworm"} & _names(image)}
     # Children first: passes until only the bases are left (an image with children cannot go).
     for _attempt in range(10):
-        images = [image["Id"] for image in api.images() if image["Id"] not in bases]
+        # all=True: the containerd image store lists the build steps' images only then, and a
+        # parent cannot go before them.
+        images = [image["Id"] for image in api.images(all=True) if image["Id"] not in bases]
         if not images:
             return
         for image in images:

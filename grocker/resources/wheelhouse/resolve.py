@@ -61,14 +61,15 @@ def resolve(request, report_path, offline):
         "install",
         "--dry-run",
         "--ignore-installed",
-        "--quiet",
         "--report",
         report_path,
         "--find-links",
         WHEELS,
     ]
     if offline:
-        command.append("--no-index")
+        # Quiet, and its output dropped: a miss here only means "ask the index". Online, pip's
+        # own lines ("Looking in indexes", what it collects) show at -v and in a failure's tail.
+        command += ["--no-index", "--quiet"]
     if request.get("constraint"):
         command += ["--constraint", request["constraint"]]
     command.append(request["target"])
