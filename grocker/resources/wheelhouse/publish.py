@@ -435,11 +435,10 @@ class Publisher:
         filename = accepted[0]
         temporary, actual = write_temporary(file_chunks(folder / filename))
         try:
-            replace = bool(outbox.get("replace"))
-            # A local RELEASE's sdist is the user's own file; any other sdist came from an index.
-            origin = {"kind": "file"} if replace else {"kind": "built", "compiler": self.request.get("compiler_image")}
+            # Compiled here from an sdist (an index's, or the local file given as RELEASE).
+            origin = {"kind": "built", "compiler": self.request.get("compiler_image")}
             self.wheels[normalize(name)] = self.publish(
-                temporary, filename, actual, replace=replace, replace_unrecorded=True, origin=origin
+                temporary, filename, actual, replace=bool(outbox.get("replace")), replace_unrecorded=True, origin=origin
             )
         finally:
             temporary.unlink(missing_ok=True)
