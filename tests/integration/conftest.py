@@ -75,10 +75,8 @@ def docker_client() -> Iterator[docker.DockerClient]:
         client = docker.from_env()
         client.ping()
     except Exception as err:
-        message = f"no Docker engine answers ({err}); .ci/run starts one"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        # Never a skip, in CI or not: a skipped integration suite would read as a passing one.
+        pytest.fail(f"no Docker engine answers ({err}); scripts/setup-machine.sh starts one")
     missing = [name for name in BASE_IMAGES if not _has_image(client, name)]
     if missing:
         pytest.fail(f"base images {missing} are missing: run scripts/import-debian-image.sh SUITE")
