@@ -21,6 +21,7 @@ import docker
 import pytest
 import yaml
 
+from tests.integration.engines import PrivateEngine, start_engine
 from tests.integration.helpers import Grocker, package_fixture
 
 REGISTRY = "localhost:5000"
@@ -155,6 +156,17 @@ def engine(
     with _removing_what_the_tests_add(client, runner):
         yield MatrixEngine(name, client, runner)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def tls_engine(docker_client: docker.DockerClient) -> Iterator[PrivateEngine]:
+    """A second engine on loopback TCP with TLS, holding debian:trixie; one for the session."""
+    engine = start_engine(tls=True)
+    try:
+        engine.load("debian:trixie")
+        yield engine
+    finally:
+        engine.stop()
 
 
 @pytest.fixture(scope="session")

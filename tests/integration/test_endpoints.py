@@ -23,22 +23,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.engines import PrivateEngine, start_engine
+from tests.integration.engines import PrivateEngine
 from tests.integration.helpers import Grocker
 
 # Empty is unset, for Grocker as for the CLI: the machine's own settings must not leak in.
 NO_ENGINE_ENV = {"DOCKER_HOST": "", "DOCKER_CONTEXT": "", "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": ""}
-
-
-@pytest.fixture(scope="module")
-def tls_engine(docker_client: docker.DockerClient) -> Iterator[PrivateEngine]:
-    """A second engine on loopback TCP with TLS, holding debian:trixie."""
-    engine = start_engine(tls=True)
-    try:
-        engine.load("debian:trixie")
-        yield engine
-    finally:
-        engine.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -14,17 +13,6 @@ import yaml
 
 from tests.integration.engines import PrivateEngine, make_certificates, start_engine
 from tests.integration.helpers import Grocker
-
-
-@pytest.fixture(scope="module")
-def tls_engine(docker_client: docker.DockerClient) -> Iterator[PrivateEngine]:
-    """A second engine on loopback TCP with TLS, holding debian:trixie."""
-    engine = start_engine(tls=True)
-    try:
-        engine.load("debian:trixie")
-        yield engine
-    finally:
-        engine.stop()
 
 
 def _tags(client: docker.DockerClient) -> set[str]:
