@@ -30,14 +30,14 @@ sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
 # engine, one pytest per engine: they share no engine, so they run concurrently.
 pids=()
 for name in "${extra[@]}"; do
-    GROCKER_TEST_ENGINES=$name pytest tests/integration -m matrix -p no:cacheprovider "$@" \
+    GROCKER_TEST_ENGINES=$name pytest tests/integration -m matrix -p no:cacheprovider --durations=8 "$@" \
         >"/tmp/grocker-matrix-$name.log" 2>&1 &
     pids+=($!)
 done
 status=0
 if [[ " ${listed[*]} " == *" docker-20.10 "* ]]; then
     # The unit tests ran above, under coverage.
-    GROCKER_TEST_ENGINES=docker-20.10 pytest tests/integration "$@" || status=1
+    GROCKER_TEST_ENGINES=docker-20.10 pytest tests/integration --durations=25 "$@" || status=1
 else
     pytest tests/integration -m "not matrix" "$@" || status=1
 fi
@@ -45,6 +45,7 @@ for index in "${!pids[@]}"; do
     name=${extra[$index]}
     if wait "${pids[$index]}"; then
         echo "== core scenarios on $name: passed ($(tail -n 1 "/tmp/grocker-matrix-$name.log"))"
+        sed -n "/slowest/,/^$/p" "/tmp/grocker-matrix-$name.log"
     else
         echo "== core scenarios on $name: FAILED"
         cat "/tmp/grocker-matrix-$name.log"
