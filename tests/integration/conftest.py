@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from tests.integration.engines import PrivateEngine, start_engine
-from tests.integration.helpers import Grocker, package_fixture
+from tests.integration.helpers import Grocker, package_fixture, poll_until
 
 REGISTRY = "localhost:5000"
 BASE_IMAGES = ("debian:trixie", "debian:bookworm")
@@ -191,12 +190,16 @@ def registry(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPa
         )
     )
     process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not _registry_answers():
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the registry did not start on 127.0.0.1:5000")
-        time.sleep(0.2)
+    try:
+        poll_until(
+            _registry_answers,
+            20,
+            "the registry answering on 127.0.0.1:5000",
+            stop_if=lambda: process.poll() is not None,
+        )
+    except BaseException:
+        process.kill()
+        raise
     yield REGISTRY
     process.terminate()
     process.wait(timeout=10)

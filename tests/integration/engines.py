@@ -13,11 +13,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+
+from tests.integration.helpers import poll_until
 
 _COUNTER = itertools.count(1)
 
@@ -189,19 +190,28 @@ def start_engine(tls: bool = False, port: int | None = None) -> PrivateEngine:
     with (root / "dockerd.log").open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     engine = PrivateEngine(root, env, process, bridge)
-    deadline = time.monotonic() + 60
-    while True:
+
+    def answers() -> bool:
         with contextlib.suppress(Exception):
-            engine.client().ping()
-            return engine
+            return bool(engine.client().ping())
         if engine._client is not None:
             engine._client.close()
             engine._client = None
-        if process.poll() is not None or time.monotonic() > deadline:
-            log_tail = (root / "dockerd.log").read_text()[-2000:]
-            engine.stop()
-            raise RuntimeError(f"private dockerd did not start: {log_tail}")
-        time.sleep(0.3)
+        return False
+
+    try:
+        poll_until(
+            answers,
+            60,
+            "the private dockerd answering",
+            interval=0.3,
+            stop_if=lambda: process.poll() is not None,
+            explain=lambda: (root / "dockerd.log").read_text()[-2000:],
+        )
+    except BaseException:
+        engine.stop()
+        raise
+    return engine
 
 
 def _main_env() -> dict[str, str]:

@@ -25,18 +25,30 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def poll_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+def poll_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str,
+    interval: float = 0.2,
+    stop_if: Callable[[], bool] | None = None,
+    explain: Callable[[], str] | None = None,
+) -> T:
     """Call `predicate` until it returns a true value, and return that value.
 
-    Fails the test, naming `what` and the last value seen, once `timeout` seconds have passed.
+    Fails the test, naming `what` and the last value seen, once `timeout` seconds have passed,
+    or at once when `stop_if()` says waiting longer is pointless (the process that should
+    answer has ended). `explain()`, if given, adds what to read to the failure (a log's tail).
     """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f} s (last seen: {value!r})")
+        stopped = stop_if is not None and stop_if()
+        if stopped or time.monotonic() > deadline:
+            why = "the process it waited for ended" if stopped else f"did not happen within {timeout:.0f} s"
+            more = f"\n{explain()}" if explain is not None else ""
+            pytest.fail(f"{what}: {why} (last seen: {value!r}){more}")
         time.sleep(interval)
 
 

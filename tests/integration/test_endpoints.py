@@ -14,7 +14,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import docker
 import pytest
 
 from tests.integration.engines import PrivateEngine
-from tests.integration.helpers import Grocker
+from tests.integration.helpers import Grocker, poll_until
 
 # Empty is unset, for Grocker as for the CLI: the machine's own settings must not leak in.
 NO_ENGINE_ENV = {"DOCKER_HOST": "", "DOCKER_CONTEXT": "", "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": ""}
@@ -186,13 +185,20 @@ def sshd(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFa
             [str(binary), "-D", "-e", "-f", str(root / "sshd_config")], stdout=output, stderr=subprocess.STDOUT
         )
     try:
-        deadline = time.monotonic() + 20
-        while True:
+
+        def listens() -> bool:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"sshd did not start on 127.0.0.1:{port}: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+                return True
+            return False
+
+        poll_until(
+            listens,
+            20,
+            f"sshd listening on 127.0.0.1:{port}",
+            interval=0.1,
+            stop_if=lambda: process.poll() is not None,
+            explain=lambda: log.read_text()[-2000:],
+        )
         home = root / "home"
         ssh_dir = home / ".ssh"
         ssh_dir.mkdir(parents=True, mode=0o700)

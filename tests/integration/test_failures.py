@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import MatrixEngine
-from tests.integration.helpers import Grocker, Run, package_fixture
+from tests.integration.helpers import Grocker, Run, package_fixture, poll_until
 
 RUNTIME_LABEL = "grocker.runtime"
 TRIXIE = {
@@ -171,10 +171,7 @@ def _containers(client: docker.DockerClient, runtime: str, running: bool = False
 
 def _assert_no_containers(client: docker.DockerClient, runtime: str, within: float = 10.0) -> None:
     """No container of the runtime is left, once the engine had `within` seconds to remove its own."""
-    deadline = time.monotonic() + within
-    while (left := _containers(client, runtime)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert left == []
+    poll_until(lambda: not _containers(client, runtime), within, f"no container of {runtime} left", interval=0.5)
 
 
 def _image_id(client: docker.DockerClient, name: str) -> str | None:
@@ -253,14 +250,19 @@ def started() -> Iterator[list[Background]]:
 
 def _wait_for(what: str, condition: Callable[[], bool], process: Background, timeout: float = 300) -> None:
     """Poll `condition()` until true; fail if the build ends first or time runs out."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.process.poll() is not None:
-            pytest.fail(f"the build ended before {what}: {process.wait(1).output}")
-        if time.monotonic() > deadline:
-            process.process.kill()
-            pytest.fail(f"no {what} after {timeout:.0f} s")
-        time.sleep(0.2)
+    try:
+        poll_until(
+            condition,
+            timeout,
+            what,
+            stop_if=lambda: process.process.poll() is not None,
+            explain=lambda: (
+                f"the build's output: {process.wait(1).output}" if process.process.poll() is not None else ""
+            ),
+        )
+    except BaseException:
+        process.process.kill()
+        raise
 
 
 # Concurrency: first in the file, so that it finds the project's internal images missing.
@@ -371,16 +373,17 @@ def read_only_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     process = subprocess.Popen(
         [binary, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the read-only registry did not start on 127.0.0.1:{port}")
-            time.sleep(0.2)
+
+    def answers() -> bool:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
+            return True
+        return False
+
+    try:
+        poll_until(answers, 20, f"the read-only registry answering on 127.0.0.1:{port}")
+    except BaseException:
+        process.kill()
+        raise
     yield f"localhost:{port}"
     process.terminate()
     process.wait(timeout=10)

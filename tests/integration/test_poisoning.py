@@ -20,7 +20,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import pytest
 
 from grocker.api import load_config
 from grocker.naming import InternalNames, internal_names
-from tests.integration.helpers import Grocker, package_fixture
+from tests.integration.helpers import Grocker, package_fixture, poll_until
 from tests.integration.test_secrets import PORT, PROBE, SERVER, USER, _tar
 
 EVIL = "grocker-fixture-evil"
@@ -128,14 +127,12 @@ def index(
     try:
         client.api.put_archive(created["Id"], "/", _tar(files))
         client.api.start(created["Id"])
-        deadline = time.monotonic() + 30
-        while True:
-            probe = client.api.exec_create(created["Id"], ["python3", "/srv/probe.py"])
-            answer = client.api.exec_start(probe["Id"]).decode().strip()
-            if answer == "401 200":
-                break
-            assert time.monotonic() < deadline, f"the private index did not start: {answer}"
-            time.sleep(0.3)
+
+        def probe() -> str:
+            run = client.api.exec_create(created["Id"], ["python3", "/srv/probe.py"])
+            return client.api.exec_start(run["Id"]).decode().strip()
+
+        poll_until(lambda: probe() == "401 200", 30, "the private index answering 401 without and 200 with its token")
         address = client.api.inspect_container(created["Id"])["NetworkSettings"]["IPAddress"]
         yield Index(address, token, pure_version, hashlib.sha256(six.read_bytes()).hexdigest())
     finally:

@@ -15,12 +15,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,26 +26,25 @@ import pytest
 
 from grocker import __version__
 from tests.integration.conftest import ENGINE_HOSTS, MatrixEngine
+from tests.integration.engines import start_engine
 
 BASE = "debian:trixie"
 OLD, OLDER, OLDEST, CURRENT, NEW = "6.3", "6.2", "6.1", __version__, "99.0"
-START_TIMEOUT = 60.0
 
 
 @dataclass
-class PrivateEngine:
-    """A dockerd of this module's own, reachable at `host`."""
+class PurgeTarget:
+    """An engine purge may empty, reachable at `host`: a private dockerd or an engine of the matrix."""
 
     host: str
     client: docker.DockerClient
-    root: Path
     # Docker with overlay2 refuses to remove an image other images are built FROM; Podman
     # removes it, and its children keep its layers and still work.
     keeps_parents: bool = True
 
 
 @pytest.fixture(scope="module")
-def private_engine(engine: MatrixEngine, docker_client: docker.DockerClient) -> Iterator[PrivateEngine]:
+def private_engine(engine: MatrixEngine, docker_client: docker.DockerClient) -> Iterator[PurgeTarget]:
     """An engine purge may empty: a private dockerd beside the shared one, or an engine of the matrix.
 
     The matrix's extra engines (scripts/start-engines.sh) belong to the test run, so purge runs
@@ -58,94 +53,27 @@ def private_engine(engine: MatrixEngine, docker_client: docker.DockerClient) -> 
     """
     host = ENGINE_HOSTS[engine.name]
     if host is not None:
-        yield PrivateEngine(
+        yield PurgeTarget(
             host,
             engine.client,
-            Path(tempfile.gettempdir()),
             keeps_parents=not (engine.is_podman or engine.name.endswith("-containerd")),
         )
         return
-    dockerd = shutil.which("dockerd")
-    if dockerd is None or shutil.which("ip") is None or os.geteuid() != 0:
-        pytest.fail("purge's integration tests start a private dockerd: they need root, dockerd and ip")
-    # A short folder: the engine's sockets live under it and unix socket paths are short.
-    root = Path(tempfile.mkdtemp(prefix="grocker-purge-", dir="/tmp"))
-    host = f"unix://{root}/docker.sock"
-    # A bridge of its own (names are 15 characters at most); its containers need no network.
-    bridge = f"grkpurge{os.getpid() % 100000}"
-    subnet = f"10.214.{os.getpid() % 250}.1/24"
-    for step, command in enumerate(
-        (
-            ["ip", "link", "add", bridge, "type", "bridge"],
-            ["ip", "addr", "add", subnet, "dev", bridge],
-            ["ip", "link", "set", bridge, "up"],
-        )
-    ):
-        made = subprocess.run(command, capture_output=True, text=True, check=False)
-        if made.returncode != 0:
-            if step > 0:  # the bridge is ours only once `ip link add` made it
-                subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
-            shutil.rmtree(root)
-            pytest.fail(f"could not make the private engine's bridge: {' '.join(command)}: {made.stderr}")
-    log = (root / "dockerd.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(dockerd),
-            f"--data-root={root}/data",
-            f"--exec-root={root}/exec",
-            f"--pidfile={root}/docker.pid",
-            f"--host={host}",
-            f"--bridge={bridge}",
-            "--iptables=false",
-            "--ip-masq=false",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = None
+    if os.geteuid() != 0:
+        pytest.fail("purge's integration tests start a private dockerd: they need root")
+    private = start_engine()
     try:
-        _wait_for_socket(root / "docker.sock", process, root / "dockerd.log")
-        client = docker.DockerClient(base_url=host, timeout=120)
-        client.ping()
-        for chunk in client.api.load_image(docker_client.api.get_image(BASE)):
-            assert "error" not in chunk, chunk
-        yield PrivateEngine(host, client, root)
+        private.load(BASE)
+        yield PurgeTarget(private.env["DOCKER_HOST"], private.client())
     finally:
-        if client is not None:
-            with contextlib.suppress(docker.errors.DockerException, OSError):
-                for container in client.containers.list(all=True):
-                    container.remove(force=True)
-            client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
-        subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
-        shutil.rmtree(root)
-
-
-def _wait_for_socket(path: Path, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(path))
-                return
-            except OSError as err:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = log.read_text(errors="replace")[-2000:]
-                    pytest.fail(f"the private dockerd did not start ({err}):\n{tail}")
-        time.sleep(0.2)
+        private.stop()
 
 
 @dataclass
 class Population:
     """Objects made on the private engine, by name."""
 
-    engine: PrivateEngine
+    engine: PurgeTarget
     images: dict[str, str] = field(default_factory=dict)
     tags: dict[str, list[str]] = field(default_factory=dict)
     containers: dict[str, str] = field(default_factory=dict)
@@ -226,7 +154,7 @@ class Population:
         return {*self.images, *self.containers, *self.volumes}
 
 
-def _wipe(engine: PrivateEngine) -> None:
+def _wipe(engine: PurgeTarget) -> None:
     """Back to an engine that holds only the Debian base images."""
     api = engine.client.api
     for container in api.containers(all=True):
@@ -257,7 +185,7 @@ def _names(image: Mapping[str, object]) -> set[str]:
 
 
 @pytest.fixture
-def population(private_engine: PrivateEngine) -> Population:
+def population(private_engine: PurgeTarget) -> Population:
     """Grocker chains of an older, the current and a newer version, and what is not Grocker's."""
     _wipe(private_engine)
     made = Population(private_engine)
@@ -321,7 +249,7 @@ def population(private_engine: PrivateEngine) -> Population:
     return made
 
 
-def run_purge(engine: PrivateEngine, *args: str) -> subprocess.CompletedProcess[str]:
+def run_purge(engine: PurgeTarget, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m grocker purge ARGS` against the private engine."""
     return subprocess.run(
         [sys.executable, "-m", "grocker", "purge", *args],
