@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -157,7 +158,7 @@ def start_engine(tls: bool = False, port: int | None = None) -> PrivateEngine:
     subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, capture_output=True)
     subprocess.run(["ip", "addr", "add", subnet, "dev", bridge], check=True, capture_output=True)
     subprocess.run(["ip", "link", "set", bridge, "up"], check=True, capture_output=True)
-    socket = root / "docker.sock"
+    unix_socket = root / "docker.sock"
     command = [
         "dockerd",
         "--data-root",
@@ -169,9 +170,9 @@ def start_engine(tls: bool = False, port: int | None = None) -> PrivateEngine:
         "--bridge",
         bridge,
         "-H",
-        f"unix://{socket}",
+        f"unix://{unix_socket}",
     ]
-    env = {"DOCKER_HOST": f"unix://{socket}"}
+    env = {"DOCKER_HOST": f"unix://{unix_socket}"}
     if tls:
         server, client = make_certificates(root / "certs")
         port = port or 23760 + number
@@ -191,23 +192,23 @@ def start_engine(tls: bool = False, port: int | None = None) -> PrivateEngine:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     engine = PrivateEngine(root, env, process, bridge)
 
-    def answers() -> bool:
-        with contextlib.suppress(Exception):
-            return bool(engine.client().ping())
-        if engine._client is not None:
-            engine._client.close()
-            engine._client = None
+    def listens() -> bool:
+        # A raw probe of the unix socket (always served): docker-py leaks the sockets of failed pings.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe, contextlib.suppress(OSError):
+            probe.connect(str(unix_socket))
+            return True
         return False
 
     try:
         poll_until(
-            answers,
+            listens,
             60,
-            "the private dockerd answering",
+            "the private dockerd listening",
             interval=0.3,
             stop_if=lambda: process.poll() is not None,
             explain=lambda: (root / "dockerd.log").read_text()[-2000:],
         )
+        engine.client().ping()
     except BaseException:
         engine.stop()
         raise
