@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ import yaml
 from grocker import __version__, api, build, layout
 from grocker.build import BuildRequest, BuildResult
 from grocker.chain.abi import RESULT_MARK as ABI_MARK
+from grocker.chain.wheelhouse import LOCKED_MARK, script_path
 from grocker.labels import INPUTS_LABEL, VERSION_LABEL
 from grocker.naming import internal_names
 from grocker.wheels import lock_key
@@ -342,3 +346,40 @@ def test_a_push_phase_alone_never_resolves(engine: FakeEngine, tmp_path: Path) -
 
     assert engine.did("push") == [name]
     assert engine.did("create_container") == []
+
+
+# resources/wheelhouse/resolve.py's first step, run as the compile container runs it (no pip needed)
+
+
+def _resolve_script(tmp_path: Path, lock_path: Path | None) -> subprocess.CompletedProcess[str]:
+    request = tmp_path / "request.json"
+    target = "no-such-project-for-grocker-tests==1.0"
+    lock = str(lock_path) if lock_path else None
+    request.write_text(json.dumps({"target": target, "constraint": None, "lock": lock}))
+    script = script_path("resolve.py")
+    return subprocess.run(
+        [sys.executable, str(script), str(request)], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+def test_the_resolve_script_prints_an_existing_lock_without_running_pip(tmp_path: Path) -> None:
+    lock_path = tmp_path / "lock.json"
+    lock_path.write_text(json.dumps({"application": {"file": "app-1.0-py3-none-any.whl"}, "locked": LOCKED}))
+
+    completed = _resolve_script(tmp_path, lock_path)
+
+    assert completed.returncode == 0, completed.stderr
+    expected = LOCKED_MARK + json.dumps(json.loads(lock_path.read_text()), sort_keys=True)
+    assert completed.stdout.splitlines() == [expected]
+
+
+def test_the_resolve_script_dates_an_older_lock_by_its_file(tmp_path: Path) -> None:
+    lock_path = tmp_path / "lock.json"
+    lock_path.write_text(json.dumps({"application": {"file": "app-1.0-py3-none-any.whl"}}))
+    os.utime(lock_path, (1_700_000_000, 1_700_000_000))
+
+    completed = _resolve_script(tmp_path, lock_path)
+
+    assert completed.returncode == 0, completed.stderr
+    printed = json.loads(completed.stdout.splitlines()[-1][len(LOCKED_MARK) :])
+    assert printed["locked"] == "2023-11-14T22:13:20Z"
