@@ -42,10 +42,13 @@ from grocker.pipconf import load_pip_settings  # noqa: E402
 METHODS = ("grocker", "naive", "multistage")
 TARGETS = {
     "size": ("<=", 1.00, "image size, Grocker / multi-stage"),
-    "bump": ("<=", 0.60, "version bump time, Grocker / multi-stage"),
+    "bump": ("<=", 0.30, "version bump time, Grocker / multi-stage"),
     "push_bump": ("<=", 0.20, "bytes pushed on a bump, Grocker / multi-stage"),
     "cold": ("<=", 2.00, "cold build time, Grocker / multi-stage"),
 }
+
+NOOP_TARGET = 0.02
+"""A no-op rebuild, over Grocker's own cold build: an up-to-date image starts no container."""
 
 
 @dataclass
@@ -67,6 +70,12 @@ def main() -> int:
     parser.add_argument("--entrypoint", default="ipython", help="a command the application installs")
     parser.add_argument("--runtime", default="trixie/3.13")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument(
+        "--registry",
+        metavar="HOST:PORT",
+        help="push to this registry (as the engine names it, e.g. localhost:5000 for an engine in a "
+        "container) and count the bytes from its manifests, instead of starting a fresh registry on loopback",
+    )
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     args = parser.parse_args()
 
@@ -132,7 +141,7 @@ def _grocker(client: docker.DockerClient, method: str, args: argparse.Namespace,
     figures.notes.append(f"bump: {summary}")
     figures.noop_seconds, summary = build(args.app, "bumped")
     figures.notes.append(f"no-op: {summary}")
-    return _measure_image(client, repository, args.entrypoint, figures)
+    return _measure_image(client, repository, args.entrypoint, figures, args.registry)
 
 
 def _dockerfile(
@@ -162,21 +171,25 @@ def _dockerfile(
     figures.cold_seconds = build(args.previous, "previous", nocache=True)
     figures.bump_seconds = build(args.app, "bumped")
     figures.noop_seconds = build(args.app, "bumped")
-    return _measure_image(client, repository, args.entrypoint, figures)
+    return _measure_image(client, repository, args.entrypoint, figures, args.registry)
 
 
-def _measure_image(client: docker.DockerClient, repository: str, entrypoint: str, figures: Figures) -> Figures:
+def _measure_image(
+    client: docker.DockerClient, repository: str, entrypoint: str, figures: Figures, registry: str | None
+) -> Figures:
     """Size and bytes pushed on the bump, a check that the image runs, then clean up."""
     figures.size_bytes = client.images.get(f"{repository}:bumped").attrs["Size"]
-    figures.push_bump_bytes = _push_bytes(client, repository)
+    figures.push_bump_bytes = _push_bytes(client, repository, registry)
     _check(client, f"{repository}:bumped", [entrypoint, "--version"])
     for tag in ("previous", "bumped"):
         _remove_image(client, f"{repository}:{tag}")
     return figures
 
 
-def _push_bytes(client: docker.DockerClient, repository: str) -> int:
+def _push_bytes(client: docker.DockerClient, repository: str, registry: str | None = None) -> int:
     """Push the previous version to a fresh registry, then measure what the bumped one adds."""
+    if registry:
+        return _push_bytes_by_manifest(client, repository, registry)
     with _registry() as (address, storage):
         for tag in ("previous", "bumped"):
             target = f"{address}/{repository}"
@@ -188,6 +201,32 @@ def _push_bytes(client: docker.DockerClient, repository: str) -> int:
             client.api.remove_image(f"{target}:{tag}")
             added = _size(storage) - before
         return added
+
+
+def _push_bytes_by_manifest(client: docker.DockerClient, repository: str, registry: str) -> int:
+    """Push both versions to `registry`; the compressed size of the bumped one's blobs that the previous lacks."""
+    blobs: dict[str, dict[str, int]] = {}
+    target = f"{registry}/{repository}"
+    for tag in ("previous", "bumped"):
+        client.images.get(f"{repository}:{tag}").tag(target, tag)
+        for chunk in client.api.push(target, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise SystemExit(f"push failed: {chunk['error']}")
+        client.api.remove_image(f"{target}:{tag}")
+        # The engine may name the registry localhost:PORT; from here it is on loopback too.
+        host = registry.replace("localhost", "127.0.0.1", 1)
+        request = urllib.request.Request(
+            f"http://{host}/v2/{repository}/manifests/{tag}",
+            headers={
+                "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                "application/vnd.oci.image.manifest.v1+json"
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - a loopback registry
+            manifest = json.load(response)
+        entries = [manifest["config"], *manifest["layers"]]
+        blobs[tag] = {entry["digest"]: int(entry["size"]) for entry in entries}
+    return sum(size for digest, size in blobs["bumped"].items() if digest not in blobs["previous"])
 
 
 @contextmanager
@@ -294,8 +333,8 @@ def _report(results: dict[str, Figures], args: argparse.Namespace) -> dict[str, 
         value = ratios["noop_over_own_cold"]
         verdicts["noop"] = {
             "ratio": round(value, 3),
-            "target": 0.15,
-            "met": value <= 0.15,
+            "target": NOOP_TARGET,
+            "met": value <= NOOP_TARGET,
             "what": "no-op rebuild time / Grocker's own cold build",
         }
     print()

@@ -51,6 +51,7 @@ def prepare_build(
     build_image: bool = True,
     push: bool | None = None,
     no_cache: bool = False,
+    refresh: bool = False,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> BuildRequest:
@@ -82,6 +83,7 @@ def prepare_build(
         # By default, push what this run builds, when its name says where to.
         push=(build_image and naming.has_registry(name)) if push is None else push,
         no_cache=no_cache,
+        refresh=refresh,
     )
 
 

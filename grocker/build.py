@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from grocker import render, sbom_step
-from grocker.chain import abi, images, push, runner, wheelhouse
+from grocker import __version__, render, sbom_step
+from grocker.chain import abi, freshness, images, push, runner, wheelhouse
 from grocker.chain.session import BuildRequest, BuildResult, Session
 from grocker.labels import COMPILER
 from grocker.log import logger
@@ -33,13 +33,23 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     result = BuildResult(release=request.release.text, image=request.image_name, runtime=config.runtime.name)
     session = Session(engine, request, names, result, request.pip.secrets())
     lock: WheelLock | None = None
-    if request.build_dependencies or request.build_image:
+    current = freshness.up_to_date(session)
+    if current is not None:
+        # Image inspects only: no container, no build. The push and the SBOM below still happen.
+        result.up_to_date = True
+        result.root_image, result.image_id, result.size = names.root, current.id, current.size
+        logger.info(
+            "%s is up to date (built from the same inputs by Grocker %s): nothing to build",
+            request.image_name,
+            __version__,
+        )
+    if current is None and (request.build_dependencies or request.build_image):
         result.root_image = images.ensure_root(session)
-    if request.build_dependencies:
+    if current is None and request.build_dependencies:
         compiler_context = render.compiler_context(config, names.root)
         result.compiler_image = images.ensure_child(session, COMPILER, names.compiler, compiler_context)
         lock = wheelhouse.compile_wheels(session)
-    if request.build_image:
+    if current is None and request.build_image:
         # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
         abi.check_wheels(engine, config, names, request.release, lock, session.stream_line)
         image_id = runner.build_runner(session, lock)
@@ -68,6 +78,9 @@ def write_result(path: Path, result: BuildResult) -> None:
 
 
 def _summary(result: BuildResult) -> None:
+    if result.up_to_date:
+        return  # said in one line before the push, if any
     size = f", {result.size / 1e6:.0f} MB" if result.size else ""
+    dependencies = f"; dependencies {result.dependencies}" if result.dependencies else ""
     reused = f"; reused: {', '.join(result.reused)}" if result.reused else ""
-    logger.info("done %s in %.1fs%s%s", result.image, result.duration_seconds, size, reused)
+    logger.info("done %s in %.1fs%s%s%s", result.image, result.duration_seconds, size, dependencies, reused)

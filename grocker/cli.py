@@ -131,6 +131,12 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "layer cache (the wheels in the volume are kept)",
 )
 @click.option(
+    "--refresh",
+    is_flag=True,
+    help="resolve the release's dependencies against the index again, even when an earlier build "
+    "locked them (the newest versions allowed)",
+)
+@click.option(
     "--dry-run", is_flag=True, help="print the resolved configuration and the rendered Dockerfiles; touch no engine"
 )
 @click.pass_context
@@ -151,6 +157,7 @@ def build_command(ctx: click.Context, /, release: str, config_files: tuple[Path,
             build_image=options["build_image"],
             push=options["push"],
             no_cache=options["no_cache"],
+            refresh=options["refresh"],
         )
         secrets = request.pip.secrets()
         set_mask(lambda text: mask(text, secrets))

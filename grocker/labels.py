@@ -71,6 +71,9 @@ BASE_ID_LABEL: Final = "grocker.base.id"
 """On root: the ID of the base image it was built FROM, so that it is rebuilt when the base changes."""
 ROOT_ID_LABEL: Final = "grocker.root.id"
 """On compiler and wheel-server: the ID of the root image they were built FROM."""
+INPUTS_LABEL: Final = "grocker.inputs"
+"""On a runner: a digest of what it was built from (Grocker's version, the runner's configuration,
+the release's wheel lock, the root image's ID), so that a rebuild from the same inputs is skipped."""
 MUTEX_OWNER_LABEL: Final = "grocker.lock.owner"
 """On a mutex container: a token of the build holding it."""
 

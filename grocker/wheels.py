@@ -22,6 +22,7 @@ WHEEL_NAME_RE = re.compile(
     r"-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl"
 )
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
+LOCKED_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class WheelLock:
     installer: WheelFile
     added: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
+    locked: str | None = None
+    """When the publisher wrote the lock (UTC, RFC 3339), if it recorded it."""
 
     @property
     def app_version(self) -> str:
@@ -85,12 +88,20 @@ def parse_lock(data: Mapping[str, Any]) -> WheelLock:
             installer=_wheel_file(data["installer"]),
             added=tuple(data.get("added", ())),
             reused=tuple(data.get("reused", ())),
+            locked=_locked(data.get("locked")),
         )
     except (KeyError, TypeError, AttributeError) as err:
         raise BuildError(
             f"The wheel lock written by the compile step is malformed ({err}). Run the build "
             "again with --build-dependencies to rewrite it."
         ) from err
+
+
+def _locked(value: object) -> str | None:
+    # Shown in the summary line: only a plain UTC time is taken from the volume.
+    if isinstance(value, str) and LOCKED_RE.fullmatch(value):
+        return value
+    return None
 
 
 def _wheel_file(item: Mapping[str, Any]) -> WheelFile:

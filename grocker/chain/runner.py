@@ -12,7 +12,7 @@ import re
 
 from grocker import labels as keys
 from grocker import render
-from grocker.chain import wheel_server, wheelhouse
+from grocker.chain import freshness, wheel_server, wheelhouse
 from grocker.chain.session import Session
 from grocker.errors import BuildError, EngineError
 from grocker.log import phase
@@ -53,6 +53,7 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served)
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = runner_labels(release, config, created)
     labels[keys.APP_VERSION_LABEL] = labels[keys.OCI_VERSION] = lock.app_version
+    labels.update(freshness.inputs_label(session))
     # A version range resolves to one release: the result file names the one built.
     session.result.release = release.pinned(lock.app_version).requirement if release.version is None else release.text
     # The labels are the Dockerfile's last instruction (see purge.built_by_grocker), not

@@ -26,6 +26,8 @@ class BuildRequest:
     build_image: bool = True
     push: bool = True
     no_cache: bool = False
+    refresh: bool = False
+    """Resolve the release's dependencies against the index again, even when it has a wheel lock."""
 
 
 @dataclass
@@ -44,6 +46,10 @@ class BuildResult:
     sbom_digest: str | None = None
     duration_seconds: float = 0.0
     reused: list[str] = field(default_factory=list)
+    dependencies: str | None = None
+    """For the summary line: "locked on DATE" (an existing wheel lock) or "resolved now"."""
+    up_to_date: bool = False
+    """True when the image existed, built from the same inputs, and nothing was built."""
 
     def as_dict(self) -> dict[str, object]:
         """The result file's content: set values only, keys sorted when dumped."""

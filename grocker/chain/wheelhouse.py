@@ -16,6 +16,11 @@ volume is read-only or absent. The one step that writes the volume, the publishe
    compiler's Python as the runner's installer.
 The report of step 1 only chooses *what* to fetch: a forged one can pick nothing but checked
 files. When nothing is new, steps 3 and 4 do not run: one resolve and one publish container.
+
+Freshness is explicit: a release that has no lock yet is always resolved against the index (the
+newest versions its requirements allow); a rebuild of a pinned release that has one reuses it
+(step 1 then only reads it, and nothing else runs); ``--refresh`` resolves it again. A version
+range is resolved every time, since the newest version it allows may have changed.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,7 +46,7 @@ from packaging.utils import (
 
 from grocker import labels as keys
 from grocker import layout
-from grocker.chain.session import Session
+from grocker.chain.session import BuildRequest, Session
 from grocker.errors import BuildError, GrockerError
 from grocker.log import logger, phase, tail
 from grocker.naming import internal_labels
@@ -53,6 +58,7 @@ INPUT_DIR = "/tmp/grocker-input"
 """Where each wheelhouse container finds its request, pip settings, certificates and script."""
 PYTHON = "/opt/grocker/venv/bin/python"
 REPORT_MARK = "GROCKER-REPORT:"
+LOCKED_MARK = "GROCKER-LOCKED:"
 PUBLISH_MARK = "GROCKER-PUBLISH:"
 SDISTS_DIR = "/tmp/grocker-sdists"
 SDIST_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+\.(?:tar\.gz|zip)")
@@ -212,11 +218,28 @@ def publisher_settings(pip: PipSettings, cert: str | None, client_cert: str | No
 
 
 def compile_wheels(session: Session) -> WheelLock:
-    """Resolve, fetch, build and publish the wheels of the release; return its wheel lock."""
-    lock = _Wheelhouse(session).compile()
+    """Resolve, fetch, build and publish the wheels of the release; return its wheel lock.
+
+    A pinned release whose lock exists reuses that lock, unless the request asks to refresh it.
+    """
+    lock, resolved = _Wheelhouse(session).compile()
     if lock.reused:
         session.reused(f"{len(set(lock.reused))} wheels")
+    session.result.dependencies = "resolved now" if resolved else f"locked on {_date(lock.locked)}"
     return lock
+
+
+def reuses_lock(request: BuildRequest) -> bool:
+    """True when the release's existing wheel lock, if any, is used as it is.
+
+    Not with --refresh, and not for a version range (its newest version may be new).
+    """
+    return not request.refresh and request.release.version is not None
+
+
+def _date(locked: str | None) -> str:
+    """A lock's date as the summary shows it (locks from older versions did not record it)."""
+    return locked.replace("T", " ").replace("Z", " UTC") if locked else "an unknown date"
 
 
 class _Wheelhouse:
@@ -229,7 +252,8 @@ class _Wheelhouse:
         self.secrets = session.secrets
         self.inputs, self.settings = self._inputs()
 
-    def compile(self) -> WheelLock:
+    def compile(self) -> tuple[WheelLock, bool]:
+        """The release's lock, and whether its dependencies were resolved now (else: an existing lock)."""
         release = self.request.release
         self.engine.create_volume(self.names.volume, internal_labels(self.config, keys.WHEEL_VOLUME))
         logger.debug("pip settings from %s:", ", ".join(self.request.pip.sources) or "no pip configuration")
@@ -237,7 +261,11 @@ class _Wheelhouse:
             logger.debug("  pip %s", mask(line, self.secrets))
         totals = _Totals()
         with phase(f"compile wheels of {release.requirement}") as note:
-            items = self._resolve()
+            resolved = self._resolve()
+            if isinstance(resolved, WheelLock):
+                note(f"{len(resolved.dependencies) + 1} wheels of the lock of {_date(resolved.locked)}")
+                return resolved, False
+            items = resolved
             application = self._application(items)
             lock_request = {
                 "key": lock_key(release, self.config.pip_constraint),
@@ -269,7 +297,7 @@ class _Wheelhouse:
                 raise BuildError(f"The publisher wrote no lock for {release.requirement}. Run the build again with -v.")
             lock = check_lock(parse_lock(lock_data), release.name)
             note(f"{len(set(totals.added))} new wheels, {len(set(totals.reused))} reused")
-        return WheelLock(lock.application, lock.dependencies, lock.installer, tuple(totals.added), tuple(totals.reused))
+        return replace(lock, added=tuple(totals.added), reused=tuple(totals.reused)), True
 
     # Inputs
 
@@ -308,13 +336,17 @@ class _Wheelhouse:
 
     # The steps
 
-    def _resolve(self) -> tuple[ReportItem, ...]:
+    def _resolve(self) -> tuple[ReportItem, ...] | WheelLock:
+        """What pip chose for the release against the index, or the release's existing lock."""
         release = self.request.release
         target = release.requirement
         if release.path is not None:
             extras = f"[{release.extras_text}]" if release.extras else ""
             target = f"{INPUT_DIR}/dist/{release.path.name}{extras}"
-        request: dict[str, Any] = {"target": target, "constraint": None}
+        request: dict[str, Any] = {"target": target, "constraint": None, "lock": None}
+        if reuses_lock(self.request):
+            key = lock_key(release, self.config.pip_constraint)
+            request["lock"] = f"{layout.COMPILE_MOUNT}/{layout.lock_file(key)}"
         extra = {"resolve.py": _script("resolve.py")}
         if self.config.pip_constraint is not None:
             extra["constraints.txt"] = self.config.pip_constraint.read_bytes()
@@ -327,6 +359,9 @@ class _Wheelhouse:
             status, lines = container.run(self.on_line)
         if status != 0:
             raise self._compile_error(status, lines)
+        locked = _marked(lines, LOCKED_MARK)
+        if locked is not None and request["lock"] is not None:
+            return check_lock(parse_lock(locked), release.name)
         return parse_report(lines)
 
     def _application(self, items: Sequence[ReportItem]) -> ReportItem:
@@ -497,4 +532,6 @@ def read_lock(session: Session, server: Container) -> WheelLock:
             f"{session.request.release.requirement} (with these constraints), so the image cannot "
             "be built with --no-build-dependencies. Run the build with --build-dependencies first."
         )
-    return check_lock(parse_lock(json.loads(content)), session.request.release.name)
+    lock = check_lock(parse_lock(json.loads(content)), session.request.release.name)
+    session.result.dependencies = f"locked on {_date(lock.locked)}"
+    return lock

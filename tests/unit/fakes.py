@@ -15,12 +15,13 @@ import datetime
 import hashlib
 import itertools
 import json
+import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from grocker import layout
-from grocker.chain.wheelhouse import PUBLISH_MARK
+from grocker.chain.wheelhouse import LOCKED_MARK, PUBLISH_MARK
 from grocker.protocol import ChainEngine, Container, ContainerInfo, ImageInfo, LineHandler, PurgeEngine, VolumeInfo
 
 Call = tuple[str, str]
@@ -53,6 +54,9 @@ class FakeContainer:
     def run(self, on_line: LineHandler) -> tuple[int, list[str]]:
         self.engine.step("run", self.role)
         status, lines = self.engine.outputs.get(self.role, (0, []))
+        locked = self._existing_lock()
+        if locked is not None:
+            status, lines = 0, [LOCKED_MARK + locked.decode()]
         for line in lines:
             on_line(line)
         if self.role == "publish" and status == 0:
@@ -64,6 +68,13 @@ class FakeContainer:
 
     def wait_until(self, command: Sequence[str], timeout: float, what: str) -> None:
         self.engine.step("wait_until", self.role)
+
+    def _existing_lock(self) -> bytes | None:
+        """What resolve.py does first: print the release's lock when the request names one that exists."""
+        if self.role != "compile" or "/tmp/grocker-input/request.json" not in self.files:
+            return None
+        path = json.loads(self.files["/tmp/grocker-input/request.json"]).get("lock")
+        return self.get_file(path) if path else None
 
     def _write_lock(self, lines: Sequence[str]) -> None:
         """What the publisher leaves in the wheel volume: the wheel lock of the request."""
@@ -170,7 +181,7 @@ class FakeEngine:
         for line in self.build_lines.get(what, []):
             on_line(line)
         image_id = f"sha256:{next(self._ids):064x}"
-        self.images[image_id] = ImageInfo(image_id, (), dict(labels), 2000)
+        self.images[image_id] = ImageInfo(image_id, (), {**_dockerfile_labels(files), **labels}, 2000)
         return image_id
 
     def tag(self, image_id: str, name: str) -> None:
@@ -248,6 +259,17 @@ class FakeEngine:
             yield
         finally:
             self.live.remove(f"mutex {key}")
+
+
+def _dockerfile_labels(files: Mapping[str, bytes]) -> dict[str, str]:
+    """The labels of a Dockerfile's LABEL instructions, as the engine would record them."""
+    labels: dict[str, str] = {}
+    for line in files.get("Dockerfile", b"").decode("utf-8").splitlines():
+        if line.startswith("LABEL "):
+            for word in shlex.split(line[len("LABEL ") :]):
+                name, _, value = word.partition("=")
+                labels[name] = value
+    return labels
 
 
 # Purge's engine: images with their history, containers, volumes, and the engine's refusals.

@@ -122,7 +122,8 @@ def test_second_build_reuses_images_and_wheels(engine: FakeEngine, tmp_path: Pat
     engine.outputs["publish"] = (0, [publish_line(added=(), reused=(APP,))])
     engine.build_lines["runner image"] = ["Step 1/9", " ---> Using cache", " ---> Using cache"]
 
-    result = run(engine, request)
+    # --refresh: resolved again (an unchanged rebuild would be skipped, see test_freshness.py).
+    result = run(engine, request_for(tmp_path, refresh=True))
 
     assert engine.did("build") == ["runner image"]
     assert engine.did("mutex") == []
@@ -372,7 +373,7 @@ def test_a_fully_cached_runner_that_fails_its_check_keeps_the_earlier_image(engi
     engine.build = same_image  # type: ignore[method-assign]
 
     with pytest.raises(BuildError):
-        run(engine, request_for(tmp_path))
+        run(engine, request_for(tmp_path, refresh=True))
 
     assert engine.did("remove_image") == []
     assert engine.id_of("app:1.0") == earlier

@@ -89,6 +89,15 @@ def test_defaults_reach_the_request(grocker) -> None:
     assert request.pip.sources == ()
 
 
+def test_refresh_and_no_cache_reach_the_request(grocker) -> None:
+    default = grocker("build", "ipython==8.18.1")
+    run = grocker("build", "--refresh", "--no-cache", "ipython==8.18.1")
+
+    assert run.exit_code == 0, run.stderr
+    assert (default.request.refresh, default.request.no_cache) == (False, False)
+    assert (run.request.refresh, run.request.no_cache) == (True, True)
+
+
 def test_default_image_name_uses_prefix_and_base_name(grocker) -> None:
     run = grocker("build", "--image-prefix", "docker.example.com", "--image-base-name", "web", "uvicorn==0.32.0")
 

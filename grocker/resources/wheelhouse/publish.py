@@ -535,6 +535,8 @@ class Publisher:
             "application": entry(self.wheels[application]),
             "dependencies": [entry(self.wheels[name]) for name in sorted(names) if name != application],
             "installer": entry(self.installer()),
+            # When the release's dependencies were resolved: a rebuild reuses this lock and says so.
+            "locked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         fd, temporary = tempfile.mkstemp(dir=TEMPORARY, prefix=".lock-")
         with os.fdopen(fd, "w") as stream:

@@ -6,7 +6,12 @@ the index without installing anything, and this script prints what it chose on o
 `GROCKER-REPORT:` line. The host validates that line; the trusted publisher then fetches or
 reuses exactly those files, verified, so a forged report can only choose among verified files.
 
-Input: a JSON request file (argv[1]): target, optional constraint.
+A release that already has a wheel lock in the volume is not resolved again: this script then
+runs no pip at all and prints the lock on one `GROCKER-LOCKED:` line (the host checks it as it
+checks any lock; its wheels are installed against the SHA-256 it gives).
+
+Input: a JSON request file (argv[1]): target, optional constraint, optional lock (the path of
+the release's lock in the volume, absent when the build asks to resolve again).
 """
 
 import json
@@ -14,23 +19,31 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 
 WHEELS = "/home/grocker/wheels"
 REPORT_MARK = "GROCKER-REPORT:"
+LOCKED_MARK = "GROCKER-LOCKED:"
 
 
 def main():
     with open(sys.argv[1]) as stream:
         request = json.load(stream)
+    if request.get("lock") and os.path.isfile(request["lock"]):
+        with open(request["lock"]) as stream:
+            lock = json.load(stream)
+        if isinstance(lock, dict) and "locked" not in lock:  # written before locks recorded it
+            lock["locked"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.stat(request["lock"]).st_mtime))
+        print(LOCKED_MARK + json.dumps(lock, sort_keys=True), flush=True)
+        return 0
     report_path = os.path.join(tempfile.mkdtemp(prefix="grocker-resolve-"), "report.json")
-    # First from the volume alone, as Grocker always did: a release whose wheels are all there
-    # needs no index. Only when something is missing does pip ask the index.
-    if resolve(request, report_path, offline=True) != 0:
-        print("grocker: some wheels are not in the volume yet, resolving against the index", flush=True)
-        status = resolve(request, report_path, offline=False)
-        if status != 0:
-            return status
+    # Always against the index (the volume is only a cache of files): a new release gets the
+    # newest versions its requirements allow, as pip would choose them, never just the ones an
+    # earlier build left in the volume.
+    status = resolve(request, report_path)
+    if status != 0:
+        return status
     with open(report_path) as stream:
         report = json.load(stream)
     items = []
@@ -51,7 +64,7 @@ def main():
     return 0
 
 
-def resolve(request, report_path, offline):
+def resolve(request, report_path):
     command = [
         sys.executable,
         "-m",
@@ -66,15 +79,11 @@ def resolve(request, report_path, offline):
         "--find-links",
         WHEELS,
     ]
-    if offline:
-        # Quiet, and its output dropped: a miss here only means "ask the index". Online, pip's
-        # own lines ("Looking in indexes", what it collects) show at -v and in a failure's tail.
-        command += ["--no-index", "--quiet"]
     if request.get("constraint"):
         command += ["--constraint", request["constraint"]]
     command.append(request["target"])
-    output = subprocess.DEVNULL if offline else None
-    return subprocess.call(command, stdout=output, stderr=output)
+    # pip's own lines ("Looking in indexes", what it collects) show at -v and in a failure's tail.
+    return subprocess.call(command)
 
 
 if __name__ == "__main__":

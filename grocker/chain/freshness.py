@@ -1,0 +1,77 @@
+"""Is the final image up to date? Decided from image inspects alone, before any container.
+
+A runner records in its INPUTS_LABEL a digest of what it was built from: Grocker's version, the
+runner's configuration (its Dockerfile rendered without the lock: env, ports, volumes,
+entrypoint, runtime, root image name), the key of the release's wheel lock and the ID of the
+root image. With lock reuse (grocker.chain.wheelhouse), a pinned release's lock is decided by
+that key once it exists, so equal digests mean that a build would make the same image again:
+the build is skipped. Never with --no-cache or --refresh, and never for a version range (the
+newest version it allows may have changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from grocker import __version__, render
+from grocker.chain.session import Session
+from grocker.chain.wheelhouse import reuses_lock
+from grocker.labels import BASE_ID_LABEL, INPUTS_LABEL, ROLE_LABEL, RUNNER, VERSION_LABEL
+from grocker.log import logger
+from grocker.naming import runner_labels
+from grocker.protocol import ImageInfo
+from grocker.wheels import lock_key
+
+
+def inputs_digest(session: Session, root_id: str) -> str:
+    """The digest a runner built now from the root image `root_id` records in its INPUTS_LABEL."""
+    release, config = session.request.release, session.config
+    # Everything of the runner but the lock's wheels and the build time: the placeholder lock and
+    # a fixed date stand in for them, the lock's key for the lock.
+    context = render.runner_context(
+        release, config, session.names.root, render.placeholder_lock(release), runner_labels(release, config, "")
+    )
+    content = {
+        "grocker": __version__,
+        "runner": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(context.files.items())},
+        "lock": lock_key(release, config.pip_constraint),
+        "root": root_id,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def up_to_date(session: Session) -> ImageInfo | None:
+    """The final image, when it exists and was built from the inputs this build would use."""
+    request, engine = session.request, session.engine
+    if request.no_cache or not request.build_image or not reuses_lock(request):
+        return None
+    image = engine.image(request.image_name)
+    if image is None or image.labels.get(ROLE_LABEL) != RUNNER or image.labels.get(VERSION_LABEL) != __version__:
+        return None
+    recorded = image.labels.get(INPUTS_LABEL)
+    root_id = current_root_id(session)
+    if recorded is None or root_id is None:
+        return None
+    if recorded != inputs_digest(session, root_id):
+        logger.debug("%s was built from other inputs than this build's: building it again", request.image_name)
+        return None
+    return image
+
+
+def current_root_id(session: Session) -> str | None:
+    """The root image's ID, unless it is missing or would be rebuilt (its base image changed)."""
+    root = session.engine.image(session.names.root)
+    if root is None:
+        return None
+    base = session.engine.image(session.config.runtime.image)
+    built_from = root.labels.get(BASE_ID_LABEL)
+    if base is not None and built_from and built_from != base.id:
+        return None
+    return root.id
+
+
+def inputs_label(session: Session) -> dict[str, str]:
+    """The label that lets a later build of the same inputs skip (added to the runner's labels)."""
+    root = session.engine.image(session.names.root)
+    return {INPUTS_LABEL: inputs_digest(session, root.id)} if root is not None else {}

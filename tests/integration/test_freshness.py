@@ -1,0 +1,177 @@
+"""Freshness is explicit, and an up-to-date rebuild starts no container (issue 15, items 2 and 3).
+
+A private index of the test's own (the server of test_secrets.py, the index pages of
+test_poisoning.py) serves tests/fixtures/fresh-app, whose one dependency is not pinned, and that
+dependency (tests/fixtures/pure-app) in a first version; a second version is published during
+the test. Then, on one configuration and wheel volume:
+
+1. a first release of the app is resolved against the index ("resolved now": the first version);
+2. once the second version is out, rebuilding that release under its name starts no container
+   and says the image is up to date;
+3. under another name it is built again, from its wheel lock ("locked on"): still the first
+   version, although the index has a newer one;
+4. a new release of the app is resolved against the index: the second version, never just what
+   the volume held;
+5. `--refresh` resolves the first release again: the second version, and a new image.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from grocker import __version__
+from grocker.api import load_config
+from grocker.naming import internal_names
+from tests.integration.helpers import Grocker, package_fixture, poll_until
+from tests.integration.test_poisoning import _index_files
+from tests.integration.test_secrets import PORT, PROBE, SERVER, USER, _tar
+
+APP = "grocker-fixture-fresh"
+DEPENDENCY = "grocker-fixture-pure"
+PIP_DOWNLOAD = (sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:")
+
+
+@dataclass
+class Index:
+    """The private index, running, and what it needs to publish one more file."""
+
+    client: docker.DockerClient
+    container: str
+    address: str
+    token: str
+    projects: dict[str, list[Path]]
+
+    def publish(self, project: str, path: Path) -> None:
+        """Add a file to a project, as a new release on an index does."""
+        self.projects.setdefault(project, []).append(path)
+        self.client.api.put_archive(self.container, "/", _tar(_index_files(self.projects)))
+
+    def pip_conf(self, folder: Path) -> Path:
+        path = folder / f"fresh-index-{uuid.uuid4().hex[:8]}.conf"
+        url = f"http://{USER}:{self.token}@{self.address}:{PORT}/simple/"
+        path.write_text(f"[global]\nindex-url = {url}\ntrusted-host = {self.address}\n")
+        return path
+
+
+@pytest.fixture(scope="module")
+def index(grocker: Grocker, dist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    """Serve six, attrs and the first version of the dependency, behind basic auth."""
+    client = grocker.client
+    names = internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")))
+    downloads = tmp_path_factory.mktemp("fresh-pypi")
+    subprocess.run(
+        [*PIP_DOWNLOAD, "--dest", str(downloads), "six==1.16.0", "attrs"],
+        check=True,
+    )
+    try:
+        client.images.get(names.root)
+    except docker.errors.ImageNotFound:  # the index runs on the root image's Python
+        pure = package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.0")
+        grocker.build(str(pure), "-n", grocker.name("fresh-bootstrap"), "--no-push", "--no-build-image")
+    projects = {"six": list(downloads.glob("six-*.whl")), "attrs": list(downloads.glob("attrs-*.whl"))}
+    token = secrets.token_hex(20)
+    files = _index_files(projects)
+    files["srv/server.py"] = SERVER.encode()
+    files["srv/probe.py"] = PROBE.encode()
+    files["srv/auth"] = ("Basic " + base64.b64encode(f"{USER}:{token}".encode()).decode()).encode()
+    created = client.api.create_container(
+        names.root, command=["python3", "/srv/server.py"], name=f"fresh-index-{uuid.uuid4().hex[:8]}", user="root"
+    )
+    try:
+        client.api.put_archive(created["Id"], "/", _tar(files))
+        client.api.start(created["Id"])
+
+        def answers() -> bool:
+            probe = client.api.exec_create(created["Id"], ["python3", "/srv/probe.py"])
+            return bool(client.api.exec_start(probe["Id"]).decode().strip() == "401 200")
+
+        poll_until(answers, 30, "the private index to answer")
+        address = client.api.inspect_container(created["Id"])["NetworkSettings"]["IPAddress"]
+        yield Index(client, created["Id"], address, token, projects)
+    finally:
+        client.api.remove_container(created["Id"], force=True)
+
+
+def _containers_created(client: docker.DockerClient, since_ns: int, until_ns: int) -> list[str]:
+    """The names of the Grocker containers the engine created between the two times."""
+    events = client.events(
+        since=since_ns // 10**9 - 1,
+        until=until_ns // 10**9 + 1,
+        filters={"type": "container", "event": "create", "label": "grocker.version"},
+        decode=True,
+    )
+    return [
+        event["Actor"]["Attributes"].get("name", "")
+        for event in events
+        if since_ns <= int(event.get("timeNano", 0)) <= until_ns
+    ]
+
+
+def _says(run_output: str, pattern: str) -> bool:
+    return re.search(pattern, run_output) is not None
+
+
+def test_freshness_is_explicit_and_an_up_to_date_rebuild_starts_nothing(
+    grocker: Grocker, index: Index, dist_dir: Path
+) -> None:
+    # Versions of this run only: nothing an earlier run left in the volume can answer for them.
+    run = uuid.uuid4().int % 10**6
+    first_dep, second_dep = f"7.{run}.0", f"7.{run}.1"
+    first_app, second_app = f"3.{run}.0", f"3.{run}.1"
+    index.publish(DEPENDENCY, package_fixture("pure-app", dist_dir, kind="wheel", version=first_dep))
+    index.publish(APP, package_fixture("fresh-app", dist_dir, kind="wheel", version=first_app))
+    index.publish(APP, package_fixture("fresh-app", dist_dir, kind="wheel", version=second_app))
+    pip_conf = index.pip_conf(grocker.workdir)
+    image = grocker.name("fresh", first_app)
+    options = ("-e", "fresh-app", "--no-push", "--pip-conf", str(pip_conf))
+
+    # 1. A first release: resolved against the index.
+    built = grocker.build(f"{APP}=={first_app}", "-n", image, *options)
+    assert _says(built.stderr, r"done .*; dependencies resolved now"), built.stderr
+    assert grocker.docker_run(image).strip() == f"freshapp {first_app} with {DEPENDENCY} {first_dep}"
+    first_id = grocker.client.images.get(image).id
+
+    # 2. A newer dependency is published; the same release under the same name: up to date.
+    index.publish(DEPENDENCY, package_fixture("pure-app", dist_dir, kind="wheel", version=second_dep))
+    before = time.time_ns()
+    result_file = grocker.workdir / f"fresh-{run}.yml"
+    again = grocker.build(f"{APP}=={first_app}", "-n", image, *options, "--result-file", str(result_file))
+    after = time.time_ns()
+    assert f"{image} is up to date (built from the same inputs by Grocker {__version__}): nothing to build" in (
+        again.stderr
+    )
+    assert _containers_created(grocker.client, before, after) == []
+    assert grocker.client.images.get(image).id == first_id
+    assert f"image_id: {first_id}" in result_file.read_text()
+
+    # 3. The same release under another name: built from its lock, not from the newer index.
+    copy = grocker.name("fresh-copy", first_app)
+    locked = grocker.build(f"{APP}=={first_app}", "-n", copy, *options)
+    assert _says(locked.stderr, r"done .*; dependencies locked on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"), locked.stderr
+    assert grocker.docker_run(copy).strip() == f"freshapp {first_app} with {DEPENDENCY} {first_dep}"
+
+    # 4. A new release: resolved against the index, so it gets the newer dependency.
+    second = grocker.name("fresh", second_app)
+    bumped = grocker.build(f"{APP}=={second_app}", "-n", second, *options)
+    assert _says(bumped.stderr, r"done .*; dependencies resolved now"), bumped.stderr
+    assert grocker.docker_run(second).strip() == f"freshapp {second_app} with {DEPENDENCY} {second_dep}"
+
+    # 5. --refresh: the first release resolved again, into a new image under its name.
+    refreshed = grocker.build(f"{APP}=={first_app}", "-n", image, *options, "--refresh")
+    assert _says(refreshed.stderr, r"done .*; dependencies resolved now"), refreshed.stderr
+    assert grocker.docker_run(image).strip() == f"freshapp {first_app} with {DEPENDENCY} {second_dep}"
+    assert grocker.client.images.get(image).id != first_id
+    assert index.token not in refreshed.output
+    assert index.token not in str(grocker.client.images.get(image).labels)
