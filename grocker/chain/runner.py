@@ -31,10 +31,8 @@ def build_runner(session: Session, lock: WheelLock | None) -> str:
     wheelhouse.require_volume(session)
     image_id: str | None = None
     try:
-        with wheel_server.serve(session) as served:
-            if lock is None:
-                lock = wheelhouse.read_lock(session, served.container)
-            image_id = _build_image(session, lock, served)
+        with wheel_server.serve(session, lock) as served:
+            image_id = _build_image(session, served.lock, served)
         _check_entrypoint(session, image_id)
     except BaseException:
         # Interrupts included. An image that already has a name is an earlier build's (a fully

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -315,6 +316,27 @@ def test_no_build_dependencies_installs_the_lock_of_an_earlier_compile(engine: F
     assert engine.did("create_container") == ["abi-check", "wheel-server", "check"]
     assert APP.encode() in engine.built["runner image"]["Dockerfile"]
     assert result.compiler_image is None
+
+
+def test_wheel_server_is_configured_with_the_lock_before_it_starts(engine: FakeEngine, tmp_path: Path) -> None:
+    run(engine, request_for(tmp_path))
+
+    config = engine.files_put["wheel-server"]["/etc/grocker/nginx.conf"].decode()
+    served = re.findall(r'location = "/([^"]+)"', config)
+    assert served == ["pip-25.0-py3-none-any.whl", SIX, APP]
+    assert engine.calls.index(("put_files", "wheel-server")) < engine.calls.index(("start", "wheel-server"))
+
+
+def test_no_build_dependencies_serves_the_lock_read_from_the_volume(engine: FakeEngine, tmp_path: Path) -> None:
+    run(engine, request_for(tmp_path, build_dependencies=True, build_image=False, push=False))
+    engine.calls.clear()
+    engine.files_put.clear()
+
+    run(engine, request_for(tmp_path, build_dependencies=False))
+
+    config = engine.files_put["wheel-server"]["/etc/grocker/nginx.conf"].decode()
+    assert re.findall(r'location = "/([^"]+)"', config) == ["pip-25.0-py3-none-any.whl", SIX, APP]
+    assert engine.calls.index(("put_files", "wheel-server")) < engine.calls.index(("start", "wheel-server"))
 
 
 def test_missing_entrypoint_removes_the_new_image_and_keeps_the_name(engine: FakeEngine, tmp_path: Path) -> None:
