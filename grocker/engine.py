@@ -534,7 +534,15 @@ class DockerEngine:
                 raw = getattr(connection, "_sock", connection)
                 with contextlib.suppress(OSError):
                     raw.shutdown(socket.SHUT_RDWR)
+                # docker-py keeps the attach request's HTTP response on the socket it returns: closed
+                # here, in order, or a process that builds more than once (the library, the tests)
+                # leaks a socket per build and an error when the response is collected.
+                response = getattr(connection, "_response", None)
+                if response is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        response.close()
                 connection.close()
+                raw.close()
         finally:
             if attempted and self._mutex_owner(name) == owner:
                 holder.remove()

@@ -108,15 +108,29 @@ def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
 
 
 def wheel_server_context(config: ProjectConfig, root_image: str) -> BuildContext:
-    """The wheel server: root plus the distribution's nginx, serving the wheel volume."""
+    """The wheel server: root plus the distribution's nginx, its baked configuration serving nothing.
+
+    Each build replaces the configuration with `wheel_server_config` of its own lock.
+    """
     return BuildContext(
         WHEEL_SERVER,
         {
             "Dockerfile": _render("wheel-server/Dockerfile.j2", runtime=config.runtime, root_image=root_image),
             "provision.sh": _provision("wheel-server/provision.sh.j2", config, layout=layout),
-            "nginx.conf": _render("wheel-server/nginx.conf.j2", layout=layout),
+            "nginx.conf": _render("wheel-server/nginx.conf.j2", layout=layout, files=[]),
         },
     )
+
+
+def wheel_server_config(lock: WheelLock) -> bytes:
+    """The nginx configuration of one build: the files `lock` names, and a 404 for anything else.
+
+    Every name is checked as a wheel file name before it reaches the configuration, where it is
+    quoted; an exact-match location serves it.
+    """
+    wheels = [lock.installer, *lock.dependencies, lock.application]
+    files = list(dict.fromkeys(_checked(wheel).file for wheel in wheels))
+    return _render("wheel-server/nginx.conf.j2", layout=layout, files=files)
 
 
 def runner_context(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import re
 
 from grocker import labels as keys
@@ -15,8 +16,9 @@ from grocker import render
 from grocker.chain import freshness, wheel_server, wheelhouse
 from grocker.chain.session import Session
 from grocker.errors import BuildError, EngineError
-from grocker.log import phase
+from grocker.log import phase, tail
 from grocker.naming import internal_labels, runner_labels
+from grocker.render import APP_VENV
 from grocker.wheels import WheelLock
 
 # Docker's classic builder says "---> Using cache"; Podman's (buildah) "--> Using cache ID".
@@ -31,10 +33,8 @@ def build_runner(session: Session, lock: WheelLock | None) -> str:
     wheelhouse.require_volume(session)
     image_id: str | None = None
     try:
-        with wheel_server.serve(session) as served:
-            if lock is None:
-                lock = wheelhouse.read_lock(session, served.container)
-            image_id = _build_image(session, lock, served)
+        with wheel_server.serve(session, lock) as served:
+            image_id = _build_image(session, served.lock, served)
         _check_entrypoint(session, image_id)
     except BaseException:
         # Interrupts included. An image that already has a name is an earlier build's (a fully
@@ -82,21 +82,95 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served)
     return image_id
 
 
+# The entrypoint check's second half: when the entrypoint is a console script of the venv, import
+# what it runs, as the script would, and report a module missing from the image. Runs with the
+# image's Python (3.8 at least): nothing of Grocker's. Other failures at import time depend on
+# where the image runs (configuration, services) and are not the build's to judge.
+MISSING_MODULE_MARK = "GROCKER-MISSING-MODULE "
+_IMPORT_CHECK = f"""
+import json, os, signal, sys
+try:
+    from importlib import metadata
+except ImportError:
+    sys.exit(0)
+
+
+def late(signum, frame):
+    raise TimeoutError
+
+
+signal.signal(signal.SIGALRM, late)
+signal.alarm(60)
+sys.path[0] = os.path.dirname(sys.executable)
+points = metadata.entry_points()
+scripts = points.select(group="console_scripts") if hasattr(points, "select") else points.get("console_scripts", ())
+for point in scripts:
+    if point.name == sys.argv[1]:
+        try:
+            point.load()
+        except ModuleNotFoundError as err:
+            print({MISSING_MODULE_MARK!r} + json.dumps(err.name), flush=True)
+        except BaseException:
+            pass
+        break
+"""
+# Status 1: no such command; 2: the import check itself failed.
+_CHECK_SCRIPT = f'command -v "$0" >/dev/null || exit 1; {APP_VENV}/bin/python -c "$1" "$0" || exit 2'
+_MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def _check_entrypoint(session: Session, image_id: str) -> None:
     entrypoint = session.config.entrypoint_name
     with session.engine.container(
         image_id,
         role=keys.CHECK,
         labels=internal_labels(session.config, keys.CHECK),
-        entrypoint=["/bin/sh", "-c", 'command -v "$0" >/dev/null'],
-        command=[entrypoint],
+        entrypoint=["/bin/sh", "-c", _CHECK_SCRIPT],
+        command=[entrypoint, _IMPORT_CHECK],
     ) as container:
-        status, _lines = container.run(session.stream_line)
-    if status != 0:
+        status, lines = container.run(session.stream_line)
+    app = session.request.release.name
+    if status == 1:
         raise BuildError(
             f"The image's entrypoint {entrypoint!r} does not exist in it: neither the "
-            f"application {session.request.release.name} nor its dependencies install a command of "
+            f"application {app} nor its dependencies install a command of "
             "that name, and it is not on the image's PATH. Name an existing command with "
             "-e/--entrypoint (or entrypoint_name in .grocker.yml), or add a console_scripts "
             f"entry point called {entrypoint!r} to the application."
         )
+    if status != 0:
+        raise BuildError(
+            f"The check of the image's entrypoint {entrypoint!r} failed because the image's Python could "
+            f"not look up the command's entry point (status {status}). See its output below (all of it "
+            "with -v), and check that the application's metadata installs and loads with that Python.",
+            details=tail(lines),
+        )
+    missing = [line[len(MISSING_MODULE_MARK) :] for line in lines if line.startswith(MISSING_MODULE_MARK)]
+    if missing:
+        raise BuildError(missing_module_message(entrypoint, app, _module_name(missing[-1])))
+
+
+def missing_module_message(entrypoint: str, app: str, module: str) -> str:
+    """What to do when the entrypoint's import fails because `module` is not in the image."""
+    failure = f'"No module named {module!r}"'
+    start = f"The image's entrypoint {entrypoint!r} cannot start: importing it fails with {failure}."
+    if module == "pkg_resources" or module.startswith("pkg_resources."):
+        return (
+            f"{start} The runner image has no setuptools and no pip, and pkg_resources is part of "
+            f"setuptools. Declare setuptools as a dependency of the application {app} (install_requires, "
+            "or dependencies in pyproject.toml), or replace pkg_resources with importlib.metadata and "
+            "importlib.resources."
+        )
+    return (
+        f"{start} No distribution installed in the image provides that module. Declare the one that "
+        f"does as a dependency of the application {app} (or give the extra that brings it in RELEASE)."
+    )
+
+
+def _module_name(reported: str) -> str:
+    """The module name the check printed, as JSON; a plain dotted name, or a shortened placeholder."""
+    with contextlib.suppress(ValueError):
+        name = json.loads(reported)
+        if isinstance(name, str) and _MODULE_RE.fullmatch(name):
+            return name
+    return "?"

@@ -1,4 +1,9 @@
-"""The wheel server: an nginx container serving the wheel volume, read-only, to the runner build."""
+"""The wheel server: an nginx container serving the wheel volume, read-only, to the runner build.
+
+It serves only the files of the build's wheel lock: the volume is shared by every project built
+with the same configuration, and a build has no business reading the others' wheels or the
+volume's metadata.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from grocker import layout, render
-from grocker.chain import images
+from grocker.chain import images, wheelhouse
 from grocker.chain.session import Session
 from grocker.labels import NETWORK, WHEEL_SERVER
 from grocker.log import phase
 from grocker.naming import internal_labels
 from grocker.protocol import Container
+from grocker.wheels import WheelLock
 
 READY_TIMEOUT = 30.0
 """Seconds nginx has to start answering."""
 # nginx writes its pid file once its socket listens: a probe that needs no Python, which a
 # runtime may install in the compiler only.
 _READY_PROBE = ("/bin/sh", "-c", "test -s /tmp/nginx.pid")
+# Where the image's ENTRYPOINT reads nginx's configuration (resources/wheel-server/Dockerfile.j2):
+# the build's own replaces the baked one, which serves nothing.
+_CONFIG_DIR = "/etc/grocker"
+_CONFIG_FILE = "nginx.conf"
 
 
 @dataclass(frozen=True)
@@ -30,11 +40,17 @@ class Served:
     """The build's own internal network: only the wheel server and the runner's steps are on it."""
     hosts: Mapping[str, str] | None
     """/etc/hosts entries for the runner build, on engines whose builds do not use the network's DNS."""
+    lock: WheelLock
+    """The wheel lock whose files, and only those, the server serves."""
 
 
 @contextmanager
-def serve(session: Session) -> Iterator[Served]:
-    """Run the wheel server while the block runs, on a network of this build's; always remove both."""
+def serve(session: Session, lock: WheelLock | None) -> Iterator[Served]:
+    """Run the wheel server while the block runs, on a network of this build's; always remove both.
+
+    It serves the files of `lock` and answers 404 for anything else. Without `lock` (no compile
+    in this run), the release's lock is read from the volume before the server starts.
+    """
     config, names = session.config, session.names
     image = images.ensure_child(
         session, WHEEL_SERVER, names.wheel_server, render.wheel_server_context(config, names.root)
@@ -50,10 +66,13 @@ def serve(session: Session) -> Iterator[Served]:
             aliases=[render.WHEEL_SERVER_HOST],
         ) as server,
     ):
+        if lock is None:
+            lock = wheelhouse.read_lock(session, server)
+        server.put_files(_CONFIG_DIR, {_CONFIG_FILE: render.wheel_server_config(lock)}, mode=0o444)
         with phase("start wheel server"):
             server.start()
             server.wait_until(_READY_PROBE, READY_TIMEOUT, "wheel server")
             # Docker's DNS resolves the alias in build steps; Podman's builds do not use the
             # network's DNS, so the name goes in their /etc/hosts.
             hosts = {render.WHEEL_SERVER_HOST: server.ip_address()} if session.engine.podman else None
-        yield Served(server, network, hosts)
+        yield Served(server, network, hosts, lock)

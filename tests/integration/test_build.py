@@ -254,6 +254,22 @@ def test_missing_entrypoint_fails_the_build(grocker: Grocker, pure_wheel: Path) 
     assert _grocker_containers(grocker.client) == []
 
 
+def test_entrypoint_importing_pkg_resources_says_to_declare_setuptools(grocker: Grocker, dist_dir: Path) -> None:
+    wheel = package_fixture("pkgres-app", dist_dir, kind="wheel")
+    name = grocker.name("pkgres")
+
+    result = grocker.run("build", str(wheel), "-n", name, "--no-push")
+
+    assert result.returncode == 5, result.output
+    assert "importing it fails with \"No module named 'pkg_resources'\"" in result.stderr
+    assert "The runner image has no setuptools and no pip" in result.stderr
+    assert "Declare setuptools as a dependency of the application grocker-fixture-pkgres" in result.stderr
+    assert "Traceback" not in result.output
+    with pytest.raises(docker.errors.ImageNotFound):
+        grocker.client.images.get(name)
+    assert _grocker_containers(grocker.client) == []
+
+
 def test_result_file_is_sorted_yaml(grocker: Grocker, pure_wheel: Path, tmp_path: Path) -> None:
     name = grocker.name("result")
     target = tmp_path / "deep" / "folder" / "result.yml"

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,9 @@ import yaml
 
 from grocker import api, build
 from grocker.build import BuildRequest, BuildResult
+from grocker.chain import runner
 from grocker.chain.abi import RESULT_MARK as ABI_MARK
+from grocker.chain.runner import MISSING_MODULE_MARK
 from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.labels import BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
@@ -318,6 +324,27 @@ def test_no_build_dependencies_installs_the_lock_of_an_earlier_compile(engine: F
     assert result.compiler_image is None
 
 
+def test_wheel_server_is_configured_with_the_lock_before_it_starts(engine: FakeEngine, tmp_path: Path) -> None:
+    run(engine, request_for(tmp_path))
+
+    config = engine.files_put["wheel-server"]["/etc/grocker/nginx.conf"].decode()
+    served = re.findall(r'location = "/([^"]+)"', config)
+    assert served == ["pip-25.0-py3-none-any.whl", SIX, APP]
+    assert engine.calls.index(("put_files", "wheel-server")) < engine.calls.index(("start", "wheel-server"))
+
+
+def test_no_build_dependencies_serves_the_lock_read_from_the_volume(engine: FakeEngine, tmp_path: Path) -> None:
+    run(engine, request_for(tmp_path, build_dependencies=True, build_image=False, push=False))
+    engine.calls.clear()
+    engine.files_put.clear()
+
+    run(engine, request_for(tmp_path, build_dependencies=False))
+
+    config = engine.files_put["wheel-server"]["/etc/grocker/nginx.conf"].decode()
+    assert re.findall(r'location = "/([^"]+)"', config) == ["pip-25.0-py3-none-any.whl", SIX, APP]
+    assert engine.calls.index(("put_files", "wheel-server")) < engine.calls.index(("start", "wheel-server"))
+
+
 def test_missing_entrypoint_removes_the_new_image_and_keeps_the_name(engine: FakeEngine, tmp_path: Path) -> None:
     previous = engine.add_image("app:1.0")
     engine.outputs["check"] = (1, [])
@@ -491,3 +518,87 @@ def test_interrupt_during_the_runner_build_removes_its_network(engine: FakeEngin
         run(engine, request_for(tmp_path))
 
     assert engine.did("remove_network") == engine.did("create_network") != []
+
+
+def test_entrypoint_importing_pkg_resources_says_the_runner_has_no_setuptools(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    engine.outputs["check"] = (0, ["starting", MISSING_MODULE_MARK + '"pkg_resources"'])
+
+    with pytest.raises(BuildError) as raised:
+        run(engine, request_for(tmp_path))
+
+    message = str(raised.value)
+    assert raised.value.exit_code == 5
+    assert "entrypoint 'grocker-runner' cannot start: importing it fails with \"No module named 'pkg_resources'\"" in (
+        message
+    )
+    assert "The runner image has no setuptools and no pip" in message
+    assert "Declare setuptools as a dependency of the application app" in message
+    assert "bug" not in message
+    # As for a missing entrypoint: the new image goes, no name points at it.
+    assert len(engine.did("remove_image")) == 1
+    assert "app:1.0" not in engine.tags
+
+
+def test_entrypoint_importing_a_missing_module_names_it(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.outputs["check"] = (0, [MISSING_MODULE_MARK + '"yaml"'])
+
+    with pytest.raises(BuildError, match=r"No module named 'yaml'.*Declare the one that does as a dependency"):
+        run(engine, request_for(tmp_path))
+
+
+def test_entrypoint_check_keeps_a_hostile_module_name_out_of_its_message(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.outputs["check"] = (0, [MISSING_MODULE_MARK + json.dumps("x'\nrm -rf /" + "a" * 500)])
+
+    with pytest.raises(BuildError, match=r"No module named '\?'") as raised:
+        run(engine, request_for(tmp_path))
+    assert "rm -rf" not in str(raised.value)
+
+
+def test_entrypoint_check_that_cannot_run_shows_its_output(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.outputs["check"] = (2, ["Traceback (most recent call last):", "SyntaxError: broken metadata"])
+
+    with pytest.raises(BuildError, match=r"could not look up the command's entry point \(status 2\)") as raised:
+        run(engine, request_for(tmp_path))
+    assert "broken metadata" in raised.value.details
+
+
+def _console_script(folder: Path, module_text: str) -> None:
+    """An installed distribution in `folder` whose console script `fake-cmd` runs fakemod:main."""
+    info = folder / "fakeapp-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeapp\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\nfake-cmd = fakemod:main\n")
+    (folder / "fakemod.py").write_text(module_text)
+
+
+@pytest.mark.parametrize(
+    ("module_text", "command", "printed"),
+    [
+        ("import pkg_resources_of_nobody.sub\ndef main(): pass\n", "fake-cmd", '"pkg_resources_of_nobody"'),
+        ("import os\ndef main(): pass\n", "fake-cmd", None),
+        ("raise RuntimeError('needs its configuration')\n", "fake-cmd", None),
+        ("import sys\nsys.exit(3)\n", "fake-cmd", None),
+        ("import no_such_module\n", "not-a-console-script", None),
+    ],
+    ids=["missing", "fine", "other-error", "exits", "not-a-script"],
+)
+def test_entrypoint_import_check_reports_only_a_missing_module(
+    tmp_path: Path, module_text: str, command: str, printed: str | None
+) -> None:
+    """The check's script, run by this Python (3.8 or later in images) on a real installed distribution."""
+    _console_script(tmp_path, module_text)
+
+    completed = subprocess.run(
+        [sys.executable, "-c", runner._IMPORT_CHECK, command],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    marks = [line[len(MISSING_MODULE_MARK) :] for line in completed.stdout.splitlines() if MISSING_MODULE_MARK in line]
+    assert marks == ([printed] if printed else [])

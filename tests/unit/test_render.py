@@ -12,6 +12,7 @@ import yaml
 
 from grocker import api, render
 from grocker.config import ProjectConfig
+from grocker.errors import BuildError
 from grocker.release import parse_release
 from grocker.wheels import WheelFile, WheelLock
 
@@ -175,6 +176,61 @@ def test_wheel_server_installs_the_distribution_nginx_from_root(
     assert "nginx -t -c /etc/grocker/nginx.conf" in context.files["provision.sh"].decode()
     assert b"root /wheels;" in context.files["nginx.conf"]
     assert 'ENTRYPOINT ["nginx", "-c", "/etc/grocker/nginx.conf"]' in context.dockerfile
+
+
+def locations(config: bytes) -> dict[str, str]:
+    """The nginx configuration's locations: each one's match and the directives of its block."""
+    found = re.findall(r"location (= \"[^\"]*\"|/) \{([^}]*)\}", config.decode())
+    return {match: " ".join(body.split()) for match, body in found}
+
+
+def test_the_baked_wheel_server_configuration_serves_nothing(debian: ProjectConfig) -> None:
+    baked = render.wheel_server_context(debian, ROOT).files["nginx.conf"]
+
+    # A wheel server run without its build's configuration answers 404 for every file.
+    assert locations(baked) == {"/": "return 404;"}
+
+
+def test_wheel_server_configuration_serves_the_lock_files_and_nothing_else() -> None:
+    config = render.wheel_server_config(LOCK)
+
+    assert locations(config) == {
+        "/": "return 404;",
+        '= "/pip-25.0-py3-none-any.whl"': "",
+        '= "/six-1.16.0-py2.py3-none-any.whl"': "",
+        '= "/psycopg-3.2.0-cp313-cp313-manylinux_2_17_x86_64.whl"': "",
+        '= "/myapp-1.0-py3-none-any.whl"': "",
+    }
+    text = config.decode()
+    assert "root /wheels;" in text
+    assert "autoindex off;" in text
+    assert "disable_symlinks on;" in text
+
+
+def test_wheel_server_configuration_names_a_file_once() -> None:
+    # An application that depends on pip: the installer's file is in the lock twice.
+    lock = WheelLock(LOCK.application, (*LOCK.dependencies, LOCK.installer), LOCK.installer)
+
+    config = render.wheel_server_config(lock).decode()
+
+    assert config.count('location = "/pip-25.0-py3-none-any.whl"') == 1
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        'evil-1.0-py3-none-any.whl"; } location / { root /; } location = "/x',
+        "evil-1.0-py3-none-any.whl\nlocation / {",
+        "../.grocker/locks/other.json",
+        "evil-1.0-py3-none-any.whl;",
+        "evil-1.0-py3-none-any.whl\n",
+    ],
+)
+def test_wheel_server_configuration_refuses_a_name_that_is_not_a_wheel_file(hostile: str) -> None:
+    lock = WheelLock(LOCK.application, (WheelFile(hostile, "b" * 64),), LOCK.installer)
+
+    with pytest.raises(BuildError, match=r"is not a wheel file name and hash\. The wheel volume may have"):
+        render.wheel_server_config(lock)
 
 
 @pytest.mark.parametrize("fixture", ["debian", "alpine"])
