@@ -54,6 +54,8 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
         result.hash = push.push(session)
         if sbom_text is not None and result.hash is not None:
             result.sbom_digest = sbom_step.push(config, request.image_name, result.hash, sbom_text)
+    else:
+        push.explain_no_push(session)
     result.duration_seconds = time.monotonic() - start
     _summary(result)
     if request.result_file is not None:

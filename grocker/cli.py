@@ -122,7 +122,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option(
     "--push/--no-push",
     default=None,
-    help="push the image (only when its name has a registry or namespace; by default, when this run builds the image)",
+    help="push the image to its name's registry and the internal images to the prefix's (by default, when "
+    "this run builds the image or only pushes, and the name or the prefix names a registry)",
 )
 @click.option(
     "--no-cache",
