@@ -175,7 +175,8 @@ def build_command(ctx: click.Context, /, release: str, config_files: tuple[Path,
     "-f",
     "--including-final-images/--excluding-final-images",
     default=False,
-    help="also remove runner (final) images and the stopped containers that use them",
+    help="also remove runner (final) images and the stopped containers that use them "
+    "(a runner other images are built FROM loses its names only)",
 )
 @click.pass_context
 def purge_command(ctx: click.Context, all_versions: bool, including_final_images: bool) -> None:
