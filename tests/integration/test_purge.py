@@ -452,9 +452,12 @@ def test_f_untags_a_runner_others_built_from_and_leftover_build_objects_go(priva
     assert output == b"mine\n"
     assert "compile-created" in made.remaining()
     assert network in {n["Name"] for n in made.api.networks()}
+    # Kept: the young container and network, and the compiler image the container holds.
     kept = [line for line in lines if line.startswith("in use, kept ")]
-    assert len(kept) == 2, first.stdout
-    assert all("a running build may be about to use it" in line for line in kept), first.stdout
+    assert [line.split(" ")[3] for line in kept] == ["container", "image", "network"], first.stdout
+    young = [line for line in kept if "a running build may be about to use it (purge again in a minute)" in line]
+    assert [line.split(" ")[3] for line in young] == ["container", "network"], first.stdout
+    assert f"in use, kept network {network} (grocker {CURRENT}, network): created " in first.stdout
 
     # Through the library, with no grace: both go, and are reported.
     report = api.purge(
