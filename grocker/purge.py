@@ -11,8 +11,8 @@ Grocker's per-build networks (role `network`) left by an interrupted build are r
 purge, whatever their version, like outboxes.
 
 Nothing is ever forced: what the engine refuses to remove because it is in use (a running
-container, an image with containers, a mounted volume, a network with members) is reported and
-kept. With `-f`, a runner image other images are built FROM (by someone else) loses its names,
+container, an image with child images or containers, a mounted volume, a network with members)
+is reported and kept. With `-f`, a runner image other images are built FROM (by someone else) loses its names,
 as `docker rmi NAME:TAG` does: the engine keeps it, untagged, for its children.
 
 A build container or network younger than `PurgeOptions.created_grace_seconds` is kept: a build
