@@ -80,11 +80,33 @@ def prepare_build(
         result_file=result_file,
         build_dependencies=build_dependencies,
         build_image=build_image,
-        # By default, push what this run builds, when its name says where to.
-        push=(build_image and naming.has_registry(name)) if push is None else push,
+        push=decide_push(push, name, config, build_dependencies=build_dependencies, build_image=build_image),
         no_cache=no_cache,
         refresh=refresh,
     )
+
+
+def decide_push(
+    push: bool | None, name: str, config: ProjectConfig, *, build_dependencies: bool, build_image: bool
+) -> bool:
+    """Whether the run pushes: `--push/--no-push` as given, else wherever a registry is named.
+
+    By default a run pushes when it builds the image or is the push phase alone (neither
+    dependencies nor image built), and the final name or the image prefix names a registry or
+    a namespace: the final image goes to its name's registry, the internal images to the
+    prefix's. A dependencies-only run pushes only when asked. An explicit --push with no
+    registry anywhere is a configuration error, raised before any engine work.
+    """
+    pushable = naming.has_registry(name) or bool(config.image_prefix)
+    if push is None:
+        return pushable and (build_image or not build_dependencies)
+    if push and not pushable:
+        raise ConfigError(
+            f"--push failed because neither the image name {cut(name)} nor an image prefix names a "
+            "registry to push to. Give the image a name under a registry (-n REGISTRY/NAME:TAG), or a "
+            "prefix (--image-prefix REGISTRY, or docker_image_prefix in the configuration), or drop --push."
+        )
+    return push
 
 
 def check_result_file(path: Path) -> Path:

@@ -64,6 +64,8 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
         result.hash = push.push(session)
         if sbom_text is not None and result.hash is not None:
             result.sbom_digest = sbom_step.push(config, request.image_name, result.hash, sbom_text)
+    elif current is None:  # an up-to-date image said all there is to say in its one line
+        push.explain_no_push(session)
     result.duration_seconds = time.monotonic() - start
     _summary(result)
     if request.result_file is not None:

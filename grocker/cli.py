@@ -122,7 +122,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option(
     "--push/--no-push",
     default=None,
-    help="push the image (only when its name has a registry or namespace; by default, when this run builds the image)",
+    help="push the image to its name's registry and the internal images to the prefix's (by default, when "
+    "this run builds the image or only pushes, and the name or the prefix names a registry)",
 )
 @click.option(
     "--no-cache",
@@ -181,7 +182,8 @@ def build_command(ctx: click.Context, /, release: str, config_files: tuple[Path,
     "-f",
     "--including-final-images/--excluding-final-images",
     default=False,
-    help="also remove runner (final) images and the stopped containers that use them",
+    help="also remove runner (final) images and the stopped containers that use them "
+    "(a runner other images are built FROM loses its names only)",
 )
 @click.pass_context
 def purge_command(ctx: click.Context, all_versions: bool, including_final_images: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import importlib
 import io
@@ -35,7 +36,7 @@ from grocker.endpoint import Endpoint, TLSFiles, engine_summary
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.labels import MUTEX_OWNER_LABEL
 from grocker.log import logger, tail
-from grocker.protocol import ContainerInfo, ImageInfo, LineHandler, VolumeInfo
+from grocker.protocol import ContainerInfo, ImageInfo, LineHandler, NetworkInfo, VolumeInfo
 
 MIN_API_VERSION = (1, 39)
 # The first answer comes fast from a healthy engine: an engine that accepts the connection and
@@ -570,11 +571,12 @@ class DockerEngine:
                 self.api.remove_container(attrs["Id"], force=True)
 
     def containers(self, label: str) -> list[ContainerInfo]:
-        """Every container, running or not, carrying the label."""
+        """Every container, running or not, carrying the label, with its age by the engine's clock."""
         try:
             answer = self.api.containers(all=True, filters={"label": label})
         except docker.errors.APIError as err:
             raise self.error("list containers", label, err) from err
+        now = self._clock() if answer else None
         return [
             ContainerInfo(
                 c["Id"],
@@ -582,9 +584,50 @@ class DockerEngine:
                 c.get("State", ""),
                 c.get("ImageID", ""),
                 c.get("Labels") or {},
+                age=_age(now, c.get("Created")),
             )
             for c in answer
         ]
+
+    def networks(self, label: str) -> list[NetworkInfo]:
+        """Every network carrying the label, with its age by the engine's clock."""
+        try:
+            answer = self.api.networks(filters={"label": label})
+        except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+            raise self.error("list networks", label, err) from err
+        now = self._clock() if answer else None
+        return [NetworkInfo(n["Name"], n.get("Labels") or {}, age=_age(now, n.get("Created"))) for n in answer]
+
+    def try_remove_network(self, name: str) -> str | None:
+        """Remove a network, never forcing; None once gone, else why it is kept (a container uses it).
+
+        Docker removes a network that a created, not yet started container names (which then
+        cannot start) and refuses one with running members; Podman refuses both.
+        """
+
+        def remove() -> str | None:
+            members = self.api.inspect_network(name).get("Containers") or {}
+            if members:
+                first = next(iter(members.values())) or {}
+                return f"network is in use by container {first.get('Name') or next(iter(members))[:12]}"
+            try:
+                self.api.remove_network(name)
+            except docker.errors.APIError as err:
+                explanation = str(err.explanation or err)
+                if err.status_code != 404 and _NETWORK_IN_USE_RE.search(explanation):
+                    return f"network is in use: {explanation}"
+                raise
+            return None
+
+        return self._try_remove("network", name, remove)
+
+    def _clock(self) -> float:
+        """The engine's time (epoch seconds), so that ages do not depend on this machine's clock."""
+        try:
+            moment = rfc3339_epoch(str(self.api.info().get("SystemTime") or ""))
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            moment = None
+        return time.time() if moment is None else moment
 
     def image_history(self, image_id: str) -> tuple[str, list[tuple[int, str]]] | None:
         """When an image was created (RFC 3339 text) and its build steps, newest first.
@@ -676,6 +719,24 @@ class DockerEngine:
                 for reference in [*(attrs.get("RepoTags") or []), *(attrs.get("RepoDigests") or [])]:
                     self.api.remove_image(reference, force=False, noprune=False)
                 self.api.remove_image(image_id, force=False, noprune=False)
+            return None
+
+        return self._try_remove("image", image_id, remove)
+
+    def untag_image(self, image_id: str) -> str | None:
+        """Remove every name of the image, as `docker rmi NAME:TAG` does, not the image itself.
+
+        Docker with overlay2 refuses to remove by ID an image other images are built FROM, but
+        removes its names: it then stays, untagged, for its children, and goes with the last of
+        them. The caller makes sure no container uses the image (Docker would untag it anyway).
+        """
+
+        def remove() -> str | None:
+            attrs = self.api.inspect_image(image_id)  # type: ignore[no-untyped-call]
+            for reference in [*(attrs.get("RepoTags") or []), *(attrs.get("RepoDigests") or [])]:
+                # A digest goes with its repository's last tag: it may be gone already.
+                with contextlib.suppress(docker.errors.NotFound):
+                    self.api.remove_image(reference, force=False, noprune=False)
             return None
 
         return self._try_remove("image", image_id, remove)
@@ -826,6 +887,32 @@ def name_in_use(status: int | None, explanation: str) -> bool:
 
 
 # An engine refusing to remove an image by ID because several names point at it.
+# Docker: 403 "network ... has active endpoints"; Podman: 500 "network is being used".
+_NETWORK_IN_USE_RE = re.compile(r"active endpoints|is being used|in use")
+
+
+def rfc3339_epoch(text: str) -> float | None:
+    """Epoch seconds of an engine's RFC 3339 time (nanoseconds, "Z" or an offset); None if unreadable."""
+    cleaned = re.sub(r"\.\d+", "", text.strip()).replace("Z", "+00:00")
+    try:
+        moment = datetime.datetime.fromisoformat(cleaned)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def _age(now: float | None, created: object) -> float | None:
+    """Seconds from `created` (epoch seconds, or RFC 3339 text as networks give it) to `now`."""
+    if now is None:
+        return None
+    if isinstance(created, (int, float)) and not isinstance(created, bool) and created > 0:
+        return max(0.0, now - float(created))
+    moment = rfc3339_epoch(created) if isinstance(created, str) else None
+    return None if moment is None else max(0.0, now - moment)
+
+
 _SEVERAL_NAMES_RE = re.compile(r"referenced in multiple repositories|by ID with more than one tag")
 # The push stream's last status line, `<tag>: digest: sha256:<hex> size: <bytes>`.
 _PUSHED_DIGEST_RE = re.compile(r"(?:\S+: )?digest: (sha256:[0-9a-f]{64}) size: \d+")

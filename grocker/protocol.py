@@ -33,6 +33,18 @@ class ContainerInfo:
     status: str
     image_id: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    age: float | None = None
+    """Seconds since the engine created it, by the engine's clock; None when unknown."""
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """What purge needs to know of a network."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    age: float | None = None
+    """Seconds since the engine created it, by the engine's clock; None when unknown."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,9 @@ class PurgeEngine(Protocol):
     def volumes(self, label: str) -> Sequence[VolumeInfo]:
         """Every volume carrying the label."""
 
+    def networks(self, label: str) -> Sequence[NetworkInfo]:
+        """Every network carrying the label."""
+
     def image_history(self, image_id: str) -> tuple[str, Sequence[tuple[int, str]]] | None:
         """When an image was created (RFC 3339) and its steps, newest first; None when it is gone."""
 
@@ -171,6 +186,16 @@ class PurgeEngine(Protocol):
 
     def try_remove_volume(self, name: str) -> str | None:
         """Remove a volume, never forcing; None once gone, else why it is kept."""
+
+    def untag_image(self, image_id: str) -> str | None:
+        """Remove every name of the image, as `docker rmi NAME:TAG` does, not the image itself.
+
+        For an image other images are built FROM: they keep its layers. None once it has no name
+        left (or is gone), else why a name is kept.
+        """
+
+    def try_remove_network(self, name: str) -> str | None:
+        """Remove a network, never forcing; None once gone, else why it is kept (a container uses it)."""
 
 
 class Engine(ChainEngine, PurgeEngine, Protocol):

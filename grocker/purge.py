@@ -7,8 +7,17 @@ build's output, removed by every purge); containers carry their image's labels, 
 Grocker runs get roles of their own (`compile`, `publish`, `build-sdist`, `wheel-server`,
 `check`, `abi-check`, `abi-suggest`).
 
+Grocker's per-build networks (role `network`) left by an interrupted build are removed by every
+purge, whatever their version, like outboxes.
+
 Nothing is ever forced: what the engine refuses to remove because it is in use (a running
-container, an image with child images or containers, a mounted volume) is reported and kept.
+container, an image with child images or containers, a mounted volume, a network with members)
+is reported and kept. With `-f`, a runner image other images are built FROM (by someone else) loses its names,
+as `docker rmi NAME:TAG` does: the engine keeps it, untagged, for its children.
+
+A build container or network younger than `PurgeOptions.created_grace_seconds` is kept: a build
+creates each container stopped and starts it moments later, and creates its network just before
+its containers join it, so a young one may belong to a build that is running now.
 """
 
 from __future__ import annotations
@@ -55,7 +64,10 @@ _INTERNAL_OCI_KEYS = frozenset({keys.OCI_BASE_NAME})
 # A LABEL step as the classic builder records it ("/bin/sh -c #(nop)  LABEL k=v") or BuildKit does.
 _LABEL_STEP = re.compile(r"^(?:(?:/bin/sh -c|cmd /S /C) #\(nop\)\s+)?LABEL\s+(?P<pairs>.*)$", re.DOTALL)
 
-Kind = Literal["container", "image", "volume"]
+Kind = Literal["container", "image", "volume", "network"]
+# Container states a build container is removed in: never started (a build that died before
+# starting it), stopped, or dead (the engine failed to remove it).
+_LEFT_STATES = frozenset({"created", "exited", "dead"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,9 @@ class PurgeOptions:
     """Also what the current and newer Grocker versions created, not only older ones."""
     including_final_images: bool = False
     """Also runner (final) images, and the stopped containers that block their removal."""
+    created_grace_seconds: float = 60.0
+    """A build container never started, or a build network, younger than this may belong to a
+    build running now: it is kept (the mutex's rule for an abandoned mutex)."""
 
 
 @dataclass(frozen=True)
@@ -89,14 +104,18 @@ class PurgeReport:
 
     removed: tuple[PurgedObject, ...] = ()
     kept: tuple[PurgedObject, ...] = ()
+    untagged: tuple[PurgedObject, ...] = ()
+    """Runner images that lost their names only: other images are built FROM them."""
 
     def lines(self) -> list[str]:
-        """One line per object: removed ones first, then the ones in use."""
-        if not self.removed and not self.kept:
+        """One line per object: removed ones first, then the untagged ones, then the ones in use."""
+        if not self.removed and not self.kept and not self.untagged:
             return ["nothing to purge"]
-        return [f"removed {item.describe()}" for item in self.removed] + [
-            f"in use, kept {item.describe()}: {item.reason}" for item in self.kept
-        ]
+        return (
+            [f"removed {item.describe()}" for item in self.removed]
+            + [f"untagged {item.describe()}: {item.reason}" for item in self.untagged]
+            + [f"in use, kept {item.describe()}: {item.reason}" for item in self.kept]
+        )
 
 
 def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine | None = None) -> PurgeReport:
@@ -111,6 +130,9 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
         engine = connect(from_environment(env))
     removed: list[PurgedObject] = []
     kept: list[PurgedObject] = []
+    untagged: list[PurgedObject] = []
+    # The images of the containers that stay: they must keep their names too.
+    used: set[str] = set()
 
     own = _grocker_images(engine)
     own_ids = {image.id for image in own}
@@ -123,12 +145,14 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
         if not build and container.image_id not in runner_ids:
             continue
         item = _container_item(container)
-        if container.status != "exited":
-            # Running (or just created) means a build or a user is using it right now: never stop it.
-            kept.append(_with_reason(item, container.status or "not exited"))
-            continue
-        reason = engine.try_remove_container(container.id)
-        (removed if reason is None else kept).append(_with_reason(item, reason))
+        reason = _why_keep_container(container, build, options)
+        if reason is None:
+            reason = engine.try_remove_container(container.id)
+        if reason is None:
+            removed.append(item)
+        else:
+            kept.append(_with_reason(item, reason))
+            used.add(container.image_id)
 
     # Images, children first by role. Should an image still have a child among the selected
     # ones (an unusual build chain), it gets another try after a pass that removed something.
@@ -150,7 +174,25 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
         if len(still) == len(pending):
             break
         pending = still
-    kept.extend(_with_reason(_image_item(image), refused[image.id]) for image in pending)
+    for image in pending:
+        reason = refused[image.id]
+        if _untaggable(image, options, used):
+            # Refused with no container of it left: other images are built FROM it.
+            reason = engine.untag_image(image.id) or ""
+            if not reason:
+                untagged.append(_with_reason(_image_item(image), "other images are built FROM it and keep its layers"))
+                continue
+        kept.append(_with_reason(_image_item(image), reason))
+
+    # Networks of builds that are over: an interrupted build may leave one.
+    for network in engine.networks(VERSION_LABEL):
+        if network.labels.get(ROLE_LABEL) != keys.NETWORK:
+            continue
+        item = PurgedObject("network", network.name, network.labels.get(VERSION_LABEL, ""), keys.NETWORK)
+        reason = _why_young(network.age, options)
+        if reason is None:
+            reason = engine.try_remove_network(network.name)
+        (removed if reason is None else kept).append(_with_reason(item, reason))
 
     # Volumes last: a build container mounts its wheel volume.
     for volume in engine.volumes(VERSION_LABEL):
@@ -163,7 +205,39 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
         reason = engine.try_remove_volume(volume.name)
         (removed if reason is None else kept).append(_with_reason(item, reason))
 
-    return PurgeReport(tuple(removed), tuple(kept))
+    return PurgeReport(tuple(removed), tuple(kept), tuple(untagged))
+
+
+def _why_keep_container(container: ContainerInfo, build: bool, options: PurgeOptions) -> str | None:
+    """Why purge must not remove this container, or None to try."""
+    status = container.status or "not exited"
+    if container.status == "exited":
+        return None
+    if not build or container.status not in _LEFT_STATES:
+        # Running means a build or a user is using it right now: never stop it. A runner's
+        # container the user created but never started is theirs to start.
+        return status
+    if container.status == "created":
+        return _why_young(container.age, options)
+    return None
+
+
+def _why_young(age: float | None, options: PurgeOptions) -> str | None:
+    """A reason to keep a build's container or network that may belong to a running build."""
+    if age is not None and age >= options.created_grace_seconds:
+        return None
+    since = "at a time the engine does not give" if age is None else f"{age:.0f} s ago"
+    return f"created {since}; a running build may be about to use it (purge again in a minute)"
+
+
+def _untaggable(image: ImageInfo, options: PurgeOptions, used: set[str]) -> bool:
+    """A runner image `-f` selected that has names and no container: untag it instead."""
+    return (
+        options.including_final_images
+        and image.labels.get(ROLE_LABEL) == RUNNER
+        and bool(image.tags)
+        and image.id not in used
+    )
 
 
 def _remove_intermediates(engine: PurgeEngine, intermediates: Sequence[str], own_ids: set[str]) -> None:

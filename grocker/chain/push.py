@@ -1,4 +1,10 @@
-"""Push: the final image and, when the prefix names a registry, the internal images."""
+"""Push: the final image to its name's registry, the internal images to the prefix's.
+
+A run pushes (BuildRequest.push, decided by api.decide_push) when the final name or the image
+prefix names a registry or a namespace. Each image goes only where its own name says: the final
+image when its name has a registry, the root, compiler and wheel-server images when the prefix
+is set (their names are under it), even if the final name has no registry.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +16,23 @@ from grocker.naming import has_registry
 
 
 def push(session: Session) -> str | None:
-    """Push the final image (and the internal ones); its manifest digest, or None when its name
+    """Push the internal images, then the final one; its manifest digest, or None when its name
     has no registry to push to."""
     name = session.request.image_name
-    if not has_registry(name):
-        logger.warning("Not pushing %s: its name has no registry or namespace (use --image-prefix or -n).", name)
-        return None
-    if not session.request.build_image and session.engine.image(name) is None:
+    final = has_registry(name)
+    if final and not session.request.build_image and session.engine.image(name) is None:
         raise PushError(
             f"There is no image {name} on the engine to push. Build it first (run without "
             "--no-build-image), then push with --no-build-dependencies --no-build-image --push."
         )
     push_internal_images(session)
+    if not final:
+        logger.info(
+            "not pushing %s: its name has no registry or namespace (give -n REGISTRY/NAME:TAG to push it)%s",
+            name,
+            "; the internal images went to the prefix's registry" if session.config.image_prefix else "",
+        )
+        return None
     with phase(f"push {name}") as note:
         digest = session.engine.push(name, session.stream_line)
         note(digest)
@@ -41,3 +52,20 @@ def push_internal_images(session: Session) -> None:
         if session.engine.image(name) is not None:
             with phase(f"push {role} image"):
                 session.engine.push(name, session.stream_line)
+        else:
+            logger.info("not pushing the %s image %s: it is not on this engine", role, name)
+
+
+def explain_no_push(session: Session) -> None:
+    """Say why a run that builds the image, or the push phase alone, pushes nothing."""
+    request = session.request
+    if request.build_dependencies and not request.build_image:
+        return  # a dependencies-only run pushes only when asked
+    if has_registry(request.image_name) or session.config.image_prefix:
+        logger.debug("not pushing %s: --no-push", request.image_name)
+        return
+    logger.info(
+        "not pushing %s: neither its name nor an image prefix names a registry (give -n "
+        "REGISTRY/NAME:TAG or --image-prefix REGISTRY to push)",
+        request.image_name,
+    )

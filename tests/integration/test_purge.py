@@ -17,6 +17,7 @@ import io
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from grocker import __version__
+from grocker import __version__, api
+from grocker.purge import PurgeOptions
 from tests.integration.conftest import ENGINE_HOSTS, MatrixEngine
 from tests.integration.engines import start_engine
 
@@ -161,6 +163,8 @@ def _wipe(engine: PurgeTarget) -> None:
         api.remove_container(container["Id"], force=True)
     for volume in api.volumes().get("Volumes") or []:
         api.remove_volume(volume["Name"], force=True)
+    for network in api.networks(filters={"label": "grocker.version"}):
+        api.remove_network(network["Id"])
     bases = {image["Id"] for image in api.images() if {BASE, "debian:bookworm"} & _names(image)}
     # Children first: passes until only the bases are left (an image with children cannot go).
     for _attempt in range(10):
@@ -280,28 +284,31 @@ IN_USE = {"serving-old", "wheel-server-old", "wheel-old", "root-old", "root-olde
 # Kept only for their children where the engine refuses to remove a parent image.
 PARENTS = {"root-old", "root-cur", "root-new", "runner-old", "runner-new"}
 SCENARIOS = {
-    "none": ((), OLD_BUILD, IN_USE),
-    "-a": (("-a",), ALL_BUILD, IN_USE | {"root-cur", "root-new"}),
-    # runner-old has a child someone else built FROM it.
-    "-f": (("-f",), OLD_BUILD | {"run-old"}, IN_USE | {"runner-old"}),
+    "none": ((), OLD_BUILD, IN_USE, set()),
+    "-a": (("-a",), ALL_BUILD, IN_USE | {"root-cur", "root-new"}, set()),
+    # runner-old has a child someone else built FROM it: -f untags it, as `docker rmi app:6.3` does.
+    "-f": (("-f",), OLD_BUILD | {"run-old"}, IN_USE, {"runner-old"}),
     "-a -f": (
         ("-a", "-f"),
         ALL_BUILD | {"run-old", "run-cur", "runner-cur", "root-cur"},
-        IN_USE | {"runner-old", "runner-new", "root-new"},
+        IN_USE | {"root-new"},
+        {"runner-old", "runner-new"},
     ),
 }
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_purge_removes_exactly_what_the_flags_select(population: Population, scenario: str) -> None:
-    args, removed, kept = SCENARIOS[scenario]
+    args, removed, kept, untagged = SCENARIOS[scenario]
     if not population.engine.keeps_parents:
-        removed, kept = removed | (kept & PARENTS), kept - PARENTS
+        removed = removed | ((kept | untagged) & PARENTS)
+        kept, untagged = kept - PARENTS, untagged - PARENTS
     result = run_purge(population.engine, *args)
     assert result.returncode == 0, result.stderr
     assert population.remaining() == population.all_names() - removed, result.stdout
     lines = result.stdout.splitlines()
     assert len([line for line in lines if line.startswith("removed ")]) == len(removed - UNLISTED), result.stdout
+    assert len([line for line in lines if line.startswith("untagged ")]) == len(untagged), result.stdout
     kept_lines = [line for line in lines if line.startswith("in use, kept ")]
     assert len(kept_lines) == len(kept), result.stdout
     assert [line for line in kept_lines if line.startswith("in use, kept container ")] == [
@@ -310,8 +317,8 @@ def test_purge_removes_exactly_what_the_flags_select(population: Population, sce
     ]
     # Names go with the images removed by ID; an image kept keeps all of them.
     tags = {name for image in population.api.images() for name in _names(image)}
-    for name in ("compiler-old", "runner-cur"):
-        if name in removed:
+    for name in ("compiler-old", "runner-cur", "runner-old", "runner-new"):
+        if name in removed | untagged:
             assert not tags & set(population.tags[name])
     assert {"grocker-test-root:6.2", "mirror/root:6.2"} <= tags
     assert {"someone/app:1", "someone/l:1", "someone/plain:1", BASE} <= tags
@@ -336,3 +343,57 @@ def test_purge_exits_4_when_the_engine_does_not_answer(tmp_path: Path) -> None:
     assert result.returncode == 4, result.stderr
     assert "cannot reach the Docker engine" in result.stderr
     assert result.stdout == ""
+
+
+def test_f_untags_a_runner_others_built_from_and_leftover_build_objects_go(private_engine: PurgeTarget) -> None:
+    """Issue 13 item 7 and issue 12: what an interrupted build and a user's derived image leave."""
+    _wipe(private_engine)
+    made = Population(private_engine)
+    made.grocker_image("runner-old", OLD, "runner", tags=("app:6.3",))
+    made.build("theirs", f"FROM {made.images['runner-old']}\nRUN echo mine > /mine\n", tags=("someone/app:1",))
+    made.grocker_image("compiler-old", OLD, "compiler")
+    # A build container created and never started (the build died first), and the build's network.
+    made.container(
+        "compile-created",
+        "compiler-old",
+        labels={"grocker.version": OLD, "grocker.image.role": "compile"},
+        run=False,
+    )
+    network = f"grocker-net-{uuid.uuid4().hex[:12]}"
+    made.api.create_network(
+        network, driver="bridge", internal=True, labels={"grocker.version": CURRENT, "grocker.image.role": "network"}
+    )
+
+    # Through the CLI: the container and the network are too young to be a dead build's.
+    first = run_purge(private_engine, "-f")
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    tags = {name for image in made.api.images() for name in _names(image)}
+    assert "app:6.3" not in tags
+    assert "someone/app:1" in tags
+    verb = "untagged" if private_engine.keeps_parents else "removed"
+    assert [line.split(" [")[0] for line in lines if "app:6.3" in line] == [f"{verb} image app:6.3"], first.stdout
+    if private_engine.keeps_parents:
+        assert f"(grocker {OLD}, runner): other images are built FROM it and keep its layers" in first.stdout
+    # The child keeps the layers it shares with the runner.
+    output = made.engine.client.containers.run("someone/app:1", ["cat", "/mine"], remove=True)
+    assert output == b"mine\n"
+    assert "compile-created" in made.remaining()
+    assert network in {n["Name"] for n in made.api.networks()}
+    # Kept: the young container and network, and the compiler image the container holds.
+    kept = [line for line in lines if line.startswith("in use, kept ")]
+    assert [line.split(" ")[3] for line in kept] == ["container", "image", "network"], first.stdout
+    young = [line for line in kept if "a running build may be about to use it (purge again in a minute)" in line]
+    assert [line.split(" ")[3] for line in young] == ["container", "network"], first.stdout
+    assert f"in use, kept network {network} (grocker {CURRENT}, network): created " in first.stdout
+
+    # Through the library, with no grace: both go, and are reported.
+    report = api.purge(
+        PurgeOptions(including_final_images=True, created_grace_seconds=0), {"DOCKER_HOST": private_engine.host}
+    )
+    assert report.kept == ()
+    assert "compile-created" not in made.remaining()
+    assert "compiler-old" not in made.remaining()
+    assert network not in {n["Name"] for n in made.api.networks()}
+    assert f"removed network {network} (grocker {CURRENT}, network)" in report.lines()
+    assert made.engine.client.containers.run("someone/app:1", ["cat", "/mine"], remove=True) == b"mine\n"

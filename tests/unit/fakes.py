@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 
 from grocker import layout
 from grocker.chain.wheelhouse import LOCKED_MARK, PUBLISH_MARK
-from grocker.protocol import ChainEngine, Container, ContainerInfo, ImageInfo, LineHandler, PurgeEngine, VolumeInfo
+from grocker.protocol import (
+    ChainEngine,
+    Container,
+    ContainerInfo,
+    ImageInfo,
+    LineHandler,
+    NetworkInfo,
+    PurgeEngine,
+    VolumeInfo,
+)
 
 Call = tuple[str, str]
 
@@ -329,6 +338,8 @@ class FakePurgeEngine:
     containers_: dict[str, ContainerInfo] = field(default_factory=dict)
     volumes_: dict[str, VolumeInfo] = field(default_factory=dict)
     mounts: dict[str, str] = field(default_factory=dict)  # container id -> volume name
+    networks_: dict[str, NetworkInfo] = field(default_factory=dict)
+    members: dict[str, str] = field(default_factory=dict)  # running container id -> network name
     calls: list[tuple[str, str]] = field(default_factory=list)
     clock: itertools.count[int] = field(default_factory=lambda: itertools.count(START + 60, 60))
     # The containerd image store keeps the build steps' images: image id -> their IDs, newest first.
@@ -363,17 +374,32 @@ class FakePurgeEngine:
         return self.image(grocker_labels(version, role), steps, parent=parent, tags=tags)
 
     def container(
-        self, image_id: str, *, status: str = "exited", labels: Mapping[str, str] | None = None, volume: str = ""
+        self,
+        image_id: str,
+        *,
+        status: str = "exited",
+        labels: Mapping[str, str] | None = None,
+        volume: str = "",
+        age: float | None = 3600.0,
+        network: str = "",
     ) -> str:
-        """A container of the image: its labels are the image's, plus `labels`."""
+        """A container of the image: its labels are the image's, plus `labels`; created `age` s ago."""
         container_id = f"c{len(self.containers_) + 1:063x}"
         merged = {**self.images_[image_id].info.labels, **(labels or {})}
         self.containers_[container_id] = ContainerInfo(
-            container_id, f"ctr-{len(self.containers_) + 1}", status, image_id, merged
+            container_id, f"ctr-{len(self.containers_) + 1}", status, image_id, merged, age
         )
         if volume:
             self.mounts[container_id] = volume
+        if network:
+            self.members[container_id] = network
         return container_id
+
+    def network(self, version: str, role: str = "network", *, age: float | None = 3600.0) -> str:
+        """A per-build network of that Grocker version, created `age` s ago."""
+        name = f"grocker-net-{len(self.networks_):012x}"
+        self.networks_[name] = NetworkInfo(name, {"grocker.version": version, "grocker.image.role": role}, age)
+        return name
 
     def volume(self, version: str, role: str = "wheel") -> str:
         """A wheel volume of that Grocker version."""
@@ -391,6 +417,9 @@ class FakePurgeEngine:
 
     def volumes(self, label: str) -> list[VolumeInfo]:
         return [v for v in self.volumes_.values() if label in v.labels]
+
+    def networks(self, label: str) -> list[NetworkInfo]:
+        return [n for n in self.networks_.values() if label in n.labels]
 
     def image_history(self, image_id: str) -> tuple[str, list[tuple[int, str]]] | None:
         image = self.images_.get(image_id)
@@ -424,6 +453,22 @@ class FakePurgeEngine:
         if users:
             return f"volume is in use - [{users[0]}]"
         del self.volumes_[name]
+        return None
+
+    def untag_image(self, image_id: str) -> str | None:
+        """Docker's `rmi NAME:TAG` on each name: the image stays for its children, nameless."""
+        self.calls.append(("untag", image_id))
+        image = self.images_.get(image_id)
+        if image is not None:
+            image.info = ImageInfo(image.info.id, (), image.info.labels, image.info.size)
+        return None
+
+    def try_remove_network(self, name: str) -> str | None:
+        self.calls.append(("network", name))
+        users = [cid for cid, network in self.members.items() if network == name and cid in self.containers_]
+        if users:
+            return f"network is in use by container {users[0][:12]}"
+        self.networks_.pop(name, None)
         return None
 
 

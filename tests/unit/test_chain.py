@@ -6,6 +6,7 @@ what is pushed; and what is removed when a step fails or the build is interrupte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from grocker.chain import runner
 from grocker.chain.abi import RESULT_MARK as ABI_MARK
 from grocker.chain.runner import MISSING_MODULE_MARK
 from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
-from grocker.errors import BuildError, EngineError, PushError
+from grocker.errors import BuildError, ConfigError, EngineError, PushError
 from grocker.labels import BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
 from grocker.naming import InternalNames, internal_names
 from tests.unit.fakes import FakeEngine
@@ -418,15 +419,124 @@ def test_engine_error_while_cleaning_up_never_hides_the_first_error(engine: Fake
         run(engine, request_for(tmp_path))
 
 
-def test_name_without_registry_is_not_pushed(
+def test_no_registry_anywhere_pushes_nothing_and_says_so(
     engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="grocker"):
-        result = run(engine, request_for(tmp_path, push=True))
+    with caplog.at_level(logging.INFO, logger="grocker"):
+        result = run(engine, request_for(tmp_path))
 
     assert engine.did("push") == []
     assert result.hash is None
-    assert "Not pushing app:1.0" in caplog.text
+    said = [record.getMessage() for record in caplog.records if "not pushing" in record.getMessage()]
+    assert said == [
+        "not pushing app:1.0: neither its name nor an image prefix names a registry "
+        "(give -n REGISTRY/NAME:TAG or --image-prefix REGISTRY to push)"
+    ]
+
+
+def test_push_phase_alone_with_no_registry_anywhere_says_so(
+    engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine.add_image("app:1.0")
+    request = request_for(tmp_path, build_dependencies=False, build_image=False)
+
+    with caplog.at_level(logging.INFO, logger="grocker"):
+        result = run(engine, request)
+
+    assert not request.push
+    assert engine.calls == []
+    assert result.hash is None
+    assert "not pushing app:1.0: neither its name nor an image prefix names a registry" in caplog.text
+
+
+@pytest.mark.parametrize("phases", [{}, {"build_dependencies": False, "build_image": False}])
+def test_explicit_push_with_no_registry_anywhere_is_a_config_error(tmp_path: Path, phases: dict[str, bool]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        request_for(tmp_path, push=True, **phases)  # type: ignore[arg-type]
+
+    assert caught.value.exit_code == 3
+    assert caught.value.message == (
+        "--push failed because neither the image name app:1.0 nor an image prefix names a registry to push to. "
+        "Give the image a name under a registry (-n REGISTRY/NAME:TAG), or a prefix (--image-prefix REGISTRY, "
+        "or docker_image_prefix in the configuration), or drop --push."
+    )
+
+
+@pytest.mark.parametrize(
+    ("prefix", "name", "options", "expected"),
+    [
+        (None, "app:1.0", {}, False),
+        (None, "localhost:5000/app:1.0", {}, True),
+        (PREFIX, "app:1.0", {}, True),
+        (None, "localhost:5000/app:1.0", {"build_dependencies": False, "build_image": False}, True),
+        (PREFIX, "app:1.0", {"build_dependencies": False, "build_image": False}, True),
+        (None, "localhost:5000/app:1.0", {"build_dependencies": False}, True),
+        # A dependencies-only run pushes only when asked.
+        (PREFIX, "app:1.0", {"build_image": False}, False),
+        (PREFIX, f"{PREFIX}/app:1.0", {"push": False}, False),
+        (PREFIX, "app:1.0", {"build_image": False, "push": True}, True),
+    ],
+)
+def test_push_is_on_by_default_wherever_a_registry_is_named(
+    tmp_path: Path, prefix: str | None, name: str, options: dict[str, bool], expected: bool
+) -> None:
+    assert request_for(tmp_path, prefix=prefix, name=name, **options).push is expected  # type: ignore[arg-type]
+
+
+def test_push_phase_alone_pushes_to_the_named_registry_by_default(engine: FakeEngine, tmp_path: Path) -> None:
+    name = "localhost:5000/app:1.0"
+    engine.add_image(name)
+    request = request_for(tmp_path, name=name, build_dependencies=False, build_image=False)
+
+    result = run(engine, request)
+
+    assert engine.did("push") == [name]
+    assert result.hash == "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def test_push_phase_alone_sends_the_internal_images_to_the_prefix_whatever_the_final_name(
+    engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run(engine, request_for(tmp_path, prefix=PREFIX, push=False))
+    engine.calls.clear()
+    request = request_for(tmp_path, prefix=PREFIX, build_dependencies=False, build_image=False)
+    names = names_of(request)
+
+    with caplog.at_level(logging.INFO, logger="grocker"):
+        result = run(engine, request)
+
+    assert request.push
+    assert engine.did("push") == [names.root, names.compiler, names.wheel_server]
+    assert result.hash is None
+    assert "not pushing app:1.0: its name has no registry or namespace" in caplog.text
+    assert "the internal images went to the prefix's registry" in caplog.text
+
+
+def test_full_build_sends_the_internal_images_to_the_prefix_when_the_final_name_has_no_registry(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    request = request_for(tmp_path, prefix=PREFIX, name="app:1.0")
+    names = names_of(request)
+
+    result = run(engine, request)
+
+    assert engine.did("push") == [names.root, names.compiler, names.wheel_server]
+    assert engine.id_of("app:1.0") is not None
+    assert result.hash is None
+
+
+def test_internal_images_missing_here_are_not_pushed(
+    engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"{PREFIX}/app:1.0"
+    engine.add_image(name)
+    request = request_for(tmp_path, prefix=PREFIX, name=name, build_dependencies=False, build_image=False)
+
+    with caplog.at_level(logging.INFO, logger="grocker"):
+        run(engine, request)
+
+    assert engine.did("push") == [name]
+    assert f"not pushing the root image {names_of(request).root}: it is not on this engine" in caplog.text
 
 
 def test_push_sends_internal_images_then_the_final_one(engine: FakeEngine, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import docker.errors
 import pytest
 import requests
 
+from grocker import engine as engine_module
 from grocker.engine import DockerEngine, name_in_use, push_digest, unpacked_size, uses_containerd_store
 from grocker.errors import EngineError
 
@@ -128,3 +129,95 @@ def test_a_container_name_in_use_is_recognised_on_docker_and_podman() -> None:
     assert name_in_use(500, podman)
     assert not name_in_use(500, "no space left on device")
     assert not name_in_use(404, "No such image: debian:trixie")
+
+
+def _api_error(status: int, explanation: str, kind: type[docker.errors.APIError] = docker.errors.APIError) -> Exception:
+    response = requests.Response()
+    response.status_code = status
+    return kind(f"{status} error", response=response, explanation=explanation)
+
+
+class _PurgeApi:
+    """The low-level API answers purge reads: an image's names, a network and its members."""
+
+    def __init__(self, members: dict[str, Any] | None = None, refusal: Exception | None = None) -> None:
+        self.members = members or {}
+        self.refusal = refusal
+        self.removed: list[str] = []
+
+    def inspect_image(self, image_id: str) -> dict[str, Any]:
+        return {"RepoTags": ["app:1", "registry.example/app:1"], "RepoDigests": ["registry.example/app@" + DIGEST]}
+
+    def remove_image(self, reference: str, force: bool, noprune: bool) -> None:
+        assert not force
+        if "@" in reference:  # gone with its repository's last tag
+            raise _api_error(404, "No such image", docker.errors.NotFound)
+        self.removed.append(reference)
+
+    def inspect_network(self, name: str) -> dict[str, Any]:
+        if name == "gone":
+            raise _api_error(404, "network gone not found", docker.errors.NotFound)
+        return {"Name": name, "Containers": self.members}
+
+    def remove_network(self, name: str) -> None:
+        if self.refusal is not None:
+            raise self.refusal
+        self.removed.append(name)
+
+
+def _purge_engine(api: _PurgeApi) -> DockerEngine:
+    return DockerEngine(SimpleNamespace(api=api), "the Docker engine at tcp://127.0.0.1:23752")  # type: ignore[arg-type]
+
+
+def test_untag_removes_every_name_never_the_image_by_id() -> None:
+    api = _PurgeApi()
+    assert _purge_engine(api).untag_image("sha256:" + "1" * 64) is None
+    assert api.removed == ["app:1", "registry.example/app:1"]
+
+
+def test_a_network_with_members_is_kept_without_asking_to_remove_it() -> None:
+    api = _PurgeApi(members={"c" * 64: {"Name": "grocker-wheel-server-1a2b"}})
+    reason = _purge_engine(api).try_remove_network("grocker-net-1")
+    assert reason == "network is in use by container grocker-wheel-server-1a2b"
+    assert api.removed == []
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        _api_error(403, "error while removing network: network grocker-net-1 id 1a2b has active endpoints"),
+        _api_error(500, '"grocker-net-1" has associated containers with it. Use -f: network is being used'),
+    ],
+    ids=["docker", "podman"],
+)
+def test_a_network_the_engine_says_is_in_use_is_kept(refusal: Exception) -> None:
+    reason = _purge_engine(_PurgeApi(refusal=refusal)).try_remove_network("grocker-net-1")
+    assert reason is not None
+    assert reason.startswith("network is in use: ")
+
+
+def test_a_network_gone_meanwhile_is_removed_and_other_refusals_are_engine_errors() -> None:
+    assert _purge_engine(_PurgeApi()).try_remove_network("gone") is None
+    with pytest.raises(EngineError) as failure:
+        _purge_engine(_PurgeApi(refusal=_api_error(500, "disk on fire"))).try_remove_network("grocker-net-1")
+    assert failure.value.exit_code == 4
+    assert "failed to remove network grocker-net-1: disk on fire" in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        (1799999910, 90.0),  # containers: epoch seconds
+        ("2027-01-15T07:59:00.123456789Z", 60.0),  # networks: RFC 3339, nanoseconds dropped
+        ("2027-01-15T08:59:30+01:00", 30.0),
+        ("2027-01-15T08:00:05Z", 0.0),  # a clock a little ahead is no negative age
+        ("not a time", None),
+        (None, None),
+        (0, None),
+    ],
+)
+def test_ages_are_counted_on_the_engine_s_clock(created: object, expected: float | None) -> None:
+    now = engine_module.rfc3339_epoch("2027-01-15T08:00:00Z")
+    assert now == 1800000000.0
+    assert engine_module._age(now, created) == expected
+    assert engine_module._age(None, created) is None

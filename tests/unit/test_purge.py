@@ -11,6 +11,7 @@ from grocker import __version__, purge
 from grocker import engine as docker_engine
 from grocker.endpoint import Endpoint
 from grocker.errors import EngineError
+from grocker.protocol import NetworkInfo
 from grocker.purge import PurgeOptions, built_by_grocker
 from tests.unit.conftest import CliRun
 from tests.unit.fakes import START, FakePurgeEngine, grocker_labels, rfc3339
@@ -209,13 +210,142 @@ def test_containers_that_are_not_grocker_builds_are_left_alone() -> None:
     assert report.kept[0].reason == f"image is being used by stopped container {theirs[:12]}"
 
 
-def test_containers_that_are_not_exited_are_kept() -> None:
+@pytest.mark.parametrize("status", ["running", "paused", "restarting", "removing"])
+def test_build_containers_in_use_are_kept(status: str) -> None:
     engine = FakePurgeEngine()
     compiler = engine.grocker_image(OLD, "compiler")
-    created = engine.container(compiler, status="created", labels={"grocker.image.role": "compile"})
+    busy = engine.container(compiler, status=status, labels={"grocker.image.role": "compile"})
     report = purge.purge(NONE, {}, engine=engine)
-    assert created in engine.containers_
-    assert report.kept[0].reason == "created"
+    assert busy in engine.containers_
+    assert ("container", busy) not in engine.calls
+    assert report.kept[0].reason == status
+
+
+@pytest.mark.parametrize("status", ["created", "dead", "exited"])
+@pytest.mark.parametrize("version", [OLD, CURRENT])
+def test_build_containers_left_created_or_dead_are_removed(status: str, version: str) -> None:
+    engine = FakePurgeEngine()
+    compiler = engine.grocker_image(version, "compiler")
+    left = engine.container(compiler, status=status, labels={"grocker.image.role": "compile"})
+    report = purge.purge(ALL, {}, engine=engine)
+    assert left not in engine.containers_
+    assert compiler not in engine.images_
+    assert [line.split(" (")[0] for line in report.lines()] == [
+        "removed container ctr-1",
+        f"removed image <untagged> [{compiler.removeprefix('sha256:')[:12]}]",
+    ]
+
+
+@pytest.mark.parametrize(("age", "said"), [(5.0, "created 5 s ago"), (None, "created at a time the engine")])
+def test_a_young_created_build_container_may_be_a_running_build_s_and_is_kept(age: float | None, said: str) -> None:
+    engine = FakePurgeEngine()
+    compiler = engine.grocker_image(OLD, "compiler")
+    young = engine.container(compiler, status="created", labels={"grocker.image.role": "compile"}, age=age)
+    report = purge.purge(NONE, {}, engine=engine)
+    assert young in engine.containers_
+    assert ("container", young) not in engine.calls
+    assert report.kept[0].kind == "container"
+    assert report.kept[0].reason.startswith(said)
+    assert report.kept[0].reason.endswith("a running build may be about to use it (purge again in a minute)")
+    # The grace is a library option: with none, it goes.
+    purge.purge(PurgeOptions(created_grace_seconds=0), {}, engine=engine)
+    assert (young in engine.containers_) is (age is None)
+
+
+def test_a_runner_container_created_by_its_user_is_theirs() -> None:
+    engine = FakePurgeEngine()
+    runner = engine.grocker_image(OLD, "runner", tags=["app:1"])
+    theirs = engine.container(runner, status="created")
+    report = purge.purge(ALL_FINAL, {}, engine=engine)
+    assert theirs in engine.containers_
+    assert runner in engine.images_
+    assert [(item.kind, item.reason) for item in report.kept] == [
+        ("container", "created"),
+        ("image", f"image is being used by stopped container {theirs[:12]}"),
+    ]
+    assert report.untagged == ()
+
+
+def test_with_f_a_runner_with_child_images_is_untagged_and_its_children_kept() -> None:
+    engine = FakePurgeEngine()
+    runner = engine.grocker_image(OLD, "runner", tags=["app:1", "registry.example/app:1"])
+    theirs = derived(engine, runner, "run")
+    stopped = engine.container(runner)
+
+    report = purge.purge(FINAL, {}, engine=engine)
+
+    assert stopped not in engine.containers_
+    assert runner in engine.images_  # the engine keeps it for its child, nameless
+    assert engine.images_[runner].info.tags == ()
+    assert theirs in engine.images_
+    assert ("untag", theirs) not in engine.calls
+    assert report.kept == ()
+    short = runner.removeprefix("sha256:")[:12]
+    assert report.lines() == [
+        f"removed container ctr-1 (grocker {OLD}, runner)",
+        f"untagged image app:1, registry.example/app:1 [{short}] (grocker {OLD}, runner): "
+        "other images are built FROM it and keep its layers",
+    ]
+
+
+def test_without_f_a_runner_with_child_images_keeps_its_names() -> None:
+    engine = FakePurgeEngine()
+    runner = engine.grocker_image(OLD, "runner", tags=["app:1"])
+    derived(engine, runner, "run")
+    report = purge.purge(ALL, {}, engine=engine)
+    assert engine.images_[runner].info.tags == ("app:1",)
+    assert report.untagged == report.kept == ()
+    assert not [call for call in engine.calls if call[0] in ("untag", "image")]
+
+
+def test_a_runner_with_child_images_and_a_running_container_is_kept_with_its_names() -> None:
+    engine = FakePurgeEngine()
+    runner = engine.grocker_image(OLD, "runner", tags=["app:1"])
+    derived(engine, runner, "run")
+    engine.container(runner, status="running")
+    report = purge.purge(FINAL, {}, engine=engine)
+    assert engine.images_[runner].info.tags == ("app:1",)
+    assert ("untag", runner) not in engine.calls
+    assert [item.kind for item in report.kept] == ["container", "image"]
+    assert report.untagged == ()
+
+
+def test_internal_images_with_child_images_are_not_untagged() -> None:
+    engine = FakePurgeEngine()
+    root = engine.grocker_image(OLD, "root", tags=["grocker-root:1"])
+    derived(engine, root, "run")
+    report = purge.purge(ALL_FINAL, {}, engine=engine)
+    assert engine.images_[root].info.tags == ("grocker-root:1",)
+    assert report.kept[0].reason == "image has dependent child images"
+
+
+@pytest.mark.parametrize("options", [NONE, ALL, FINAL, ALL_FINAL])
+@pytest.mark.parametrize("version", [OLD, CURRENT, NEW])
+def test_build_networks_left_behind_go_with_every_purge(options: PurgeOptions, version: str) -> None:
+    engine = FakePurgeEngine()
+    left = engine.network(version)
+    report = purge.purge(options, {}, engine=engine)
+    assert left not in engine.networks_
+    assert report.lines() == [f"removed network {left} (grocker {version}, network)"]
+
+
+def test_a_build_network_in_use_or_young_is_kept_and_others_are_left_alone() -> None:
+    engine = FakePurgeEngine()
+    server = engine.grocker_image(OLD, "wheel-server")
+    used = engine.network(OLD)
+    serving = engine.container(server, status="running", labels={"grocker.image.role": "wheel-server"}, network=used)
+    young = engine.network(OLD, age=3.0)
+    engine.network(OLD, role="wheel")  # not a build network
+    engine.networks_["theirs"] = NetworkInfo("theirs", {"grocker.version": OLD}, 3600.0)
+
+    report = purge.purge(NONE, {}, engine=engine)
+
+    assert set(engine.networks_) == {used, young, "theirs", "grocker-net-000000000002"}
+    assert [(item.name, item.reason) for item in report.kept if item.kind == "network"] == [
+        (used, f"network is in use by container {serving[:12]}"),
+        (young, "created 3 s ago; a running build may be about to use it (purge again in a minute)"),
+    ]
+    assert ("network", young) not in engine.calls
 
 
 def test_grocker_6_build_containers_are_found_by_their_image() -> None:
