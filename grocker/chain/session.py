@@ -26,6 +26,8 @@ class BuildRequest:
     build_image: bool = True
     push: bool = True
     no_cache: bool = False
+    source_date_epoch: int | None = None
+    """The runner layers' file times (the user's SOURCE_DATE_EPOCH); None: derived from the wheels."""
 
 
 @dataclass

@@ -195,17 +195,17 @@ def test_runner(request: pytest.FixtureRequest, tmp_path: Path, fixture: str) ->
     assert len(runs) == 2
     dependencies, application = runs
     # Dependencies first, in their own layer, then the application in another.
-    assert "six-1.16.0-py2.py3-none-any.whl#sha256=" + "b" * 64 in dependencies
+    assert "http://grocker-wheels/six-1.16.0-py2.py3-none-any.whl " + "b" * 64 in dependencies
     assert "psycopg-3.2.0" in dependencies
     assert "myapp-1.0" not in dependencies
-    assert "myapp-1.0-py3-none-any.whl#sha256=" + "a" * 64 in application
+    assert "http://grocker-wheels/myapp-1.0-py3-none-any.whl " + "a" * 64 in application
     assert "six-" not in application
     assert f"{config.runtime.python} -m venv --without-pip /home/grocker/app.venv" in dependencies
     for run in runs:
         assert "--no-index" in run
         assert "--no-cache-dir" in run
         assert "http://grocker-wheels/" in run
-        assert "rm -f /tmp/pip-25.0-py3-none-any.whl" in run
+        assert "/tmp" not in run
     # No app metadata before the dependency layer, so a new app version reuses that layer.
     app_env = lines.index(next(line for line in lines if line.startswith("ENV GROCKER_APP=")))
     assert lines.index(dependencies) < app_env < lines.index(application)
