@@ -6,6 +6,7 @@ root that gets the root image from the registry only; both tests of the module s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
 import uuid
@@ -103,6 +104,13 @@ def two_builds(
     finally:
         for engine in private:
             engine.stop()
+        # The session's cleanup keeps the images it had before, and a cached root has the ID of
+        # one of them: its names under this test's prefix go here.
+        for image in docker_client.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"{prefix}/"):
+                    with contextlib.suppress(docker.errors.APIError):
+                        docker_client.images.remove(tag)
 
 
 def test_runner_layers_are_identical_on_two_engines(two_builds: TwoBuilds) -> None:
