@@ -7,6 +7,7 @@ maps exceptions to exit codes. Environment and paths come in as arguments, never
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from grocker import purge as purge_module
 from grocker.build import BuildRequest, BuildResult
 from grocker.build import build as run_build
 from grocker.config import CLI_SOURCE, Layer, ProjectConfig, describe, load_defaults, load_file, project_files, resolve
-from grocker.errors import ConfigError, cut
+from grocker.errors import ConfigError, cut, shown
 from grocker.log import logger
 from grocker.pipconf import load_pip_settings, mask
 from grocker.purge import PurgeOptions, PurgeReport
@@ -83,6 +84,7 @@ def prepare_build(
         push=decide_push(push, name, config, build_dependencies=build_dependencies, build_image=build_image),
         no_cache=no_cache,
         refresh=refresh,
+        source_date_epoch=source_date_epoch(env),
     )
 
 
@@ -107,6 +109,19 @@ def decide_push(
             "prefix (--image-prefix REGISTRY, or docker_image_prefix in the configuration), or drop --push."
         )
     return push
+
+
+def source_date_epoch(env: Mapping[str, str]) -> int | None:
+    """The SOURCE_DATE_EPOCH of `env` (reproducible-builds.org's convention), checked; None if unset or empty."""
+    text = env.get("SOURCE_DATE_EPOCH", "")
+    if not text:
+        return None
+    if not re.fullmatch(r"[0-9]{1,12}", text):
+        raise ConfigError(
+            f"SOURCE_DATE_EPOCH {shown(text, 40)} is not a whole number of seconds since 1970-01-01 UTC. "
+            "Set it to one (e.g. `git log -1 --format=%ct`) or unset it to let Grocker derive one from the wheels."
+        )
+    return render.check_source_date_epoch(int(text))
 
 
 def check_result_file(path: Path) -> Path:
@@ -185,6 +200,7 @@ def dry_run(request: BuildRequest) -> str:
             # The runner's complete Dockerfile, labels included; the version and date are
             # known only when the build runs.
             _dry_run_labels(request),
+            request.source_date_epoch,
         ),
     ]
     for context in contexts:

@@ -15,7 +15,7 @@ import jinja2
 
 from grocker import __version__, layout
 from grocker.config import ProjectConfig, Repository
-from grocker.errors import BuildError
+from grocker.errors import BuildError, ConfigError
 from grocker.families import Family, family_of
 from grocker.labels import COMPILER, ROOT, RUNNER, WHEEL_SERVER, ImageRole
 from grocker.release import Release
@@ -23,7 +23,15 @@ from grocker.wheels import SHA256_RE, WHEEL_NAME_RE, WheelFile, WheelLock
 
 WHEEL_SERVER_HOST = "grocker-wheels"
 WHEEL_SERVER_URL = f"http://{WHEEL_SERVER_HOST}"
-APP_VENV = "/home/grocker/app.venv"
+HOME = "/home/grocker"
+APP_VENV = f"{HOME}/app.venv"
+TEMP_DIR = f"{HOME}/.grocker-tmp"
+"""Where a runner step downloads its wheels and pip keeps its temporary files: removed at its end."""
+MARKER = f"{TEMP_DIR}/.started"
+MIN_EPOCH = 315532800
+"""1980-01-01T00:00:00Z, the oldest time a ZIP file records."""
+MAX_EPOCH = 253402300799
+"""9999-12-31T23:59:59Z."""
 GROCKER_UID = 1000
 
 
@@ -139,12 +147,19 @@ def runner_context(
     root_image: str,
     lock: WheelLock,
     labels: Mapping[str, str] | None = None,
+    source_date_epoch: int | None = None,
 ) -> BuildContext:
-    """The final image: root plus a venv installed from the wheel server, in two layers, then its labels."""
+    """The final image: root plus a venv installed from the wheel server, in two layers, then its labels.
+
+    Both layers are reproducible: their files' times are set to `source_date_epoch` or, without
+    it, to the newest time recorded in the wheels each layer installs (see `_install_command`).
+    """
     python = config.runtime.python
+    if source_date_epoch is not None:
+        check_source_date_epoch(source_date_epoch)
 
     def install(wheels: Sequence[WheelFile], create_venv: bool) -> str:
-        return _install_command(python, lock.installer, wheels, create_venv)
+        return _install_command(python, lock.installer, wheels, create_venv, source_date_epoch)
 
     return BuildContext(
         RUNNER,
@@ -177,31 +192,73 @@ def placeholder_lock(release: Release) -> WheelLock:
     )
 
 
-def _install_command(python: str, installer: WheelFile, wheels: Sequence[WheelFile], create_venv: bool) -> str:
+def _install_command(
+    python: str, installer: WheelFile, wheels: Sequence[WheelFile], create_venv: bool, epoch: int | None
+) -> str:
+    """One reproducible layer: the same wheels (and epoch) give the same files, times and bytecode.
+
+    The wheels are downloaded (checked against the lock's hashes) into a temporary folder under
+    the home, so that nothing outside it changes; SOURCE_DATE_EPOCH makes pip compile hash-based
+    .pyc files (PEP 552); at the end the temporary folder goes and the time of everything the
+    step created or changed under the home is set to the epoch.
+    """
     python = shlex.quote(python)
-    pip_wheel = shlex.quote(f"/tmp/{_checked(installer).file}")
-    # The installer is checked against the lock's hash before it runs, as pip checks the others.
-    download = " ".join(
-        [python, "-c", shlex.quote(_DOWNLOAD), shlex.quote(_url(installer)), installer.sha256, pip_wheel]
-    )
+    pip_wheel = shlex.quote(f"{TEMP_DIR}/{_checked(installer).file}")
     # An http_proxy set in `env` must not catch the wheel server.
     no_proxy = (
         f'export no_proxy="{WHEEL_SERVER_HOST}${{no_proxy:+,$no_proxy}}" '
         f'NO_PROXY="{WHEEL_SERVER_HOST}${{NO_PROXY:+,$NO_PROXY}}"'
     )
-    steps = [no_proxy, download]
+    # The installer is checked against the lock's hash before it runs, as the others are.
+    download = " ".join(
+        [python, "-c", shlex.quote(_DOWNLOAD), shlex.quote(_url(installer)), installer.sha256, pip_wheel]
+    )
+    # The epoch of a layer: the newest time recorded in the wheels it installs.
+    fetch = " ".join(
+        [python, "-c", _script(_FETCH)]
+        + [
+            shlex.quote(part)
+            for wheel in wheels
+            for part in (_url(wheel), _checked(wheel).sha256, f"{TEMP_DIR}/{wheel.file}")
+        ]
+    )
+    steps = [
+        no_proxy,
+        f"mkdir {TEMP_DIR}",
+        f": > {MARKER}",
+        f"export TMPDIR={TEMP_DIR}",
+        download,
+        f"newest=$({fetch})",
+        f"export SOURCE_DATE_EPOCH={epoch if epoch is not None else '$newest'}",
+    ]
     if create_venv:
         steps.append(f"{python} -m venv --without-pip {APP_VENV}")
     if wheels:
         # pip runs from its wheel with the venv's interpreter, so it installs into the venv
-        # without being installed there itself; every wheel is checked against its hash.
-        urls = " ".join(shlex.quote(f"{_url(wheel)}#sha256={_checked(wheel).sha256}") for wheel in wheels)
+        # without being installed there itself.
+        files = " ".join(shlex.quote(f"{TEMP_DIR}/{wheel.file}") for wheel in wheels)
         steps.append(
             f"{APP_VENV}/bin/python {pip_wheel}/pip install --no-index --no-deps --no-cache-dir "
-            f"--disable-pip-version-check --no-warn-script-location --quiet {urls}"
+            f"--disable-pip-version-check --no-warn-script-location --quiet {files}"
         )
-    steps.append(f"rm -f {pip_wheel}")
+    steps.append(f'{python} -c {_script(_SETTLE)} {HOME} "$SOURCE_DATE_EPOCH" {MARKER}')
     return " \\\n    && ".join(steps)
+
+
+def check_source_date_epoch(epoch: int) -> int:
+    """Refuse an epoch that cannot be a file time of the runner's layers (before 1980 or after 9999)."""
+    if not MIN_EPOCH <= epoch <= MAX_EPOCH:
+        raise ConfigError(
+            f"SOURCE_DATE_EPOCH {epoch} is not a date that ZIP files and .pyc files can record: give a "
+            f"number of seconds since 1970 from {MIN_EPOCH} (1980-01-01) to {MAX_EPOCH} (9999-12-31), "
+            "or unset it to let Grocker derive one from the wheels."
+        )
+    return epoch
+
+
+def _script(code: str) -> str:
+    """Python code as one shell word on one Dockerfile line (a RUN cannot hold raw newlines)."""
+    return shlex.quote(f"exec({code.strip()!r})")
 
 
 _DOWNLOAD = (
@@ -209,6 +266,40 @@ _DOWNLOAD = (
     "hashlib.sha256(data).hexdigest() == sys.argv[2] or sys.exit(sys.argv[1] + ': not the SHA-256 of the lock'); "
     "open(sys.argv[3], 'wb').write(data)"
 )
+
+# fetch [URL SHA256 PATH]...: download and check each wheel, then print the newest time its ZIP
+# entries record (read as UTC; 1980-01-01 for no wheel).
+_FETCH = """
+import calendar, hashlib, sys, urllib.request, zipfile
+newest, args = 315532800, sys.argv[1:]
+for url, sha256, path in zip(args[0::3], args[1::3], args[2::3]):
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url) as answer, open(path, "wb") as out:
+        for block in iter(lambda: answer.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
+    if digest.hexdigest() != sha256:
+        sys.exit(url + ": not the SHA-256 of the lock")
+    with zipfile.ZipFile(path) as wheel:
+        for info in wheel.infolist():
+            newest = max(newest, calendar.timegm(info.date_time + (0, 0, 0)))
+print(min(newest, 253402300799))
+"""
+
+# settle TOP EPOCH MARKER: remove MARKER's folder, then set the times of everything under TOP (TOP
+# included) that this step created or changed to EPOCH. "Changed" is a change time no older than
+# MARKER's, made when the step started: the files of the layers below were changed (written,
+# extracted) before this step's container existed, so they are left alone (not copied up).
+_SETTLE = """
+import os, shutil, sys
+top, epoch, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+start = os.lstat(marker).st_ctime_ns
+shutil.rmtree(os.path.dirname(marker))
+paths = [top] + [os.path.join(d, n) for d, dirs, files in os.walk(top) for n in dirs + files]
+for path in paths:
+    if os.lstat(path).st_ctime_ns >= start:
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
+"""
 
 
 def _checked(wheel: WheelFile) -> WheelFile:

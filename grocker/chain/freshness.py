@@ -30,7 +30,12 @@ def inputs_digest(session: Session, root_id: str) -> str:
     # Everything of the runner but the lock's wheels and the build time: the placeholder lock and
     # a fixed date stand in for them, the lock's key for the lock.
     context = render.runner_context(
-        release, config, session.names.root, render.placeholder_lock(release), runner_labels(release, config, "")
+        release,
+        config,
+        session.names.root,
+        render.placeholder_lock(release),
+        runner_labels(release, config, ""),
+        session.request.source_date_epoch,
     )
     content = {
         "grocker": __version__,

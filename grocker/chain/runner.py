@@ -50,7 +50,11 @@ def build_runner(session: Session, lock: WheelLock | None) -> str:
 
 def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served) -> str:
     release, config = session.request.release, session.config
-    created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    epoch = session.request.source_date_epoch
+    # With the user's SOURCE_DATE_EPOCH the label is as reproducible as the layers; otherwise it
+    # says when the image was built (the engine records that time in the configuration anyway).
+    when = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc) if epoch is not None else None
+    created = (when or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = runner_labels(release, config, created)
     labels[keys.APP_VERSION_LABEL] = labels[keys.OCI_VERSION] = lock.app_version
     labels.update(freshness.inputs_label(session))
@@ -58,7 +62,7 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served)
     session.result.release = release.pinned(lock.app_version).requirement if release.version is None else release.text
     # The labels are the Dockerfile's last instruction (see purge.built_by_grocker), not
     # build options, which the classic builder turns into one step each.
-    context = render.runner_context(release, config, session.names.root, lock, labels)
+    context = render.runner_context(release, config, session.names.root, lock, labels, epoch)
     cached: list[str] = []
 
     def on_line(line: str) -> None:

@@ -28,6 +28,8 @@ class BuildRequest:
     no_cache: bool = False
     refresh: bool = False
     """Resolve the release's dependencies against the index again, even when it has a wheel lock."""
+    source_date_epoch: int | None = None
+    """The runner layers' file times (the user's SOURCE_DATE_EPOCH); None: derived from the wheels."""
 
 
 @dataclass

@@ -180,6 +180,17 @@ def test_a_rebuild_with_any_other_input_builds(engine: FakeEngine, tmp_path: Pat
     assert "runner image" in engine.did("build")
 
 
+def test_another_source_date_epoch_builds(engine: FakeEngine, tmp_path: Path) -> None:
+    built(engine, tmp_path)
+    config = api.load_config([], cwd=tmp_path)
+    env = {"HOME": str(tmp_path), "SOURCE_DATE_EPOCH": "1700000000"}
+
+    result = run(engine, api.prepare_build("app==1.0", config, image_name="app:1.0", cwd=tmp_path, env=env))
+
+    assert not result.up_to_date
+    assert "runner image" in engine.did("build")
+
+
 def test_other_constraints_are_another_lock_and_build(engine: FakeEngine, tmp_path: Path) -> None:
     built(engine, tmp_path)
     constraints = tmp_path / "constraints.txt"

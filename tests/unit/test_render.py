@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import base64
+import datetime
+import hashlib
 import json
+import os
 import re
+import shlex
+import subprocess
+import sys
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +20,7 @@ import yaml
 
 from grocker import api, render
 from grocker.config import ProjectConfig
-from grocker.errors import BuildError
+from grocker.errors import BuildError, ConfigError
 from grocker.release import parse_release
 from grocker.wheels import WheelFile, WheelLock
 
@@ -251,17 +259,17 @@ def test_runner(request: pytest.FixtureRequest, tmp_path: Path, fixture: str) ->
     assert len(runs) == 2
     dependencies, application = runs
     # Dependencies first, in their own layer, then the application in another.
-    assert "six-1.16.0-py2.py3-none-any.whl#sha256=" + "b" * 64 in dependencies
+    assert "http://grocker-wheels/six-1.16.0-py2.py3-none-any.whl " + "b" * 64 in dependencies
     assert "psycopg-3.2.0" in dependencies
     assert "myapp-1.0" not in dependencies
-    assert "myapp-1.0-py3-none-any.whl#sha256=" + "a" * 64 in application
+    assert "http://grocker-wheels/myapp-1.0-py3-none-any.whl " + "a" * 64 in application
     assert "six-" not in application
     assert f"{config.runtime.python} -m venv --without-pip /home/grocker/app.venv" in dependencies
     for run in runs:
         assert "--no-index" in run
         assert "--no-cache-dir" in run
         assert "http://grocker-wheels/" in run
-        assert "rm -f /tmp/pip-25.0-py3-none-any.whl" in run
+        assert "/tmp" not in run
     # No app metadata before the dependency layer, so a new app version reuses that layer.
     app_env = lines.index(next(line for line in lines if line.startswith("ENV GROCKER_APP=")))
     assert lines.index(dependencies) < app_env < lines.index(application)
@@ -350,3 +358,104 @@ def test_placeholder_lock_renders_for_dry_run(debian: ProjectConfig, tmp_path: P
 
     assert "my_app-2.0-py3-none-any.whl" in dockerfile
     assert 'ENTRYPOINT ["grocker-runner"]' in dockerfile
+
+
+def _runs(dockerfile: str) -> list[str]:
+    return [line for line in instructions(dockerfile) if line.startswith("RUN ")]
+
+
+def test_runner_layers_are_made_reproducible(debian: ProjectConfig, tmp_path: Path) -> None:
+    release = parse_release("app==1.0", tmp_path)
+
+    runs = _runs(render.runner_context(release, debian, ROOT, LOCK).dockerfile)
+
+    for run in runs:
+        steps = re.split(r"\s+&&\s+", run.removeprefix("RUN "))
+        # Temporary files (the wheels, pip's) under the home only, removed before the times are set.
+        assert steps[1:4] == [
+            "mkdir /home/grocker/.grocker-tmp",
+            ": > /home/grocker/.grocker-tmp/.started",
+            "export TMPDIR=/home/grocker/.grocker-tmp",
+        ]
+        # pip compiles hash-based .pyc files (PEP 552) when SOURCE_DATE_EPOCH is set.
+        assert "export SOURCE_DATE_EPOCH=$newest" in steps
+        assert steps.index("export SOURCE_DATE_EPOCH=$newest") < next(
+            index for index, step in enumerate(steps) if " install " in step
+        )
+        assert steps[-1].endswith(' /home/grocker "$SOURCE_DATE_EPOCH" /home/grocker/.grocker-tmp/.started')
+        assert "/tmp" not in run
+
+
+def test_runner_takes_the_given_source_date_epoch(debian: ProjectConfig, tmp_path: Path) -> None:
+    release = parse_release("app==1.0", tmp_path)
+
+    runs = _runs(render.runner_context(release, debian, ROOT, LOCK, source_date_epoch=1700000000).dockerfile)
+
+    assert len(runs) == 2
+    for run in runs:
+        assert "export SOURCE_DATE_EPOCH=1700000000" in re.split(r"\s+&&\s+", run)
+        assert "$newest" not in run.split("SOURCE_DATE_EPOCH=", 1)[1]
+
+
+@pytest.mark.parametrize("epoch", [0, 315532799, 253402300800])
+def test_runner_refuses_an_epoch_no_file_can_record(debian: ProjectConfig, tmp_path: Path, epoch: int) -> None:
+    release = parse_release("app==1.0", tmp_path)
+
+    with pytest.raises(ConfigError, match=r"SOURCE_DATE_EPOCH .* from 315532800 \(1980-01-01\)"):
+        render.runner_context(release, debian, ROOT, LOCK, source_date_epoch=epoch)
+
+
+def _wheel(path: Path, when: tuple[int, int, int, int, int, int]) -> str:
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(zipfile.ZipInfo("a/__init__.py", (1980, 1, 1, 0, 0, 0)), b"")
+        wheel.writestr(zipfile.ZipInfo("a-1.0.dist-info/RECORD", when), b"")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a runner step's script the way the RUN line does: `python -c 'exec(...)' ARGS`."""
+    script = shlex.split(render._script(code))[0]
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=False)
+
+
+def test_fetch_checks_each_wheel_and_prints_its_newest_time(tmp_path: Path) -> None:
+    source = tmp_path / "a-1.0-py3-none-any.whl"
+    sha256 = _wheel(source, (2024, 5, 6, 7, 8, 10))
+    target = tmp_path / "fetched.whl"
+
+    fetched = _python(render._FETCH, source.as_uri(), sha256, str(target))
+    nothing = _python(render._FETCH)
+    tampered = _python(render._FETCH, source.as_uri(), "0" * 64, str(tmp_path / "other.whl"))
+
+    assert fetched.returncode == 0, fetched.stderr
+    # ZIP times are read as UTC: the same wheel gives the same epoch on every machine.
+    assert int(fetched.stdout) == int(datetime.datetime(2024, 5, 6, 7, 8, 10, tzinfo=datetime.timezone.utc).timestamp())
+    assert target.read_bytes() == source.read_bytes()
+    assert int(nothing.stdout) == render.MIN_EPOCH
+    assert tampered.returncode != 0
+    assert "not the SHA-256 of the lock" in tampered.stderr
+
+
+def test_settle_sets_the_times_of_what_the_step_changed_only(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "venv" / "lib").mkdir(parents=True)
+    below = home / "venv" / "lib" / "six.py"
+    below.write_text("# from the layer below")
+    os.utime(below, (1_600_000_000, 1_600_000_000))
+    time.sleep(0.05)  # the layer below was written before the step started
+    temporary = home / ".grocker-tmp"
+    temporary.mkdir()
+    marker = temporary / ".started"
+    marker.write_text("")
+    (home / "venv" / "lib" / "app.py").write_text("# made by the step")
+    (home / "venv" / "bin").mkdir()
+    (home / "venv" / "bin" / "python").symlink_to("/nonexistent/python3")
+
+    settled = _python(render._SETTLE, str(home), "1700000000", str(marker))
+
+    assert settled.returncode == 0, settled.stderr
+    assert not temporary.exists()
+    assert below.stat().st_mtime == 1_600_000_000
+    for changed in (home, home / "venv" / "lib", home / "venv" / "lib" / "app.py", home / "venv" / "bin"):
+        assert changed.stat().st_mtime == 1_700_000_000, changed
+    assert (home / "venv" / "bin" / "python").lstat().st_mtime == 1_700_000_000

@@ -123,7 +123,8 @@ def test_runner_refuses_a_hostile_name_and_checks_the_installer(tmp_path: Path) 
 
     dockerfile = render.runner_context(release, config, "root:1", _lock()).dockerfile
 
-    assert f"http://grocker-wheels/pip-25.1.1-py3-none-any.whl {SHA} /tmp/pip-25.1.1-py3-none-any.whl" in dockerfile
+    pip_wheel = "/home/grocker/.grocker-tmp/pip-25.1.1-py3-none-any.whl"
+    assert f"http://grocker-wheels/pip-25.1.1-py3-none-any.whl {SHA} {pip_wheel}" in dockerfile
     assert "hashlib.sha256(data).hexdigest() == sys.argv[2]" in dockerfile
     for name in HOSTILE:
         with pytest.raises(BuildError, match="tampered"):

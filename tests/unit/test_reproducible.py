@@ -1,0 +1,59 @@
+"""SOURCE_DATE_EPOCH: read from the environment at the edge, checked, and given to the runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from grocker import api, build
+from grocker.errors import ConfigError
+from grocker.labels import OCI_CREATED
+from tests.unit.fakes import FakeEngine
+from tests.unit.test_chain import BASE, publish_line, report_line
+
+
+def _request(tmp_path: Path, epoch: str | None) -> build.BuildRequest:
+    env = {"HOME": str(tmp_path)} | ({"SOURCE_DATE_EPOCH": epoch} if epoch is not None else {})
+    config = api.load_config([], cwd=tmp_path)
+    return api.prepare_build("app==1.0", config, image_name="app:1.0", cwd=tmp_path, env=env)
+
+
+@pytest.mark.parametrize(("text", "epoch"), [(None, None), ("", None), ("1700000000", 1700000000)])
+def test_source_date_epoch_comes_from_the_environment(tmp_path: Path, text: str | None, epoch: int | None) -> None:
+    assert _request(tmp_path, text).source_date_epoch == epoch
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1.5", "not a whole number of seconds"),
+        (" 1700000000", "not a whole number of seconds"),
+        ("1700000000\n", "not a whole number of seconds"),
+        ("-1", "not a whole number of seconds"),
+        ("١٧٠٠٠٠٠٠٠٠", "not a whole number of seconds"),  # Unicode digits are not ASCII ones
+        ("1" * 13, "not a whole number of seconds"),
+        ("100", r"from 315532800 \(1980-01-01\)"),
+    ],
+)
+def test_a_bad_source_date_epoch_is_a_configuration_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        _request(tmp_path, text)
+
+    assert caught.value.exit_code == 3
+    assert "unset it" in str(caught.value)
+
+
+def test_the_given_epoch_reaches_the_runner_layers_and_its_created_label(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    engine.add_image(BASE)
+    engine.outputs["compile"] = (0, ["Collecting app==1.0", report_line()])
+    engine.outputs["publish"] = (0, [publish_line()])
+    engine.outputs["abi-check"] = (0, ["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {}})])
+
+    build.build(_request(tmp_path, "1700000000"), engine)
+
+    dockerfile = engine.built["runner image"]["Dockerfile"].decode()
+    assert dockerfile.count("export SOURCE_DATE_EPOCH=1700000000") == 2
+    assert f'{OCI_CREATED}="2023-11-14T22:13:20Z"' in dockerfile
