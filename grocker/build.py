@@ -33,6 +33,7 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     result = BuildResult(release=request.release.text, image=request.image_name, runtime=config.runtime.name)
     session = Session(engine, request, names, result, request.pip.secrets())
     lock: WheelLock | None = None
+    gate: abi.Report | None = None
     if request.build_dependencies or request.build_image:
         result.root_image = images.ensure_root(session)
     if request.build_dependencies:
@@ -41,14 +42,16 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
         lock = wheelhouse.compile_wheels(session)
     if request.build_image:
         # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
-        abi.check_wheels(engine, config, names, request.release, lock, session.stream_line)
+        gate = abi.check_wheels(engine, config, names, request.release, lock, session.stream_line)
         image_id = runner.build_runner(session, lock)
         info = engine.image(image_id)
         result.image_id = image_id
         result.size = info.size if info else None
     sbom_text = None
     if config.sbom is not None:
-        sbom_text = sbom_step.write(engine, config, request.image_name, request.release, names.volume, lock)
+        # In a build, the gate's container has collected the SBOM's facts: no container starts for them.
+        gathered = gate.sbom if gate is not None else None
+        sbom_text = sbom_step.write(engine, config, request.image_name, request.release, names.volume, lock, gathered)
         result.sbom = str(config.sbom)
     if request.push:
         result.hash = push.push(session)

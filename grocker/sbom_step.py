@@ -7,6 +7,9 @@ them, so they are imported here, inside the steps, and timed with them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from grocker.config import ProjectConfig
 from grocker.log import phase
 from grocker.protocol import ChainEngine
@@ -15,12 +18,19 @@ from grocker.wheels import WheelLock, lock_key
 
 
 def write(
-    engine: ChainEngine, config: ProjectConfig, image_name: str, release: Release, volume: str, lock: WheelLock | None
+    engine: ChainEngine,
+    config: ProjectConfig,
+    image_name: str,
+    release: Release,
+    volume: str,
+    lock: WheelLock | None,
+    gathered: Mapping[str, Any] | None = None,
 ) -> str:
     """Write the SBOM of the final image to `config.sbom` and return its text.
 
     `lock` is the compile step's, or None when this run did not compile: the lock of the
-    release is then read from the wheel volume.
+    release is then read from the wheel volume. `gathered` is the facts the ABI gate's container
+    collected in this build; without them, a container of the final image collects them.
     """
     path = config.sbom
     if path is None:
@@ -34,6 +44,7 @@ def write(
             lock_key=lock_key(release, config.pip_constraint),
             lock=lock,
             extras=release.extras,
+            gathered=gathered,
         )
         facts = sbom_facts.collect(engine, config, request)
         text = sbom.document(facts)
