@@ -34,6 +34,8 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     session = Session(engine, request, names, result, request.pip.secrets())
     lock: WheelLock | None = None
     gate: abi.Report | None = None
+    if config.sbom is not None:
+        sbom_step.preload()
     if request.build_dependencies or request.build_image:
         result.root_image = images.ensure_root(session)
     if request.build_dependencies:

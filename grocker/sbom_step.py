@@ -1,12 +1,16 @@
 """The SBOM steps of a build: write it once the final image exists, push it after the image.
 
-Called from grocker/build.py in two lines. The libraries behind them (cyclonedx-python-lib,
-oras-py with jsonschema) take a noticeable time to import and only a run with --sbom needs
-them, so they are imported here, inside the steps, and timed with them.
+Called from grocker/build.py. The libraries behind them (cyclonedx-python-lib, oras-py with
+jsonschema) take a noticeable time to import and only a run with --sbom needs them, so they
+are imported here, inside the steps; a build that will write an SBOM starts importing the
+formatter in the background while the engine works (preload), so the step seldom waits for it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +19,19 @@ from grocker.log import phase
 from grocker.protocol import ChainEngine
 from grocker.release import Release
 from grocker.wheels import WheelLock, lock_key
+
+
+def preload() -> None:
+    """Import the SBOM formatter in a background thread (the engine's work leaves this process idle).
+
+    A failure is left to the step's own import, which reports it where it happens.
+    """
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the step imports it again and raises there
+            importlib.import_module("grocker.sbom_facts")
+
+    threading.Thread(target=load, name="grocker-sbom-preload", daemon=True).start()
 
 
 def write(
