@@ -524,3 +524,24 @@ def test_without_an_sbom_the_gate_asks_for_no_sbom_facts(tmp_path: Path) -> None
     assert report.sbom is None
     request = json.loads(engine.runs[0]["container"].files["/tmp/grocker-abi/request.json"])  # type: ignore[attr-defined]
     assert "sbom" not in request
+
+
+def test_the_sbom_collector_is_not_part_of_the_configuration_hash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # It runs in the gate's container or with `python -c`, never in an image: editing it rebuilds nothing.
+    collector = CHECKER.parents[1] / "sbom" / "collect.py"
+    config = api.load_config(cwd=tmp_path)
+    naming._resources_digest.cache_clear()
+    before = naming.config_hash(config)
+    naming._resources_digest.cache_clear()
+    real_read = Path.read_bytes
+
+    def edited(path: Path) -> bytes:
+        content = real_read(path)
+        return content + b"\n# edited\n" if path == collector else content
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+
+    assert naming.config_hash(config) == before
+    naming._resources_digest.cache_clear()

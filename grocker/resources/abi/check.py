@@ -195,6 +195,8 @@ class System:
 
 def installed_path(member):
     """Where a wheel member lands relative to site-packages (purelib and platlib data included)."""
+    if ".data/" not in member:  # nearly every member: called once per file of every wheel
+        return member
     parts = member.split("/")
     if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
         return "/".join(parts[2:])
