@@ -38,7 +38,7 @@ def run_once(command: list[str], env: dict[str, str]) -> dict[str, float]:
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=tempfile.gettempdir())
     wall = time.monotonic() - start
     if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     figures = {"wall": wall}
     for line in done.stderr.splitlines():
         if line.startswith("  "):  # engine output at -v
@@ -53,6 +53,19 @@ def run_once(command: list[str], env: dict[str, str]) -> dict[str, float]:
             if key:
                 figures[key] = float(matched["seconds"])
     return figures
+
+
+def run_retrying(command: list[str], env: dict[str, str], attempts: int = 3) -> dict[str, float]:
+    """run_once, again when it fails: on a shared engine, another session's clean-up may remove
+    an internal image or the wheel volume under a build (the next run makes them again)."""
+    for attempt in range(attempts):
+        try:
+            return run_once(command, env)
+        except RuntimeError as err:
+            if attempt == attempts - 1:
+                sys.exit(str(err))
+            print(f"a run failed, running it again: {str(err).splitlines()[-1]}", file=sys.stderr)
+    raise AssertionError("unreachable")
 
 
 def main() -> None:
@@ -79,11 +92,11 @@ def main() -> None:
                 env["PYTHONPATH"] = os.pathsep.join([folder, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
             variants[label] = (command, env)
     for command, env in variants.values():  # warm-up: wheels, images and layers in place
-        run_once(command, env)
+        run_retrying(command, env)
     samples: dict[str, list[dict[str, float]]] = {label: [] for label in variants}
     for _ in range(args.runs):
         for label, (command, env) in variants.items():
-            samples[label].append(run_once(command, env))
+            samples[label].append(run_retrying(command, env))
     medians = {
         label: {key: statistics.median(run.get(key, 0.0) for run in runs) for key in ("wall", "grocker", *PHASES)}
         for label, runs in samples.items()
