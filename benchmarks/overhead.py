@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/overhead.py                      # ipython==8.18.1, 3 runs each way
     .venv/bin/python benchmarks/overhead.py --checkout nogate=/tmp/nogate
 
-Each run is `grocker -v build APP --no-push` of a release whose wheels are in the volume and
-whose layers are cached (the first, unmeasured run makes sure of it), so the build is the
+Each run is `grocker -v build APP --no-push -n NEW-NAME` of a release whose wheels are in the
+volume and whose layers are cached (the first, unmeasured run makes sure of it), so the build is the
 gate, the wheel server, a cached runner build and, with --sbom, the SBOM. The runs of every
 variant are interleaved (a, b, a, b...) so that a change in the machine's load touches them
 all alike. A checkout given with --checkout NAME=DIR runs Grocker from DIR (its `grocker`
@@ -15,6 +15,7 @@ the gate. Prints the median of each phase and of the whole run per variant, and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import docker
 
 # `check wheels against the runtime: 0.8s (16 wheels, 1 ELF files)`, `done NAME in 9.1s, 231 MB`
 _PHASE_RE = re.compile(r"(?P<phase>[a-z][\w -]*?)(?: (?P<subject>\S+))?: (?P<seconds>[0-9.]+)s(?: .*)?")
@@ -83,20 +86,32 @@ def main() -> None:
     for name, folder in checkouts.items():
         for sbom in (False, True):
             label = f"{name}{' --sbom' if sbom else ''}"
-            command = [sys.executable, "-m", "grocker", "-v", "build", args.app, "-e", args.entrypoint]
-            command += ["-n", f"grocker-overhead-{os.getpid()}:{len(variants)}", "--no-push"]
+            command = [sys.executable, "-m", "grocker", "-v", "build", args.app, "-e", args.entrypoint, "--no-push"]
             if sbom:
                 command += ["--sbom", str(work / f"{len(variants)}.json")]
             env = dict(os.environ)
             if folder:
                 env["PYTHONPATH"] = os.pathsep.join([folder, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
             variants[label] = (command, env)
-    for command, env in variants.values():  # warm-up: wheels, images and layers in place
-        run_retrying(command, env)
-    samples: dict[str, list[dict[str, float]]] = {label: [] for label in variants}
-    for _ in range(args.runs):
-        for label, (command, env) in variants.items():
-            samples[label].append(run_retrying(command, env))
+    # A new image name for every run: a build whose image is up to date would skip the gate.
+    names: list[str] = []
+
+    def named(command: list[str]) -> list[str]:
+        names.append(f"grocker-overhead-{os.getpid()}:{len(names)}")
+        return [*command, "-n", names[-1]]
+
+    try:
+        for command, env in variants.values():  # warm-up: wheels, images and layers in place
+            run_retrying(named(command), env)
+        samples: dict[str, list[dict[str, float]]] = {label: [] for label in variants}
+        for _ in range(args.runs):
+            for label, (command, env) in variants.items():
+                samples[label].append(run_retrying(named(command), env))
+    finally:
+        client = docker.from_env()
+        for name in names:  # the names only: the layers are the engine's cache
+            with contextlib.suppress(docker.errors.DockerException):
+                client.images.remove(name)
     medians = {
         label: {key: statistics.median(run.get(key, 0.0) for run in runs) for key in ("wall", "grocker", *PHASES)}
         for label, runs in samples.items()
