@@ -33,6 +33,9 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     result = BuildResult(release=request.release.text, image=request.image_name, runtime=config.runtime.name)
     session = Session(engine, request, names, result, request.pip.secrets())
     lock: WheelLock | None = None
+    gate: abi.Report | None = None
+    if config.sbom is not None:
+        sbom_step.preload()
     current = freshness.up_to_date(session)
     if current is not None:
         # Image inspects only: no container, no build. The push and the SBOM below still happen.
@@ -43,22 +46,13 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
             request.image_name,
             __version__,
         )
-    if current is None and (request.build_dependencies or request.build_image):
-        result.root_image = images.ensure_root(session)
-    if current is None and request.build_dependencies:
-        compiler_context = render.compiler_context(config, names.root)
-        result.compiler_image = images.ensure_child(session, COMPILER, names.compiler, compiler_context)
-        lock = wheelhouse.compile_wheels(session)
-    if current is None and request.build_image:
-        # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
-        abi.check_wheels(engine, config, names, request.release, lock, session.stream_line)
-        image_id = runner.build_runner(session, lock)
-        info = engine.image(image_id)
-        result.image_id = image_id
-        result.size = info.size if info else None
+    else:
+        lock, gate = _build_images(session)
     sbom_text = None
     if config.sbom is not None:
-        sbom_text = sbom_step.write(engine, config, request.image_name, request.release, names.volume, lock)
+        # In a build, the gate's container has collected the SBOM's facts: no container starts for them.
+        gathered = gate.sbom if gate is not None else None
+        sbom_text = sbom_step.write(engine, config, request.image_name, request.release, names.volume, lock, gathered)
         result.sbom = str(config.sbom)
     if request.push:
         result.hash = push.push(session)
@@ -71,6 +65,27 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     if request.result_file is not None:
         write_result(request.result_file, result)
     return result
+
+
+def _build_images(session: Session) -> tuple[WheelLock | None, abi.Report | None]:
+    """The phases that make images: root, compiler and wheels, the ABI gate, the runner."""
+    request, config, names, result = session.request, session.config, session.names, session.result
+    lock: WheelLock | None = None
+    gate: abi.Report | None = None
+    if request.build_dependencies or request.build_image:
+        result.root_image = images.ensure_root(session)
+    if request.build_dependencies:
+        compiler_context = render.compiler_context(config, names.root)
+        result.compiler_image = images.ensure_child(session, COMPILER, names.compiler, compiler_context)
+        lock = wheelhouse.compile_wheels(session)
+    if request.build_image:
+        # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
+        gate = abi.check_wheels(session.engine, config, names, request.release, lock, session.stream_line)
+        image_id = runner.build_runner(session, lock)
+        info = session.engine.image(image_id)
+        result.image_id = image_id
+        result.size = info.size if info else None
+    return lock, gate
 
 
 def write_result(path: Path, result: BuildResult) -> None:

@@ -68,8 +68,8 @@ def config_hash(config: ProjectConfig) -> str:
 # the layout and the families' commands are rendered in.
 _IMAGE_MODULES = ("layout.py", "families.py")
 # Resource folders copied into containers when they run, never into an image: changing them
-# rebuilds nothing.
-_IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi"})
+# rebuilds nothing (the SBOM collector runs in the gate's container or with `python -c`).
+_IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi", "sbom"})
 
 
 @functools.cache

@@ -1,10 +1,12 @@
-"""Collect the facts of a runner's SBOM on the engine: one short container, nothing large moved.
+"""Collect the facts of a runner's SBOM on the engine: at most one short container, nothing large moved.
 
-The container runs the runner image itself (FROM root, no system package added, so its
-package database is root's) with the wheel volume mounted read-only, and prints what
-grocker/sbom.py needs: os-release, the package database and, from each wheel of the lock,
-its metadata fields and PEP 770 SBOMs. The wheels are read in place, engine-side, so a remote
-engine sends back a few kilobytes of JSON, not the wheels.
+The facts are what grocker/sbom.py needs: os-release, the package database and, from each
+wheel of the lock, its metadata fields and PEP 770 SBOMs (resources/sbom/collect.py gathers
+them). In a build, the ABI gate's container has already gathered them (it runs the root image,
+whose package database is the runner's: the runner is FROM root and adds no system package),
+so no container starts here. Otherwise (the push phase alone) a container of the runner image
+itself runs the collector with the wheel volume mounted read-only. Either way the wheels are
+read in place, engine-side, so a remote engine sends back a few kilobytes of JSON, not the wheels.
 """
 
 from __future__ import annotations
@@ -41,16 +43,35 @@ class SbomRequest:
     lock_key: str
     lock: WheelLock | None = None
     extras: tuple[str, ...] = ()
+    gathered: Mapping[str, Any] | None = None
+    """The collector's output when the ABI gate's container gathered it in this build."""
 
 
 def collect(engine: ChainEngine, config: ProjectConfig, request: SbomRequest) -> SbomFacts:
-    """Run the collector in a short container of the runner image and return the SBOM's facts."""
+    """The SBOM's facts: those the gate gathered, else the collector's, run in a container of the runner."""
     info = engine.image(request.image_name)
     if info is None:
         raise BuildError(
             f"The SBOM of {request.image_name} cannot be made because there is no such image on the engine. "
             "Build it first (run without --no-build-image)."
         )
+    data = request.gathered if request.gathered is not None else _run_collector(engine, config, request, info.id)
+    lock = request.lock
+    if lock is None:
+        if "lock" not in data:
+            raise BuildError(
+                f"The SBOM of {request.image_name} cannot be made because the wheel volume {request.volume} "
+                "holds no wheel lock of this release (with these constraints). Run the build with "
+                "--build-dependencies and --sbom."
+            )
+        lock = parse_lock(data["lock"])
+    return _facts(info.id, info.labels, config, request, lock, data)
+
+
+def _run_collector(
+    engine: ChainEngine, config: ProjectConfig, request: SbomRequest, image_id: str
+) -> Mapping[str, Any]:
+    """Run the collector in a short container of the runner image; its JSON output."""
     if engine.volume_labels(request.volume) is None:
         raise BuildError(
             f"The SBOM of {request.image_name} cannot be made because the wheel volume {request.volume} it "
@@ -71,7 +92,7 @@ def collect(engine: ChainEngine, config: ProjectConfig, request: SbomRequest) ->
     # The script goes in as `python -c` text, not copied in: one engine call fewer (time counts here).
     script = resources.files("grocker").joinpath("resources/sbom/collect.py").read_text("utf-8")
     with engine.container(
-        info.id,
+        image_id,
         role=keys.SBOM,
         labels=internal_labels(config, keys.SBOM),
         entrypoint=[config.runtime.python, "-c", script],
@@ -87,16 +108,7 @@ def collect(engine: ChainEngine, config: ProjectConfig, request: SbomRequest) ->
             details=tail(lines),
         )
     data: dict[str, Any] = json.loads(output)
-    lock = request.lock
-    if lock is None:
-        if "lock" not in data:
-            raise BuildError(
-                f"The SBOM of {request.image_name} cannot be made because the wheel volume {request.volume} "
-                "holds no wheel lock of this release (with these constraints). Run the build with "
-                "--build-dependencies and --sbom."
-            )
-        lock = parse_lock(data["lock"])
-    return _facts(info.id, info.labels, config, request, lock, data)
+    return data
 
 
 def write(path: Path, text: str) -> None:

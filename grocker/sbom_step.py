@@ -1,11 +1,18 @@
 """The SBOM steps of a build: write it once the final image exists, push it after the image.
 
-Called from grocker/build.py in two lines. The libraries behind them (cyclonedx-python-lib,
-oras-py with jsonschema) take a noticeable time to import and only a run with --sbom needs
-them, so they are imported here, inside the steps, and timed with them.
+Called from grocker/build.py. The libraries behind them (cyclonedx-python-lib, oras-py with
+jsonschema) take a noticeable time to import and only a run with --sbom needs them, so they
+are imported here, inside the steps; a build that will write an SBOM starts importing the
+formatter in the background while the engine works (preload), so the step seldom waits for it.
 """
 
 from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+from collections.abc import Mapping
+from typing import Any
 
 from grocker.config import ProjectConfig
 from grocker.log import phase
@@ -14,13 +21,33 @@ from grocker.release import Release
 from grocker.wheels import WheelLock, lock_key
 
 
+def preload() -> None:
+    """Import the SBOM formatter in a background thread (the engine's work leaves this process idle).
+
+    A failure is left to the step's own import, which reports it where it happens.
+    """
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the step imports it again and raises there
+            importlib.import_module("grocker.sbom_facts")
+
+    threading.Thread(target=load, name="grocker-sbom-preload", daemon=True).start()
+
+
 def write(
-    engine: ChainEngine, config: ProjectConfig, image_name: str, release: Release, volume: str, lock: WheelLock | None
+    engine: ChainEngine,
+    config: ProjectConfig,
+    image_name: str,
+    release: Release,
+    volume: str,
+    lock: WheelLock | None,
+    gathered: Mapping[str, Any] | None = None,
 ) -> str:
     """Write the SBOM of the final image to `config.sbom` and return its text.
 
     `lock` is the compile step's, or None when this run did not compile: the lock of the
-    release is then read from the wheel volume.
+    release is then read from the wheel volume. `gathered` is the facts the ABI gate's container
+    collected in this build; without them, a container of the final image collects them.
     """
     path = config.sbom
     if path is None:
@@ -34,6 +61,7 @@ def write(
             lock_key=lock_key(release, config.pip_constraint),
             lock=lock,
             extras=release.extras,
+            gathered=gathered,
         )
         facts = sbom_facts.collect(engine, config, request)
         text = sbom.document(facts)

@@ -103,6 +103,8 @@ class Report:
     runtime: Mapping[str, Any]
     wheels: int = 0
     elf_files: int = 0
+    sbom: Mapping[str, Any] | None = None
+    """The SBOM collector's facts, gathered by the same container when the build asks for an SBOM."""
 
 
 def check_wheels(
@@ -117,12 +119,19 @@ def check_wheels(
 
     With no lock (--no-build-dependencies), the lock of the release is read from the volume.
     Returns None when there is no volume or no lock to check: the runner build then says so.
+    With `config.sbom`, the same container also collects the SBOM's facts (Report.sbom): the
+    root image's package database is the runner's, and the checker has every wheel open.
     """
     if engine.volume_labels(names.volume) is None:
         return None
-    request: dict[str, object] = {"lock": lock_key(release, config.pip_constraint)}
+    key = lock_key(release, config.pip_constraint)
+    request: dict[str, object] = {"lock": key}
     if lock is not None:
         request = {"wheels": [wheel.file for wheel in (lock.application, *lock.dependencies, lock.installer)]}
+    if config.sbom is not None:
+        # The runner installs the application and its dependencies, not the installer (pip).
+        files = None if lock is None else [wheel.file for wheel in (lock.application, *lock.dependencies)]
+        request["sbom"] = {"lock": key, "files": files}
     with phase("check wheels against the runtime") as note:
         report = _run_checker(engine, config, names, request, on_line)
         if report is None:
@@ -148,8 +157,12 @@ def cache_volume(names: InternalNames) -> str:
 
 
 def checker_files() -> dict[str, bytes]:
-    """The checker script and the libraries it imports, as files for Container.put_files."""
-    files = {"check.py": resources.files("grocker").joinpath("resources/abi/check.py").read_bytes()}
+    """The checker script, the SBOM collector it may import, and the libraries they import."""
+    package = resources.files("grocker")
+    files = {
+        "check.py": package.joinpath("resources/abi/check.py").read_bytes(),
+        "collect.py": package.joinpath("resources/sbom/collect.py").read_bytes(),
+    }
     for module in (elftools, packaging):
         files.update(_package_files(module))
     return files
@@ -219,6 +232,7 @@ def _run_checker(
         runtime=data.get("runtime", {}),
         wheels=int(checked.get("wheels", 0)),
         elf_files=int(checked.get("elf_files", 0)),
+        sbom=data.get("sbom"),
     )
 
 

@@ -20,7 +20,7 @@ from grocker import api, naming
 from grocker.chain import abi
 from grocker.errors import BuildError
 from grocker.release import parse_release
-from grocker.wheels import lock_key
+from grocker.wheels import lock_key, parse_lock
 
 CHECKER = Path(abi.__file__).parents[1] / "resources" / "abi" / "check.py"
 CEXT = "c-1.0-cp313-cp313-linux_x86_64.whl"
@@ -474,3 +474,74 @@ def test_files_no_loader_loads_are_not_opened() -> None:
     assert check.may_be_loaded("demo/_ext.cpython-313-x86_64-linux-gnu.so")
     assert check.may_be_loaded("demo.libs/libfoo-1a2b3c.so.1.2")
     assert check.may_be_loaded("demo-1.0.data/scripts/tool")
+
+
+def test_with_an_sbom_the_gate_asks_its_container_for_the_sbom_facts_too(tmp_path: Path) -> None:
+    (tmp_path / ".grocker.yml").write_text("sbom: sbom.json\n")
+    config = api.load_config(cwd=tmp_path)
+    facts = {"os": {"id": "debian", "version_id": "13"}, "packages": [], "wheels": {}}
+    output = {"findings": [], "checked": {"wheels": 3}, "sbom": facts}
+    engine = _FakeEngine({"abi-check": ["GROCKER-ABI:" + json.dumps(output)]})
+    wheel = {"sha256": "0" * 64}
+    lock = parse_lock(
+        {
+            "application": {"file": "demo-1.0-py3-none-any.whl", **wheel},
+            "dependencies": [{"file": "six-1.16.0-py2.py3-none-any.whl", **wheel}],
+            "installer": {"file": "pip-25.0-py3-none-any.whl", **wheel},
+        }
+    )
+    release = parse_release("demo==1.0", tmp_path)
+
+    report = abi.check_wheels(engine, config, naming.internal_names(config), release, lock, print)  # type: ignore[arg-type]
+
+    assert report is not None
+    assert report.sbom == facts
+    (checker,) = engine.runs
+    request = json.loads(checker["container"].files["/tmp/grocker-abi/request.json"])  # type: ignore[attr-defined]
+    # The runner installs the application and its dependencies, not pip: the SBOM lists those.
+    assert request["sbom"] == {
+        "lock": lock_key(release, None),
+        "files": ["demo-1.0-py3-none-any.whl", "six-1.16.0-py2.py3-none-any.whl"],
+    }
+    # The collector goes in beside the checker, which imports it.
+    assert "/tmp/grocker-abi/collect.py" in checker["container"].files  # type: ignore[attr-defined]
+
+
+def test_without_an_sbom_the_gate_asks_for_no_sbom_facts(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    engine = _FakeEngine({"abi-check": ["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})]})
+
+    report = abi.check_wheels(
+        engine,  # type: ignore[arg-type]
+        config,
+        naming.internal_names(config),
+        parse_release("demo==1.0", tmp_path),
+        None,
+        print,
+    )
+
+    assert report is not None
+    assert report.sbom is None
+    request = json.loads(engine.runs[0]["container"].files["/tmp/grocker-abi/request.json"])  # type: ignore[attr-defined]
+    assert "sbom" not in request
+
+
+def test_the_sbom_collector_is_not_part_of_the_configuration_hash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # It runs in the gate's container or with `python -c`, never in an image: editing it rebuilds nothing.
+    collector = CHECKER.parents[1] / "sbom" / "collect.py"
+    config = api.load_config(cwd=tmp_path)
+    naming._resources_digest.cache_clear()
+    before = naming.config_hash(config)
+    naming._resources_digest.cache_clear()
+    real_read = Path.read_bytes
+
+    def edited(path: Path) -> bytes:
+        content = real_read(path)
+        return content + b"\n# edited\n" if path == collector else content
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+
+    assert naming.config_hash(config) == before
+    naming._resources_digest.cache_clear()

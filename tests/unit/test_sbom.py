@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cyclonedx.schema import SchemaVersion
@@ -11,6 +15,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from grocker import api, sbom, sbom_facts
 from grocker.errors import ConfigError, UsageError
+from grocker.protocol import ImageInfo
 from grocker.sbom import Distribution, NestedSbom, SbomFacts, SystemPackage
 from grocker.wheels import Origin
 
@@ -229,3 +234,54 @@ def test_unwritable_sbom_path_is_a_usage_error(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match=r"Writing the SBOM to .* failed because .* Give --sbom"):
         sbom_facts.write(tmp_path / "file" / "sbom.json", "{}")
+
+
+class _CollectorEngine:
+    """The engine calls of the SBOM facts: the final image, its wheel volume, the collector's container."""
+
+    def __init__(self, output: dict[str, object] | None) -> None:
+        self.output = output
+        self.containers: list[str] = []
+
+    def image(self, name: str) -> ImageInfo:
+        return ImageInfo("sha256:" + "1" * 64, (name,), {"org.opencontainers.image.created": "2026-11-28T18:00:00Z"}, 1)
+
+    def volume_labels(self, name: str) -> dict[str, str]:
+        return {}
+
+    @contextlib.contextmanager
+    def container(self, image: str, **options: object) -> Iterator[object]:
+        if self.output is None:
+            raise AssertionError("the SBOM step started a container")
+        self.containers.append(str(options["role"]))
+        lines = [json.dumps(self.output, sort_keys=True)]
+        yield SimpleNamespace(run=lambda _on_line: (0, lines))
+
+
+def test_facts_gathered_by_the_gate_start_no_container_and_give_the_same_sbom(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    lock = {
+        "application": {"file": "demo-1.0-py3-none-any.whl", "sha256": "a" * 64},
+        "dependencies": [{"file": "six-1.16.0-py2.py3-none-any.whl", "sha256": "b" * 64}],
+        "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "c" * 64},
+    }
+    gathered = {
+        "os": {"id": "debian", "version_id": "13"},
+        "packages": [{"name": "libc6", "version": "2.41-12", "architecture": "amd64"}],
+        "wheels": {
+            "demo-1.0-py3-none-any.whl": {"name": "demo", "license_expression": "MIT", "sboms": []},
+            "six-1.16.0-py2.py3-none-any.whl": {"name": "six", "license": "MIT", "sboms": []},
+        },
+        "lock": lock,
+    }
+    request = sbom_facts.SbomRequest(image_name="demo:1.0", volume="wheels", lock_key="demo-1")
+    by_container = _CollectorEngine(gathered)
+
+    from_container = sbom.document(sbom_facts.collect(by_container, config, request))  # type: ignore[arg-type]
+    from_gate = sbom.document(
+        sbom_facts.collect(_CollectorEngine(None), config, dataclasses.replace(request, gathered=gathered))  # type: ignore[arg-type]
+    )
+
+    assert by_container.containers == ["sbom"]
+    assert from_gate == from_container
+    assert [name for name, _version in sbom.python_components(from_gate)] == ["demo", "six"]

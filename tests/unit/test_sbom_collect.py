@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +12,7 @@ from types import ModuleType
 import pytest
 
 COLLECT_SCRIPT = Path(__file__).parents[2] / "grocker" / "resources" / "sbom" / "collect.py"
+CHECK_SCRIPT = Path(__file__).parents[2] / "grocker" / "resources" / "abi" / "check.py"
 
 METADATA = """\
 Metadata-Version: 2.4
@@ -97,3 +99,53 @@ def test_alpine_packages_are_read_from_the_apk_database(
         {"name": "musl", "version": "1.2.5-r10", "architecture": "x86_64"},
         {"name": "python3", "version": "3.12.11-r0", "architecture": "x86_64"},
     ]
+
+
+def test_the_abi_checker_returns_the_collectors_facts_from_the_wheels_it_opened(
+    collector: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nested = {"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}
+    path = _wheel(tmp_path, {"a.cdx.json": json.dumps(nested).encode()})
+    spec = importlib.util.spec_from_file_location("grocker_abi_check", CHECK_SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    checker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checker)
+    monkeypatch.setattr(checker, "WHEELS", str(tmp_path))
+    monkeypatch.setattr(
+        collector, "packages", lambda: [{"name": "libc6", "version": "2.41-12", "architecture": "amd64"}]
+    )
+    monkeypatch.setitem(sys.modules, "collect", collector)  # the checker imports it from its own folder
+    sbom_request = {"lock": "demo-1", "files": [path.name]}
+    (tmp_path / "request.json").write_text(json.dumps({"wheels": [path.name], "sbom": sbom_request}))
+    monkeypatch.setattr("sys.argv", ["check.py", str(tmp_path / "request.json")])
+
+    assert checker.main() == 0
+
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("GROCKER-ABI:")
+    report = json.loads(line[len("GROCKER-ABI:") :])
+    assert report["findings"] == []
+    # The same facts as the collector's own container would print for that request.
+    assert report["sbom"] == collector.collect(sbom_request)
+    assert report["sbom"]["wheels"][path.name]["sboms"][0]["document"] == nested
+    assert report["sbom"]["packages"] == [{"name": "libc6", "version": "2.41-12", "architecture": "amd64"}]
+
+
+def test_the_abi_checker_gathers_no_sbom_facts_unless_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _wheel(tmp_path, {})
+    spec = importlib.util.spec_from_file_location("grocker_abi_check", CHECK_SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    checker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checker)
+    checker.WHEELS = str(tmp_path)
+    (tmp_path / "request.json").write_text(json.dumps({"wheels": [path.name]}))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["check.py", str(tmp_path / "request.json")])
+        assert checker.main() == 0
+
+    report = json.loads(capsys.readouterr().out.strip()[len("GROCKER-ABI:") :])
+    assert report["checked"] == {"elf_files": 0, "wheels": 1}
+    assert "sbom" not in report

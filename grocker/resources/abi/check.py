@@ -1,7 +1,10 @@
 """Grocker's ABI check: runs in a container of the root image, the wheel volume mounted read-only.
 
-Input: a JSON request file (argv[1]): {"wheels": [file, ...]} or {"lock": key}.
-Output: one `GROCKER-ABI:` line of JSON, {"runtime": {...}, "findings": [...], "checked": {...}}.
+Input: a JSON request file (argv[1]): {"wheels": [file, ...]} or {"lock": key}, and with
+"sbom": {"lock": key, "files": [...] or null}, the SBOM collector's request (resources/sbom/collect.py,
+copied beside this script).
+Output: one `GROCKER-ABI:` line of JSON, {"runtime": {...}, "findings": [...], "checked": {...}},
+with "sbom": the collector's facts, when asked and nothing was found.
 
 It answers, for every wheel, what the runner's interpreter and dynamic loader would: are the
 wheel's tags among the interpreter's supported tags, is every ELF file for this machine, is
@@ -192,6 +195,8 @@ class System:
 
 def installed_path(member):
     """Where a wheel member lands relative to site-packages (purelib and platlib data included)."""
+    if ".data/" not in member:  # nearly every member: called once per file of every wheel
+        return member
     parts = member.split("/")
     if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
         return "/".join(parts[2:])
@@ -275,10 +280,15 @@ def may_be_loaded(member):
     return suffix not in NOT_LOADED_SUFFIXES
 
 
-def check_wheels(paths, system, supported):
-    """Check the wheels at `paths` (one lock) against the system; return (findings, counts)."""
+def check_wheels(paths, system, supported, archives=None):
+    """Check the wheels at `paths` (one lock) against the system; return (findings, counts).
+
+    The wheels are opened into `archives` (file name -> ZipFile) when given, for the caller to
+    read further and close; otherwise they are closed here.
+    """
     findings = []
-    archives = {}
+    keep = archives is not None
+    archives = {} if archives is None else archives
     for path in paths:
         wheel = posixpath.basename(path)
         finding = check_tags(wheel, supported)
@@ -308,8 +318,9 @@ def check_wheels(paths, system, supported):
     wheel_defines = {installed_path(name): set(facts["defines"]) for _wheel, name, _content, facts in elves}
     for wheel, name, content, facts in elves:
         findings.extend(check_elf(wheel, name, content, facts, tree, system, wheel_defines))
-    for archive in archives.values():
-        archive.close()
+    if not keep:
+        for archive in archives.values():
+            archive.close()
     return findings, {"wheels": len(paths), "elf_files": len(elves)}
 
 
@@ -411,7 +422,8 @@ def main():
             paths.append(path)
         else:
             findings.append({"wheel": wheel, "file": "", "kind": "unreadable", "detail": "not in the wheel volume"})
-    found, counts = check_wheels(paths, system, set(tags))
+    archives = {}
+    found, counts = check_wheels(paths, system, set(tags), archives)
     report = {
         "runtime": {
             "architecture": architecture(machine, elfclass),
@@ -421,6 +433,14 @@ def main():
         "findings": findings + found,
         "checked": counts,
     }
+    if request.get("sbom") and not report["findings"]:
+        # The SBOM's facts, from the wheels already open: the build then starts no container for
+        # them (the root image's package database is the runner's).
+        import collect
+
+        report["sbom"] = collect.collect(request["sbom"], archives)
+    for archive in archives.values():
+        archive.close()
     print(RESULT_MARK + json.dumps(report, sort_keys=True), flush=True)
     return 0
 

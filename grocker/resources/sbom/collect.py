@@ -1,7 +1,14 @@
-"""Grocker's SBOM collector: runs in a short container of the runner image, wheel volume read-only.
+"""Grocker's SBOM collector: runs where the wheel volume is mounted read-only, in an image whose
+package database is the runner's.
 
-Input: argv[1], a JSON request {"lock": KEY, "files": [wheel file names] or null}. With no files,
-the lock named KEY is read from the volume and returned. Output: one JSON line with the
+Two callers: the ABI gate's checker (resources/abi/check.py, in the root image, which the runner
+is built FROM without adding a system package) imports it and calls collect() on the wheels it
+has already opened, so that a build with --sbom starts no container of its own; and a short
+container of the runner image runs it as a script when the gate did not run in this build (the
+push phase alone).
+
+Input: a request {"lock": KEY, "files": [wheel file names] or null} (argv[1] as JSON for the
+script). With no files, the lock named KEY is read from the volume and returned. Output: the
 distribution's release (os-release), its package database, and for each wheel the few
 metadata fields and PEP 770 SBOMs the SBOM needs: wheels are read in place (their central
 directory, METADATA and .dist-info/sboms/ only), so nothing large leaves the engine.
@@ -22,21 +29,27 @@ SBOM_MAX = 4 * 1024 * 1024  # a PEP 770 SBOM larger than this is listed by its h
 
 
 def main():
-    request = json.loads(sys.argv[1])
+    print(json.dumps(collect(json.loads(sys.argv[1])), sort_keys=True))
+    return 0
+
+
+def collect(request, archives=None):
+    """The SBOM's facts for a request; `archives` maps wheel file names to ZipFiles already open."""
     result = {"os": os_release(), "packages": packages()}
     files = request.get("files")
     if files is None:
         path = os.path.join(WHEELS, ".grocker", "locks", request["lock"] + ".json")
         if not os.path.exists(path):
-            print(json.dumps(result))
-            return 0
+            return result
         with open(path) as stream:
             result["lock"] = json.load(stream)
         lock = result["lock"]
         files = [lock["application"]["file"]] + [item["file"] for item in lock["dependencies"]]
-    result["wheels"] = {name: wheel(os.path.join(WHEELS, name)) for name in files}
-    print(json.dumps(result, sort_keys=True))
-    return 0
+    opened = archives or {}
+    result["wheels"] = {
+        name: wheel_facts(opened[name]) if name in opened else wheel(os.path.join(WHEELS, name)) for name in files
+    }
+    return result
 
 
 def os_release():
@@ -82,31 +95,36 @@ def packages():
 
 def wheel(path):
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        metadata = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-        info = {"sboms": []}
-        if metadata:
-            headers = BytesHeaderParser().parsebytes(archive.read(metadata[0]))
-            info["name"] = headers.get("Name")
-            info["license_expression"] = headers.get("License-Expression")
-            info["license"] = headers.get("License")
-            info["classifiers"] = headers.get_all("Classifier") or []
-            sboms = metadata[0].rsplit("/", 1)[0] + "/sboms/"
-            for name in sorted(n for n in names if n.startswith(sboms) and not n.endswith("/")):
-                entry = {"path": name}
-                digest = hashlib.sha256()
-                with archive.open(name) as stream:
-                    content = stream.read(SBOM_MAX + 1)
-                    digest.update(content)
-                    for block in iter(lambda: stream.read(1 << 20), b""):
-                        digest.update(block)
-                entry["sha256"] = digest.hexdigest()
-                if len(content) <= SBOM_MAX:
-                    try:
-                        entry["document"] = json.loads(content.decode("utf-8"))
-                    except ValueError:
-                        pass
-                info["sboms"].append(entry)
+        return wheel_facts(archive)
+
+
+def wheel_facts(archive):
+    """The metadata fields and PEP 770 SBOMs of one open wheel."""
+    names = archive.namelist()
+    metadata = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+    info = {"sboms": []}
+    if metadata:
+        headers = BytesHeaderParser().parsebytes(archive.read(metadata[0]))
+        info["name"] = headers.get("Name")
+        info["license_expression"] = headers.get("License-Expression")
+        info["license"] = headers.get("License")
+        info["classifiers"] = headers.get_all("Classifier") or []
+        sboms = metadata[0].rsplit("/", 1)[0] + "/sboms/"
+        for name in sorted(n for n in names if n.startswith(sboms) and not n.endswith("/")):
+            entry = {"path": name}
+            digest = hashlib.sha256()
+            with archive.open(name) as stream:
+                content = stream.read(SBOM_MAX + 1)
+                digest.update(content)
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+            entry["sha256"] = digest.hexdigest()
+            if len(content) <= SBOM_MAX:
+                try:
+                    entry["document"] = json.loads(content.decode("utf-8"))
+                except ValueError:
+                    pass
+            info["sboms"].append(entry)
     return info
 
 
