@@ -125,6 +125,8 @@ class FakeEngine:
     podman: bool = False
     build_networks: dict[str, tuple[str | None, dict[str, str] | None]] = field(default_factory=dict)
     """The network and /etc/hosts entries each `what` was built with."""
+    containers_made: list[dict[str, object]] = field(default_factory=list)
+    """Each container created: its role, image, volumes, command, entrypoint, user and network."""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     # Setting up and scripting
@@ -237,6 +239,17 @@ class FakeEngine:
         aliases: Sequence[str] = (),
     ) -> Iterator[FakeContainer]:
         self.step("create_container", role)
+        self.containers_made.append(
+            {
+                "role": role,
+                "image": image,
+                "volumes": dict(volumes or {}),
+                "command": list(command) if command is not None else None,
+                "entrypoint": list(entrypoint) if entrypoint is not None else None,
+                "user": user,
+                "network": network,
+            }
+        )
         name = f"grocker-{role}-{next(self._ids)}"
         self.live.append(name)
         try:

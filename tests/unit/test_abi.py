@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import io
 import json
@@ -10,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -18,9 +16,11 @@ import pytest
 
 from grocker import api, naming
 from grocker.chain import abi
+from grocker.config import ProjectConfig
 from grocker.errors import BuildError
 from grocker.release import parse_release
 from grocker.wheels import lock_key, parse_lock
+from tests.unit.fakes import FakeEngine
 
 CHECKER = Path(abi.__file__).parents[1] / "resources" / "abi" / "check.py"
 CEXT = "c-1.0-cp313-cp313-linux_x86_64.whl"
@@ -364,63 +364,38 @@ def test_a_library_without_version_definitions_satisfies_any_version(tmp_path: P
     assert check.check_elf("w.whl", "x/_x.so", b"", facts, check.Tree([]), system, {}) == []
 
 
-class _FakeContainer:
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-        self.files: dict[str, bytes] = {}
-
-    def put_files(self, directory: str, files: dict[str, bytes]) -> None:
-        self.files.update({f"{directory}/{path}": content for path, content in files.items()})
-
-    def run(self, on_line: object) -> tuple[int, list[str]]:
-        return 0, self.lines
-
-
-class _FakeEngine:
-    """The engine calls of the gate: a volume, the root image's checker and the compiler's dpkg."""
-
-    def __init__(self, outputs: dict[str, list[str]]) -> None:
-        self.outputs = outputs
-        self.runs: list[dict[str, object]] = []
-
-    def volume_labels(self, name: str) -> dict[str, str]:
-        return {}
-
-    def create_volume(self, name: str, labels: dict[str, str]) -> None:
-        self.created = (name, labels)
-
-    def image(self, name: str) -> object:
-        return object()
-
-    @contextlib.contextmanager
-    def container(self, image: str, **options: object) -> Iterator[_FakeContainer]:
-        container = _FakeContainer(self.outputs[str(options["role"])])
-        self.runs.append({"image": image, "container": container, **options})
-        yield container
+def _gate_engine(config: ProjectConfig, **outputs: list[str]) -> FakeEngine:
+    """An engine with the root and compiler images and the wheel volume; what each role prints."""
+    names = naming.internal_names(config)
+    engine = FakeEngine()
+    engine.add_image(names.root)
+    engine.add_image(names.compiler)
+    engine.create_volume(names.volume, {})
+    engine.outputs.update({role.replace("_", "-"): (0, lines) for role, lines in outputs.items()})
+    return engine
 
 
 def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
     names = naming.internal_names(config)
     finding = {"wheel": CEXT, "file": "cextapp/_y.so", "kind": "library", "library": "libyaml-0.so.2"}
-    engine = _FakeEngine(
-        {
-            "abi-check": ["GROCKER-ABI:" + json.dumps({"findings": [finding], "checked": {"wheels": 1}})],
-            "abi-suggest": ["libyaml-0.so.2 libyaml-0-2:amd64: /usr/lib/x86_64-linux-gnu/libyaml-0.so.2"],
-        }
+    engine = _gate_engine(
+        config,
+        abi_check=["GROCKER-ABI:" + json.dumps({"findings": [finding], "checked": {"wheels": 1}})],
+        abi_suggest=["libyaml-0.so.2 libyaml-0-2:amd64: /usr/lib/x86_64-linux-gnu/libyaml-0.so.2"],
     )
 
     with pytest.raises(BuildError) as raised:
-        abi.check_wheels(engine, config, names, parse_release("demo==1.0", tmp_path), None, print)  # type: ignore[arg-type]
+        abi.check_wheels(engine, config, names, parse_release("demo==1.0", tmp_path), None, print)
 
     assert raised.value.exit_code == 5
     assert "libyaml-0-2 provides it: add it to dependencies.run" in raised.value.details
-    checker, suggest = engine.runs
+    checker, suggest = engine.containers_made
     assert checker["image"] == names.root
     cache = names.volume.replace("wheel-cache", "abi-cache")
     assert checker["volumes"] == {names.volume: ("/home/grocker/wheels", "ro"), cache: ("/var/tmp", "rw")}
-    assert engine.created == (cache, naming.internal_labels(config, "abi-cache"))
-    request = json.loads(checker["container"].files["/tmp/grocker-abi/request.json"])  # type: ignore[attr-defined]
+    assert engine.volume_labels(cache) == naming.internal_labels(config, "abi-cache")
+    request = json.loads(engine.files_put["abi-check"]["/tmp/grocker-abi/request.json"])
     assert request == {"lock": lock_key(parse_release("demo==1.0", tmp_path), None)}
     assert suggest["image"] == names.compiler
     assert suggest["command"] == ["libyaml-0.so.2"]
@@ -428,12 +403,13 @@ def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> N
 
 def test_the_gate_passes_a_clean_lock_without_asking_the_compiler(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
-    engine = _FakeEngine({"abi-check": ["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})]})
+    names = naming.internal_names(config)
+    engine = _gate_engine(config, abi_check=["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})])
 
     report = abi.check_wheels(
-        engine,  # type: ignore[arg-type]
+        engine,
         config,
-        naming.internal_names(config),
+        names,
         parse_release("demo==1.0", tmp_path),
         None,
         print,
@@ -441,7 +417,7 @@ def test_the_gate_passes_a_clean_lock_without_asking_the_compiler(tmp_path: Path
 
     assert report is not None
     assert report.wheels == 3
-    assert [run["role"] for run in engine.runs] == ["abi-check"]
+    assert [made["role"] for made in engine.containers_made] == ["abi-check"]
 
 
 def test_tags_are_read_from_a_wheel_name_that_packaging_finds_invalid() -> None:
@@ -481,7 +457,7 @@ def test_with_an_sbom_the_gate_asks_its_container_for_the_sbom_facts_too(tmp_pat
     config = api.load_config(cwd=tmp_path)
     facts = {"os": {"id": "debian", "version_id": "13"}, "packages": [], "wheels": {}}
     output = {"findings": [], "checked": {"wheels": 3}, "sbom": facts}
-    engine = _FakeEngine({"abi-check": ["GROCKER-ABI:" + json.dumps(output)]})
+    engine = _gate_engine(config, abi_check=["GROCKER-ABI:" + json.dumps(output)])
     wheel = {"sha256": "0" * 64}
     lock = parse_lock(
         {
@@ -492,29 +468,31 @@ def test_with_an_sbom_the_gate_asks_its_container_for_the_sbom_facts_too(tmp_pat
     )
     release = parse_release("demo==1.0", tmp_path)
 
-    report = abi.check_wheels(engine, config, naming.internal_names(config), release, lock, print)  # type: ignore[arg-type]
+    report = abi.check_wheels(engine, config, naming.internal_names(config), release, lock, print)
 
     assert report is not None
     assert report.sbom == facts
-    (checker,) = engine.runs
-    request = json.loads(checker["container"].files["/tmp/grocker-abi/request.json"])  # type: ignore[attr-defined]
+    assert [made["role"] for made in engine.containers_made] == ["abi-check"]
+    files = engine.files_put["abi-check"]
+    request = json.loads(files["/tmp/grocker-abi/request.json"])
     # The runner installs the application and its dependencies, not pip: the SBOM lists those.
     assert request["sbom"] == {
         "lock": lock_key(release, None),
         "files": ["demo-1.0-py3-none-any.whl", "six-1.16.0-py2.py3-none-any.whl"],
     }
     # The collector goes in beside the checker, which imports it.
-    assert "/tmp/grocker-abi/collect.py" in checker["container"].files  # type: ignore[attr-defined]
+    assert "/tmp/grocker-abi/collect.py" in files
 
 
 def test_without_an_sbom_the_gate_asks_for_no_sbom_facts(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
-    engine = _FakeEngine({"abi-check": ["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})]})
+    names = naming.internal_names(config)
+    engine = _gate_engine(config, abi_check=["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})])
 
     report = abi.check_wheels(
-        engine,  # type: ignore[arg-type]
+        engine,
         config,
-        naming.internal_names(config),
+        names,
         parse_release("demo==1.0", tmp_path),
         None,
         print,
@@ -522,7 +500,7 @@ def test_without_an_sbom_the_gate_asks_for_no_sbom_facts(tmp_path: Path) -> None
 
     assert report is not None
     assert report.sbom is None
-    request = json.loads(engine.runs[0]["container"].files["/tmp/grocker-abi/request.json"])  # type: ignore[attr-defined]
+    request = json.loads(engine.files_put["abi-check"]["/tmp/grocker-abi/request.json"])
     assert "sbom" not in request
 
 
