@@ -1,7 +1,7 @@
 """Freshness is explicit, and an up-to-date rebuild starts no container (issue 15, items 2 and 3).
 
-A private index of the test's own (the server of test_secrets.py, the index pages of
-test_poisoning.py) serves tests/fixtures/fresh-app, whose one dependency is not pinned, and that
+A private index of the test's own (tests/integration/private_index.py) serves
+tests/fixtures/fresh-app, whose one dependency is not pinned, and that
 dependency (tests/fixtures/pure-app) in a first version; a second version is published during
 the test. Then, on one configuration and wheel volume:
 
@@ -17,15 +17,12 @@ the test. Then, on one configuration and wheel volume:
 
 from __future__ import annotations
 
-import base64
 import re
-import secrets
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -34,74 +31,32 @@ import pytest
 from grocker import __version__
 from grocker.api import load_config
 from grocker.naming import internal_names
-from tests.integration.helpers import Grocker, package_fixture, poll_until
-from tests.integration.test_poisoning import _index_files
-from tests.integration.test_secrets import PORT, PROBE, SERVER, USER, _tar
+from tests.integration.helpers import Grocker, package_fixture
+from tests.integration.private_index import PrivateIndex, serve
 
 APP = "grocker-fixture-fresh"
 DEPENDENCY = "grocker-fixture-pure"
 PIP_DOWNLOAD = (sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:")
 
 
-@dataclass
-class Index:
-    """The private index, running, and what it needs to publish one more file."""
-
-    client: docker.DockerClient
-    container: str
-    address: str
-    token: str
-    projects: dict[str, list[Path]]
-
-    def publish(self, project: str, path: Path) -> None:
-        """Add a file to a project, as a new release on an index does."""
-        self.projects.setdefault(project, []).append(path)
-        self.client.api.put_archive(self.container, "/", _tar(_index_files(self.projects)))
-
-    def pip_conf(self, folder: Path) -> Path:
-        path = folder / f"fresh-index-{uuid.uuid4().hex[:8]}.conf"
-        url = f"http://{USER}:{self.token}@{self.address}:{PORT}/simple/"
-        path.write_text(f"[global]\nindex-url = {url}\ntrusted-host = {self.address}\n")
-        return path
+def _pip_conf(index: PrivateIndex, folder: Path) -> Path:
+    path = folder / f"fresh-index-{uuid.uuid4().hex[:8]}.conf"
+    path.write_text(f"[global]\nindex-url = {index.url}\ntrusted-host = {index.address}\n")
+    return path
 
 
 @pytest.fixture(scope="module")
-def index(grocker: Grocker, dist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+def index(grocker: Grocker, dist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateIndex]:
     """Serve six, attrs and the first version of the dependency, behind basic auth."""
-    client = grocker.client
     names = internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")))
     downloads = tmp_path_factory.mktemp("fresh-pypi")
     subprocess.run(
         [*PIP_DOWNLOAD, "--dest", str(downloads), "six==1.16.0", "attrs"],
         check=True,
     )
-    try:
-        client.images.get(names.root)
-    except docker.errors.ImageNotFound:  # the index runs on the root image's Python
-        pure = package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.0")
-        grocker.build(str(pure), "-n", grocker.name("fresh-bootstrap"), "--no-push", "--no-build-image")
     projects = {"six": list(downloads.glob("six-*.whl")), "attrs": list(downloads.glob("attrs-*.whl"))}
-    token = secrets.token_hex(20)
-    files = _index_files(projects)
-    files["srv/server.py"] = SERVER.encode()
-    files["srv/probe.py"] = PROBE.encode()
-    files["srv/auth"] = ("Basic " + base64.b64encode(f"{USER}:{token}".encode()).decode()).encode()
-    created = client.api.create_container(
-        names.root, command=["python3", "/srv/server.py"], name=f"fresh-index-{uuid.uuid4().hex[:8]}", user="root"
-    )
-    try:
-        client.api.put_archive(created["Id"], "/", _tar(files))
-        client.api.start(created["Id"])
-
-        def answers() -> bool:
-            probe = client.api.exec_create(created["Id"], ["python3", "/srv/probe.py"])
-            return bool(client.api.exec_start(probe["Id"]).decode().strip() == "401 200")
-
-        poll_until(answers, 30, "the private index to answer")
-        address = client.api.inspect_container(created["Id"])["NetworkSettings"]["IPAddress"]
-        yield Index(client, created["Id"], address, token, projects)
-    finally:
-        client.api.remove_container(created["Id"], force=True)
+    with serve(grocker, dist_dir, names, projects, "fresh-index") as index:
+        yield index
 
 
 def _containers_created(client: docker.DockerClient, since_ns: int, until_ns: int) -> list[str]:
@@ -124,7 +79,7 @@ def _says(run_output: str, pattern: str) -> bool:
 
 
 def test_freshness_is_explicit_and_an_up_to_date_rebuild_starts_nothing(
-    grocker: Grocker, index: Index, dist_dir: Path
+    grocker: Grocker, index: PrivateIndex, dist_dir: Path
 ) -> None:
     # Versions of this run only: nothing an earlier run left in the volume can answer for them.
     run = uuid.uuid4().int % 10**6
@@ -133,7 +88,7 @@ def test_freshness_is_explicit_and_an_up_to_date_rebuild_starts_nothing(
     index.publish(DEPENDENCY, package_fixture("pure-app", dist_dir, kind="wheel", version=first_dep))
     index.publish(APP, package_fixture("fresh-app", dist_dir, kind="wheel", version=first_app))
     index.publish(APP, package_fixture("fresh-app", dist_dir, kind="wheel", version=second_app))
-    pip_conf = index.pip_conf(grocker.workdir)
+    pip_conf = _pip_conf(index, grocker.workdir)
     image = grocker.name("fresh", first_app)
     options = ("-e", "fresh-app", "--no-push", "--pip-conf", str(pip_conf))
 

@@ -12,17 +12,14 @@ dependencies (no pip): the build succeeds, with the pip wheel of the compiler's 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
 import re
-import secrets
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -30,8 +27,8 @@ import pytest
 
 from grocker.api import load_config
 from grocker.naming import InternalNames, internal_names
-from tests.integration.helpers import Grocker, package_fixture, poll_until
-from tests.integration.test_secrets import PORT, PROBE, SERVER, USER, _tar
+from tests.integration.helpers import Grocker, package_fixture
+from tests.integration.private_index import PrivateIndex, serve
 
 EVIL = "grocker-fixture-evil"
 EVIL_APP = "grocker-fixture-evil-app"
@@ -42,33 +39,11 @@ HOSTILE_MARKS = (";", "\n", "$(", "pwned", "99.0", "9.9.9")
 PLANTED_NAMES = ("touch x", "touch pwned", "pip-99.0", "9.9.9")
 
 
-@dataclass
-class Index:
-    """The running private index and what it serves."""
-
-    address: str
-    token: str
-    pure_version: str
-    six_sha256: str
-
-    @property
-    def url(self) -> str:
-        return f"http://{USER}:{self.token}@{self.address}:{PORT}/simple/"
+PURE_VERSION = f"5.{uuid.uuid4().int % 10**6}.0"
 
 
-def _index_files(projects: dict[str, list[Path]]) -> dict[str, bytes]:
-    """A PEP 503 simple index of these projects and files."""
-    files: dict[str, bytes] = {}
-    for project, paths in projects.items():
-        links = "".join(
-            f'<a href="../../packages/{p.name}#sha256={hashlib.sha256(p.read_bytes()).hexdigest()}">{p.name}</a>\n'
-            for p in paths
-        )
-        files[f"srv/index/simple/{project}/index.html"] = f"<html><body>\n{links}</body></html>\n".encode()
-        files.update({f"srv/index/packages/{p.name}": p.read_bytes() for p in paths})
-    anchors = "".join(f'<a href="{project}/">{project}</a>\n' for project in projects)
-    files["srv/index/simple/index.html"] = f"<html><body>\n{anchors}</body></html>\n".encode()
-    return files
+def _six_sha256(index: PrivateIndex) -> str:
+    return hashlib.sha256(index.projects["six"][0].read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +54,8 @@ def names(tmp_path_factory: pytest.TempPathFactory) -> InternalNames:
 @pytest.fixture(scope="module")
 def index(
     grocker: Grocker, dist_dir: Path, names: InternalNames, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Index]:
+) -> Iterator[PrivateIndex]:
     """Serve the hostile sdist, the app depending on it, a new pure app, six and attrs behind basic auth."""
-    client = grocker.client
     downloads = tmp_path_factory.mktemp("pypi")
     # pip checks these against PyPI's hashes: six's is the reference the runner must match.
     subprocess.run(
@@ -103,12 +77,7 @@ def index(
     )
     six = next(downloads.glob("six-1.16.0-*.whl"))
     attrs = next(downloads.glob("attrs-*.whl"))
-    pure_version = f"5.{uuid.uuid4().int % 10**6}.0"
-    pure = package_fixture("pure-app", dist_dir, kind="wheel", version=pure_version)
-    try:
-        client.images.get(names.root)
-    except docker.errors.ImageNotFound:
-        grocker.build(str(pure), "-n", grocker.name("bootstrap"), "--no-push", "--no-build-image")
+    pure = package_fixture("pure-app", dist_dir, kind="wheel", version=PURE_VERSION)
     projects = {
         EVIL: [package_fixture("evil-dep", dist_dir, kind="sdist")],
         EVIL_APP: [package_fixture("evil-app", dist_dir, kind="wheel")],
@@ -116,27 +85,8 @@ def index(
         "six": [six],
         "attrs": [attrs],
     }
-    token = secrets.token_hex(20)
-    files = _index_files(projects)
-    files["srv/server.py"] = SERVER.encode()
-    files["srv/probe.py"] = PROBE.encode()
-    files["srv/auth"] = ("Basic " + base64.b64encode(f"{USER}:{token}".encode()).decode()).encode()
-    created = client.api.create_container(
-        names.root, command=["python3", "/srv/server.py"], name=f"poison-index-{uuid.uuid4().hex[:8]}", user="root"
-    )
-    try:
-        client.api.put_archive(created["Id"], "/", _tar(files))
-        client.api.start(created["Id"])
-
-        def probe() -> str:
-            run = client.api.exec_create(created["Id"], ["python3", "/srv/probe.py"])
-            return client.api.exec_start(run["Id"]).decode().strip()
-
-        poll_until(lambda: probe() == "401 200", 30, "the private index answering 401 without and 200 with its token")
-        address = client.api.inspect_container(created["Id"])["NetworkSettings"]["IPAddress"]
-        yield Index(address, token, pure_version, hashlib.sha256(six.read_bytes()).hexdigest())
-    finally:
-        client.api.remove_container(created["Id"], force=True)
+    with serve(grocker, dist_dir, names, projects, "poison-index") as served:
+        yield served
 
 
 def _volume_listing(grocker: Grocker, names: InternalNames) -> list[str]:
@@ -169,7 +119,9 @@ def _history(image: str) -> str:
     ).stdout
 
 
-def test_private_index_without_pip_and_a_fresh_volume(grocker: Grocker, index: Index, names: InternalNames) -> None:
+def test_private_index_without_pip_and_a_fresh_volume(
+    grocker: Grocker, index: PrivateIndex, names: InternalNames
+) -> None:
     # A fresh volume: nothing an earlier build left (such as a pip wheel) can help.
     with contextlib.suppress(docker.errors.NotFound):
         grocker.client.volumes.get(names.volume).remove()
@@ -177,9 +129,9 @@ def test_private_index_without_pip_and_a_fresh_volume(grocker: Grocker, index: I
     pip_conf.write_text(f"[global]\nindex-url = {index.url}\ntrusted-host = {index.address}\n")
     image = grocker.name("private-only")
 
-    result = grocker.build(f"{PURE}=={index.pure_version}", "-n", image, "--no-push", "--pip-conf", str(pip_conf))
+    result = grocker.build(f"{PURE}=={PURE_VERSION}", "-n", image, "--no-push", "--pip-conf", str(pip_conf))
 
-    assert grocker.docker_run(image).strip() == f"pureapp {index.pure_version} on python 3.13"
+    assert grocker.docker_run(image).strip() == f"pureapp {PURE_VERSION} on python 3.13"
     assert index.token not in result.output
     listing = _volume_listing(grocker, names)
     pips = [entry for entry in listing if re.fullmatch(r"pip-[0-9.]+-py3-none-any\.whl", entry)]
@@ -189,7 +141,7 @@ def test_private_index_without_pip_and_a_fresh_volume(grocker: Grocker, index: I
     assert installer_hash in _history(image)
 
 
-def test_a_package_cannot_poison_the_wheel_volume(grocker: Grocker, index: Index, names: InternalNames) -> None:
+def test_a_package_cannot_poison_the_wheel_volume(grocker: Grocker, index: PrivateIndex, names: InternalNames) -> None:
     pip_conf = grocker.workdir / "with-private.conf"
     pip_conf.write_text(
         "[global]\n"
@@ -217,12 +169,12 @@ def test_a_package_cannot_poison_the_wheel_volume(grocker: Grocker, index: Index
 
     # Another project needing six==1.16.0, on the same configuration and volume.
     pure_image = grocker.name("after-evil")
-    pure = grocker.build(f"{PURE}=={index.pure_version}", "-n", pure_image, "--no-push", "--pip-conf", str(pip_conf))
+    pure = grocker.build(f"{PURE}=={PURE_VERSION}", "-n", pure_image, "--no-push", "--pip-conf", str(pip_conf))
 
     assert index.token not in pure.output
-    assert _volume_sha256(grocker, names, "six-1.16.0-py2.py3-none-any.whl") == index.six_sha256
+    assert _volume_sha256(grocker, names, "six-1.16.0-py2.py3-none-any.whl") == _six_sha256(index)
     history = _history(pure_image)
-    assert f"six-1.16.0-py2.py3-none-any.whl#sha256={index.six_sha256}" in history
+    assert f"six-1.16.0-py2.py3-none-any.whl#sha256={_six_sha256(index)}" in history
     assert not [name for name in PLANTED_NAMES if name in history], history
     planted = grocker.docker_run(
         pure_image,

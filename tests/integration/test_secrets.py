@@ -9,15 +9,11 @@ every successful build really resolves against the private index.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
 import re
 import secrets
 import socket
 import subprocess
-import tarfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,95 +25,15 @@ import yaml
 
 from grocker.api import load_config
 from grocker.naming import InternalNames, internal_names
-from tests.integration.helpers import Grocker, package_fixture, poll_until
+from tests.integration.helpers import Grocker, package_fixture
+from tests.integration.private_index import PORT, USER, PrivateIndex, serve
 from tests.integration.test_bad_input import EngineWatch, Outcome, engine_socket, run_cli
 
-USER = "ci-reader"
-PORT = 8080
 PACKAGE = "grocker-fixture-pure"
 
-SERVER = """\
-import functools, http.server
-
-EXPECTED = open("/srv/auth").read().strip()
-
-
-class Handler(http.server.SimpleHTTPRequestHandler):
-    def allowed(self):
-        if self.headers.get("Authorization") == EXPECTED:
-            return True
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", 'Basic realm="private"')
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-        return False
-
-    def do_GET(self):
-        if self.allowed():
-            super().do_GET()
-
-    def do_HEAD(self):
-        if self.allowed():
-            super().do_HEAD()
-
-
-handler = functools.partial(Handler, directory="/srv/index")
-http.server.ThreadingHTTPServer(("", PORT), handler).serve_forever()
-""".replace("PORT", str(PORT))
-
-# Asks the server from inside its container: prints the HTTP status with and without the token.
-PROBE = """\
-import sys, urllib.error, urllib.request
-def status(headers):
-    request = urllib.request.Request("http://127.0.0.1:PORT/simple/", headers=headers)
-    try:
-        return urllib.request.urlopen(request, timeout=5).status
-    except urllib.error.HTTPError as err:
-        return err.code
-print(status({}), status({"Authorization": open("/srv/auth").read().strip()}))
-""".replace("PORT", str(PORT))
-
-
-@dataclass
-class PrivateIndex:
-    """The running private index and what it serves."""
-
-    address: str
-    token: str
-    versions: tuple[str, ...]
-
-    @property
-    def url(self) -> str:
-        return f"http://{USER}:{self.token}@{self.address}:{PORT}/simple/"
-
-    @property
-    def needles(self) -> tuple[bytes, ...]:
-        """The token as written, and inside the Authorization header pip sends."""
-        header = base64.b64encode(f"{USER}:{self.token}".encode())
-        return self.token.encode(), header
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for path, content in sorted(files.items()):
-            info = tarfile.TarInfo(path)
-            info.size = len(content)
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
-def _index_files(wheels: list[Path]) -> dict[str, bytes]:
-    """A PEP 503 simple index holding the wheels."""
-    links = "".join(
-        f'<a href="../../packages/{w.name}#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}">{w.name}</a>\n'
-        for w in wheels
-    )
-    files = {f"srv/index/packages/{w.name}": w.read_bytes() for w in wheels}
-    files["srv/index/simple/index.html"] = f'<html><body><a href="{PACKAGE}/">{PACKAGE}</a></body></html>\n'.encode()
-    files[f"srv/index/simple/{PACKAGE}/index.html"] = f"<html><body>\n{links}</body></html>\n".encode()
-    return files
+# Three new versions of the pure fixture app, unknown to any other index.
+_SERIAL = uuid.uuid4().int % 10**6
+VERSIONS = tuple(f"3.{_SERIAL}.{patch}" for patch in range(3))
 
 
 def _default_names(tmp_path_factory: pytest.TempPathFactory) -> InternalNames:
@@ -135,39 +51,9 @@ def private_index(
     grocker: Grocker, dist_dir: Path, names: InternalNames, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrivateIndex]:
     """Serve three new versions of the pure fixture app behind basic auth, from Grocker's root image."""
-    client = grocker.client
-    try:
-        client.images.get(names.root)
-    except docker.errors.ImageNotFound:
-        # The server runs in the default root image (it has python3): build it once.
-        bootstrap = package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.0")
-        grocker.build(str(bootstrap), "-n", grocker.name("bootstrap"), "--no-push", "--no-build-image")
-    serial = uuid.uuid4().int % 10**6
-    versions = tuple(f"3.{serial}.{patch}" for patch in range(3))
-    wheels = [package_fixture("pure-app", dist_dir, kind="wheel", version=version) for version in versions]
-    token = secrets.token_hex(20)
-    files = _index_files(wheels)
-    files["srv/server.py"] = SERVER.encode()
-    files["srv/probe.py"] = PROBE.encode()
-    files["srv/auth"] = ("Basic " + base64.b64encode(f"{USER}:{token}".encode()).decode()).encode()
-    # Not named grocker-*: it is the test's server, not a container Grocker runs.
-    created = client.api.create_container(
-        names.root, command=["python3", "/srv/server.py"], name=f"private-index-{uuid.uuid4().hex[:8]}", user="root"
-    )
-    try:
-        client.api.put_archive(created["Id"], "/", _tar(files))
-        client.api.start(created["Id"])
-
-        def answers() -> bool:
-            probe = client.api.exec_create(created["Id"], ["python3", "/srv/probe.py"])
-            return bool(client.api.exec_start(probe["Id"]).decode().strip() == "401 200")
-
-        poll_until(answers, 30, "the private index answering 401 without and 200 with its token")
-        address = client.api.inspect_container(created["Id"])["NetworkSettings"]["IPAddress"]
-        assert address, "the private index has no address on the default bridge"
-        yield PrivateIndex(address, token, versions)
-    finally:
-        client.api.remove_container(created["Id"], force=True)
+    wheels = [package_fixture("pure-app", dist_dir, kind="wheel", version=version) for version in VERSIONS]
+    with serve(grocker, dist_dir, names, {PACKAGE: wheels}, "private-index") as index:
+        yield index
 
 
 @dataclass
@@ -199,8 +85,8 @@ def builds(grocker: Grocker, private_index: PrivateIndex, tmp_path_factory: pyte
         "cert = /etc/ssl/certs/ca-certificates.crt\n"
     )
     watch = EngineWatch(tmp_path_factory.mktemp("secrets-watch"), engine_socket())
-    missing = f"3.{private_index.versions[0].split('.')[1]}.9"
-    plan = [(v, f"{PACKAGE}=={version}") for v, version in enumerate(private_index.versions)]
+    missing = f"3.{VERSIONS[0].split('.')[1]}.9"
+    plan = [(v, f"{PACKAGE}=={version}") for v, version in enumerate(VERSIONS)]
     plan += [(v, f"{PACKAGE}=={missing}") for v in range(3)]
     done = []
     for index, (verbosity, release) in enumerate(plan):
