@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import hashlib
 import importlib
 import io
@@ -36,7 +35,7 @@ from grocker.endpoint import Endpoint, TLSFiles, engine_summary
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.labels import MUTEX_OWNER_LABEL
 from grocker.log import logger, tail
-from grocker.protocol import ContainerInfo, ImageInfo, LineHandler, NetworkInfo, VolumeInfo
+from grocker.protocol import ContainerInfo, ImageInfo, LineHandler, NetworkInfo, VolumeInfo, rfc3339_epoch
 
 MIN_API_VERSION = (1, 39)
 # The first answer comes fast from a healthy engine: an engine that accepts the connection and
@@ -889,18 +888,6 @@ def name_in_use(status: int | None, explanation: str) -> bool:
 # An engine refusing to remove an image by ID because several names point at it.
 # Docker: 403 "network ... has active endpoints"; Podman: 500 "network is being used".
 _NETWORK_IN_USE_RE = re.compile(r"active endpoints|is being used|in use")
-
-
-def rfc3339_epoch(text: str) -> float | None:
-    """Epoch seconds of an engine's RFC 3339 time (nanoseconds, "Z" or an offset); None if unreadable."""
-    cleaned = re.sub(r"\.\d+", "", text.strip()).replace("Z", "+00:00")
-    try:
-        moment = datetime.datetime.fromisoformat(cleaned)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp()
 
 
 def _age(now: float | None, created: object) -> float | None:

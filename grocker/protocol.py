@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -200,3 +202,15 @@ class PurgeEngine(Protocol):
 
 class Engine(ChainEngine, PurgeEngine, Protocol):
     """Everything Grocker asks of an engine."""
+
+
+def rfc3339_epoch(text: str) -> float | None:
+    """Epoch seconds of an engine's RFC 3339 time (nanoseconds, "Z" or an offset); None if unreadable."""
+    cleaned = re.sub(r"\.\d+", "", text.strip()).replace("Z", "+00:00")
+    try:
+        moment = datetime.datetime.fromisoformat(cleaned)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()

@@ -22,7 +22,6 @@ its containers join it, so a young one may belong to a build that is running now
 
 from __future__ import annotations
 
-import datetime
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -36,7 +35,7 @@ from grocker import labels as keys
 from grocker.endpoint import from_environment
 from grocker.labels import INTERNAL_IMAGE_ROLES, ROLE_LABEL, RUNNER, VERSION_LABEL, WHEEL_VOLUME
 from grocker.log import logger
-from grocker.protocol import ContainerInfo, ImageInfo, PurgeEngine
+from grocker.protocol import ContainerInfo, ImageInfo, PurgeEngine, rfc3339_epoch
 
 # Roles that only Grocker gives to the containers it runs (the chain).
 OWN_CONTAINER_ROLES = frozenset(
@@ -288,7 +287,8 @@ def built_by_grocker(labels: Mapping[str, str], created: str, steps: Sequence[tu
 
     When in doubt (a history this rule cannot read), the image is not Grocker's, and is kept.
     """
-    if not steps or _epoch(created) != steps[0][0]:
+    epoch = rfc3339_epoch(created)
+    if not steps or epoch is None or int(epoch) != steps[0][0]:
         return False
     allowed = _OCI_KEYS.get(labels.get(ROLE_LABEL, ""), _INTERNAL_OCI_KEYS)
     seen: set[str] = set()
@@ -316,18 +316,6 @@ def _label_keys(created_by: str) -> list[str] | None:
     keys = [token.split("=", 1)[0] for token in tokens if "=" in token]
     # `LABEL key value`, the old one-pair form without "=".
     return keys or tokens[:1]
-
-
-def _epoch(created: str) -> int | None:
-    """Seconds since the epoch of the engine's RFC 3339 time (nanoseconds, "Z" or an offset)."""
-    text = re.sub(r"\.\d+", "", created.strip()).replace("Z", "+00:00")
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return int(moment.timestamp())
 
 
 def _is_older(version: str) -> bool:

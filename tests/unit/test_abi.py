@@ -401,7 +401,7 @@ def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> N
     assert suggest["command"] == ["libyaml-0.so.2"]
 
 
-def test_the_gate_passes_a_clean_lock_without_asking_the_compiler(tmp_path: Path) -> None:
+def test_the_gate_passes_a_clean_lock_without_asking_the_compiler_or_for_sbom_facts(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
     names = naming.internal_names(config)
     engine = _gate_engine(config, abi_check=["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})])
@@ -418,6 +418,9 @@ def test_the_gate_passes_a_clean_lock_without_asking_the_compiler(tmp_path: Path
     assert report is not None
     assert report.wheels == 3
     assert [made["role"] for made in engine.containers_made] == ["abi-check"]
+    # Without --sbom, the gate's container is asked for no SBOM facts.
+    assert report.sbom is None
+    assert "sbom" not in json.loads(engine.files_put["abi-check"]["/tmp/grocker-abi/request.json"])
 
 
 def test_tags_are_read_from_a_wheel_name_that_packaging_finds_invalid() -> None:
@@ -482,26 +485,6 @@ def test_with_an_sbom_the_gate_asks_its_container_for_the_sbom_facts_too(tmp_pat
     }
     # The collector goes in beside the checker, which imports it.
     assert "/tmp/grocker-abi/collect.py" in files
-
-
-def test_without_an_sbom_the_gate_asks_for_no_sbom_facts(tmp_path: Path) -> None:
-    config = api.load_config(cwd=tmp_path)
-    names = naming.internal_names(config)
-    engine = _gate_engine(config, abi_check=["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})])
-
-    report = abi.check_wheels(
-        engine,
-        config,
-        names,
-        parse_release("demo==1.0", tmp_path),
-        None,
-        print,
-    )
-
-    assert report is not None
-    assert report.sbom is None
-    request = json.loads(engine.files_put["abi-check"]["/tmp/grocker-abi/request.json"])
-    assert "sbom" not in request
 
 
 def test_the_sbom_collector_is_not_part_of_the_configuration_hash(

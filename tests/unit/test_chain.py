@@ -21,50 +21,18 @@ import yaml
 from grocker import api, build
 from grocker.build import BuildRequest, BuildResult
 from grocker.chain import runner
-from grocker.chain.abi import RESULT_MARK as ABI_MARK
 from grocker.chain.runner import MISSING_MODULE_MARK
-from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
 from grocker.errors import BuildError, ConfigError, EngineError, PushError
 from grocker.labels import BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
 from grocker.naming import InternalNames, internal_names
-from tests.unit.fakes import FakeEngine
+from tests.unit.fakes import APP, BASE, SIX, FakeEngine, chain_engine, publish_line, report_line
 
-BASE = "debian:trixie"
 PREFIX = "registry.example.com/team"
-APP = "app-1.0-py3-none-any.whl"
-
-
-SIX = "six-1.16.0-py2.py3-none-any.whl"
-
-
-def report_line(app_in_volume: bool = False) -> str:
-    """The resolve step's report: the application and one dependency."""
-    items = [
-        {"name": "app", "version": "1.0", "filename": APP, "in_volume": app_in_volume},
-        {"name": "six", "version": "1.16.0", "filename": SIX, "in_volume": app_in_volume},
-    ]
-    return REPORT_MARK + json.dumps({"items": items})
-
-
-def publish_line(added: tuple[str, ...] = (APP,), reused: tuple[str, ...] = ()) -> str:
-    """The publisher's result line, with the wheel lock it wrote."""
-    lock = {
-        "application": {"file": APP, "sha256": "a" * 64},
-        "dependencies": [{"file": SIX, "sha256": "b" * 64}],
-        "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "c" * 64},
-    }
-    return PUBLISH_MARK + json.dumps({"added": list(added), "reused": list(reused), "wheels": {}, "lock": lock})
 
 
 @pytest.fixture
 def engine() -> FakeEngine:
-    """An engine with the base image, whose compile succeeds and whose runner has its entrypoint."""
-    fake = FakeEngine()
-    fake.add_image(BASE)
-    fake.outputs["compile"] = (0, ["Collecting app==1.0", report_line()])
-    fake.outputs["publish"] = (0, [publish_line()])
-    fake.outputs["abi-check"] = (0, [ABI_MARK + json.dumps({"findings": [], "checked": {"wheels": 3, "elf_files": 0}})])
-    return fake
+    return chain_engine()
 
 
 def request_for(tmp_path: Path, *, prefix: str | None = None, name: str = "app:1.0", **options: object) -> BuildRequest:

@@ -19,26 +19,18 @@ import yaml
 
 from grocker import __version__, api, build, layout
 from grocker.build import BuildRequest, BuildResult
-from grocker.chain.abi import RESULT_MARK as ABI_MARK
 from grocker.chain.wheelhouse import LOCKED_MARK, script_path
 from grocker.labels import INPUTS_LABEL, VERSION_LABEL
 from grocker.naming import internal_names
 from grocker.wheels import lock_key
-from tests.unit.fakes import FakeEngine
-from tests.unit.test_chain import BASE, publish_line, report_line
+from tests.unit.fakes import BASE, FakeEngine, chain_engine
 
 LOCKED = "2026-11-02T10:20:30Z"
 
 
 @pytest.fixture
 def engine() -> FakeEngine:
-    """An engine with the base image, whose compile succeeds and whose runner has its entrypoint."""
-    fake = FakeEngine()
-    fake.add_image(BASE)
-    fake.outputs["compile"] = (0, ["Collecting app==1.0", report_line()])
-    fake.outputs["publish"] = (0, [publish_line()])
-    fake.outputs["abi-check"] = (0, [ABI_MARK + json.dumps({"findings": [], "checked": {"wheels": 3, "elf_files": 0}})])
-    return fake
+    return chain_engine()
 
 
 def request_for(

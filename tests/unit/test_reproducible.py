@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,7 @@ import pytest
 from grocker import api, build
 from grocker.errors import ConfigError
 from grocker.labels import OCI_CREATED
-from tests.unit.fakes import FakeEngine
-from tests.unit.test_chain import BASE, publish_line, report_line
+from tests.unit.fakes import chain_engine
 
 
 def _request(tmp_path: Path, epoch: str | None) -> build.BuildRequest:
@@ -46,11 +44,7 @@ def test_a_bad_source_date_epoch_is_a_configuration_error(tmp_path: Path, text: 
 
 
 def test_the_given_epoch_reaches_the_runner_layers_and_its_created_label(tmp_path: Path) -> None:
-    engine = FakeEngine()
-    engine.add_image(BASE)
-    engine.outputs["compile"] = (0, ["Collecting app==1.0", report_line()])
-    engine.outputs["publish"] = (0, [publish_line()])
-    engine.outputs["abi-check"] = (0, ["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {}})])
+    engine = chain_engine()
 
     build.build(_request(tmp_path, "1700000000"), engine)
 
