@@ -343,7 +343,17 @@ def _is_build_container(container: ContainerInfo, own_ids: set[str]) -> bool:
 
 def _name(image: ImageInfo) -> str:
     short = image.id.removeprefix("sha256:")[:12]
-    return f"{', '.join(image.tags)} [{short}]" if image.tags else f"<untagged> [{short}]"
+    names = ", ".join(_familiar(tag) for tag in image.tags)
+    return f"{names} [{short}]" if names else f"<untagged> [{short}]"
+
+
+def _familiar(tag: str) -> str:
+    """A name as the user gave it: Podman lists `app:1` as `docker.io/library/app:1`, as the CLI hides."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        rest = tag.removeprefix(prefix)
+        if rest != tag and (prefix.endswith("library/") or "/" in rest):
+            return rest
+    return tag
 
 
 def _image_item(image: ImageInfo) -> PurgedObject:

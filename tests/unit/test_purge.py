@@ -126,6 +126,18 @@ def test_report_has_one_line_per_object() -> None:
     ]
 
 
+def test_names_read_as_the_user_gave_them_whatever_the_engine_lists() -> None:
+    engine = FakePurgeEngine()
+    # Podman qualifies short names; the Docker CLI hides the same prefixes.
+    runner = engine.grocker_image(
+        OLD, "runner", tags=["docker.io/library/app:6.3", "docker.io/someone/app:6.3", "localhost:5000/app:6.3"]
+    )
+    report = purge.purge(ALL_FINAL, {}, engine=engine)
+    assert report.lines() == [
+        f"removed image app:6.3, someone/app:6.3, localhost:5000/app:6.3 [{runner[7:19]}] (grocker 6.3, runner)"
+    ]
+
+
 def test_nothing_to_purge() -> None:
     assert purge.purge(ALL_FINAL, {}, engine=FakePurgeEngine()).lines() == ["nothing to purge"]
 
