@@ -174,7 +174,8 @@ def test_a_package_cannot_poison_the_wheel_volume(grocker: Grocker, index: Priva
     assert index.token not in pure.output
     assert _volume_sha256(grocker, names, "six-1.16.0-py2.py3-none-any.whl") == _six_sha256(index)
     history = _history(pure_image)
-    assert f"six-1.16.0-py2.py3-none-any.whl#sha256={_six_sha256(index)}" in history
+    # The runner's install step fetches six from the wheel server and checks it against that hash.
+    assert f"/six-1.16.0-py2.py3-none-any.whl {_six_sha256(index)} " in history
     assert not [name for name in PLANTED_NAMES if name in history], history
     planted = grocker.docker_run(
         pure_image,
