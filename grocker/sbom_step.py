@@ -34,6 +34,10 @@ def preload() -> None:
     threading.Thread(target=load, name="grocker-sbom-preload", daemon=True).start()
 
 
+SBOM_TITLE = "sbom.cdx.json"
+"""The title (org.opencontainers.image.title) of the SBOM's file in the pushed artifact."""
+
+
 def write(
     engine: ChainEngine,
     config: ProjectConfig,
@@ -75,7 +79,8 @@ def push(config: ProjectConfig, image_name: str, image_digest: str, text: str) -
     with phase("push SBOM") as note:
         from grocker import referrers, sbom
 
-        title = config.sbom.name if config.sbom else "sbom.cdx.json"
-        pushed = referrers.push_artifact(image_name, image_digest, text.encode("utf-8"), sbom.MEDIA_TYPE, title)
+        # One title whatever the local file's name: the artifact depends on the SBOM and the image
+        # alone, so pushing the same SBOM again (a push phase run later) adds no second referrer.
+        pushed = referrers.push_artifact(image_name, image_digest, text.encode("utf-8"), sbom.MEDIA_TYPE, SBOM_TITLE)
         note(pushed.digest + (f" (referrers tag {pushed.fallback_tag})" if pushed.fallback_tag else ""))
     return pushed.digest

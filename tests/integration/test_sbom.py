@@ -132,12 +132,14 @@ def test_sbom_matches_the_image_and_is_pushed_with_it(
     base = f"http://{registry}/v2/{repository}"
     tag = results["hash"].replace(":", "-")
     index = json.loads(_registry_get(f"{base}/manifests/{tag}", "application/vnd.oci.image.index.v1+json"))
+    # Three runs pushed the same SBOM (the build and the two push phases): one referrer.
     (referrer,) = [item for item in index["manifests"] if item["artifactType"] == sbom.MEDIA_TYPE]
     assert referrer["digest"] == results["sbom_digest"]
     manifest = json.loads(
         _registry_get(f"{base}/manifests/{referrer['digest']}", "application/vnd.oci.image.manifest.v1+json")
     )
     assert manifest["subject"]["digest"] == results["hash"]
+    assert manifest["layers"][0]["annotations"]["org.opencontainers.image.title"] == "sbom.cdx.json"
     assert _registry_get(f"{base}/blobs/{manifest['layers'][0]['digest']}") == first.read_bytes()
 
 
