@@ -885,7 +885,7 @@ def name_in_use(status: int | None, explanation: str) -> bool:
     return status == 409 or "is already in use" in explanation
 
 
-# An engine refusing to remove an image by ID because several names point at it.
+# An engine refusing to remove a network a container is on.
 # Docker: 403 "network ... has active endpoints"; Podman: 500 "network is being used".
 _NETWORK_IN_USE_RE = re.compile(r"active endpoints|is being used|in use")
 
@@ -900,6 +900,7 @@ def _age(now: float | None, created: object) -> float | None:
     return None if moment is None else max(0.0, now - moment)
 
 
+# An engine refusing to remove an image by ID because several names point at it.
 _SEVERAL_NAMES_RE = re.compile(r"referenced in multiple repositories|by ID with more than one tag")
 # The push stream's last status line, `<tag>: digest: sha256:<hex> size: <bytes>`.
 _PUSHED_DIGEST_RE = re.compile(r"(?:\S+: )?digest: (sha256:[0-9a-f]{64}) size: \d+")

@@ -349,11 +349,10 @@ def _name(image: ImageInfo) -> str:
 
 def _familiar(tag: str) -> str:
     """A name as the user gave it: Podman lists `app:1` as `docker.io/library/app:1`, as the CLI hides."""
-    for prefix in ("docker.io/library/", "docker.io/"):
-        rest = tag.removeprefix(prefix)
-        if rest != tag and (prefix.endswith("library/") or "/" in rest):
-            return rest
-    return tag
+    if tag.startswith("docker.io/library/"):
+        return tag.removeprefix("docker.io/library/")
+    rest = tag.removeprefix("docker.io/")
+    return rest if "/" in rest else tag
 
 
 def _image_item(image: ImageInfo) -> PurgedObject:
