@@ -19,7 +19,7 @@ from grocker.errors import BuildError, ConfigError
 from grocker.families import Family, family_of
 from grocker.labels import COMPILER, ROOT, RUNNER, WHEEL_SERVER, ImageRole
 from grocker.release import Release
-from grocker.wheels import SHA256_RE, WHEEL_NAME_RE, WheelFile, WheelLock
+from grocker.wheels import COMPILED_INSTALLER_RE, SHA256_RE, WHEEL_NAME_RE, WheelFile, WheelLock
 
 WHEEL_SERVER_HOST = "grocker-wheels"
 WHEEL_SERVER_URL = f"http://{WHEEL_SERVER_HOST}"
@@ -136,8 +136,9 @@ def wheel_server_config(lock: WheelLock) -> bytes:
     Every name is checked as a wheel file name before it reaches the configuration, where it is
     quoted; an exact-match location serves it.
     """
-    wheels = [lock.installer, *lock.dependencies, lock.application]
-    files = list(dict.fromkeys(_checked(wheel).file for wheel in wheels))
+    files = [_checked_installer(lock.runner_installer).file]
+    files += [_checked(wheel).file for wheel in (*lock.dependencies, lock.application)]
+    files = list(dict.fromkeys(files))
     return _render("wheel-server/nginx.conf.j2", layout=layout, files=files)
 
 
@@ -159,7 +160,7 @@ def runner_context(
         check_source_date_epoch(source_date_epoch)
 
     def install(wheels: Sequence[WheelFile], create_venv: bool) -> str:
-        return _install_command(python, lock.installer, wheels, create_venv, source_date_epoch)
+        return _install_command(python, lock.runner_installer, wheels, create_venv, source_date_epoch)
 
     return BuildContext(
         RUNNER,
@@ -203,19 +204,17 @@ def _install_command(
     step created or changed under the home is set to the epoch.
     """
     python = shlex.quote(python)
-    pip_wheel = shlex.quote(f"{TEMP_DIR}/{_checked(installer).file}")
+    pip = shlex.quote(f"{TEMP_DIR}/{_checked_installer(installer).file}/pip")
     # An http_proxy set in `env` must not catch the wheel server.
     no_proxy = (
         f'export no_proxy="{WHEEL_SERVER_HOST}${{no_proxy:+,$no_proxy}}" '
         f'NO_PROXY="{WHEEL_SERVER_HOST}${{NO_PROXY:+,$NO_PROXY}}"'
     )
-    # The installer is checked against the lock's hash before it runs, as the others are.
-    download = " ".join(
-        [python, "-c", shlex.quote(_DOWNLOAD), shlex.quote(_url(installer)), installer.sha256, pip_wheel]
-    )
-    # The epoch of a layer: the newest time recorded in the wheels it installs.
+    # The installer first (checked against the lock's hash before it runs, as the wheels are),
+    # then the layer's wheels, whose newest time is the layer's epoch.
     fetch = " ".join(
         [python, "-c", _script(_FETCH)]
+        + [shlex.quote(part) for part in (_url(installer), installer.sha256, f"{TEMP_DIR}/{installer.file}")]
         + [
             shlex.quote(part)
             for wheel in wheels
@@ -227,18 +226,17 @@ def _install_command(
         f"mkdir {TEMP_DIR}",
         f": > {MARKER}",
         f"export TMPDIR={TEMP_DIR}",
-        download,
         f"newest=$({fetch})",
         f"export SOURCE_DATE_EPOCH={epoch if epoch is not None else '$newest'}",
     ]
     if create_venv:
         steps.append(f"{python} -m venv --without-pip {APP_VENV}")
     if wheels:
-        # pip runs from its wheel with the venv's interpreter, so it installs into the venv
+        # pip runs from its archive with the venv's interpreter, so it installs into the venv
         # without being installed there itself.
         files = " ".join(shlex.quote(f"{TEMP_DIR}/{wheel.file}") for wheel in wheels)
         steps.append(
-            f"{APP_VENV}/bin/python {pip_wheel}/pip install --no-index --no-deps --no-cache-dir "
+            f"{APP_VENV}/bin/python {pip} install --no-index --no-deps --no-cache-dir "
             f"--disable-pip-version-check --no-warn-script-location --quiet {files}"
         )
     steps.append(f'{python} -c {_script(_SETTLE)} {HOME} "$SOURCE_DATE_EPOCH" {MARKER}')
@@ -261,18 +259,13 @@ def _script(code: str) -> str:
     return shlex.quote(f"exec({code.strip()!r})")
 
 
-_DOWNLOAD = (
-    "import hashlib, sys, urllib.request; data = urllib.request.urlopen(sys.argv[1]).read(); "
-    "hashlib.sha256(data).hexdigest() == sys.argv[2] or sys.exit(sys.argv[1] + ': not the SHA-256 of the lock'); "
-    "open(sys.argv[3], 'wb').write(data)"
-)
-
-# fetch [URL SHA256 PATH]...: download and check each wheel, then print the newest time its ZIP
-# entries record (read as UTC; 1980-01-01 for no wheel).
-_FETCH = """
+# fetch INSTALLER_URL SHA256 PATH [URL SHA256 PATH]...: download and check each file, then print
+# the newest time the ZIP entries of the wheels (the installer's excepted: the layer does not hold
+# it) record, read as UTC; MIN_EPOCH (1980-01-01) for no wheel.
+_FETCH = f"""
 import calendar, hashlib, sys, urllib.request, zipfile
-newest, args = 315532800, sys.argv[1:]
-for url, sha256, path in zip(args[0::3], args[1::3], args[2::3]):
+newest, args = {MIN_EPOCH}, sys.argv[1:]
+for index, (url, sha256, path) in enumerate(zip(args[0::3], args[1::3], args[2::3])):
     digest = hashlib.sha256()
     with urllib.request.urlopen(url) as answer, open(path, "wb") as out:
         for block in iter(lambda: answer.read(1 << 20), b""):
@@ -280,10 +273,11 @@ for url, sha256, path in zip(args[0::3], args[1::3], args[2::3]):
             out.write(block)
     if digest.hexdigest() != sha256:
         sys.exit(url + ": not the SHA-256 of the lock")
-    with zipfile.ZipFile(path) as wheel:
-        for info in wheel.infolist():
-            newest = max(newest, calendar.timegm(info.date_time + (0, 0, 0)))
-print(min(newest, 253402300799))
+    if index:
+        with zipfile.ZipFile(path) as wheel:
+            for info in wheel.infolist():
+                newest = max(newest, calendar.timegm(info.date_time + (0, 0, 0)))
+print(min(newest, {MAX_EPOCH}))
 """
 
 # settle TOP EPOCH MARKER: remove MARKER's folder, then set the times of everything under TOP (TOP
@@ -313,8 +307,15 @@ def _checked(wheel: WheelFile) -> WheelFile:
     return wheel
 
 
+def _checked_installer(installer: WheelFile) -> WheelFile:
+    """The lock's installer, a pip wheel or its compiled form, once its name and hash are plain values."""
+    if COMPILED_INSTALLER_RE.fullmatch(installer.file) and SHA256_RE.fullmatch(installer.sha256):
+        return installer
+    return _checked(installer)
+
+
 def _url(wheel: WheelFile) -> str:
-    return f"{WHEEL_SERVER_URL}/{quote(_checked(wheel).file)}"
+    return f"{WHEEL_SERVER_URL}/{quote(_checked_installer(wheel).file)}"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ WHEEL_NAME_RE = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+(?:-[0-9][A-Za-z0-9_.]*)?"
     r"-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl"
 )
+# The compiled installer (resources/wheelhouse/publish.py): the pip wheel's name without .whl,
+# then the interpreter its bytecode is for, e.g. pip-25.1.1-py3-none-any.cpython313.zip.
+COMPILED_INSTALLER_RE = re.compile(r"pip-[A-Za-z0-9_.!+]+-py3-none-any\.[a-z]+[0-9]+\.zip")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 LOCKED_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
@@ -43,7 +46,7 @@ class Origin:
 
 @dataclass(frozen=True)
 class WheelFile:
-    """One wheel of the volume, the SHA-256 of its content and where it came from."""
+    """One file of the volume (a wheel, or the compiled installer), its SHA-256 and where it came from."""
 
     file: str
     sha256: str
@@ -57,10 +60,18 @@ class WheelLock:
     application: WheelFile
     dependencies: tuple[WheelFile, ...]
     installer: WheelFile
+    installer_compiled: WheelFile | None = None
+    """The pip wheel with its bytecode for the runtime's Python, which the runner's steps run;
+    None in a lock written before the publisher made it (the steps then run the plain wheel)."""
     added: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
     locked: str | None = None
     """When the publisher wrote the lock (UTC, RFC 3339), if it recorded it."""
+
+    @property
+    def runner_installer(self) -> WheelFile:
+        """What the runner's steps run pip from: the compiled installer when the lock has one."""
+        return self.installer_compiled or self.installer
 
     @property
     def app_version(self) -> str:
@@ -86,6 +97,7 @@ def parse_lock(data: Mapping[str, Any]) -> WheelLock:
             application=_wheel_file(data["application"]),
             dependencies=tuple(_wheel_file(item) for item in data["dependencies"]),
             installer=_wheel_file(data["installer"]),
+            installer_compiled=_wheel_file(data["installer_compiled"]) if data.get("installer_compiled") else None,
             added=tuple(data.get("added", ())),
             reused=tuple(data.get("reused", ())),
             locked=_locked(data.get("locked")),

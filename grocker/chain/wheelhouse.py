@@ -13,7 +13,8 @@ volume is read-only or absent. The one step that writes the volume, the publishe
    --no-deps``, into a fresh outbox volume of its own;
 4. publish again (trusted): from each outbox, exactly the one wheel of that sdist's project and
    version is published; then the lock is written, with the pip wheel bundled with the
-   compiler's Python as the runner's installer.
+   compiler's Python as the runner's installer (and that wheel compiled for that Python, which
+   the runner's steps run).
 The report of step 1 only chooses *what* to fetch: a forged one can pick nothing but checked
 files. When nothing is new, steps 3 and 4 do not run: one resolve and one publish container.
 
@@ -52,7 +53,7 @@ from grocker.log import logger, phase, tail
 from grocker.naming import internal_labels
 from grocker.pipconf import PipSettings, mask
 from grocker.protocol import Container
-from grocker.wheels import SHA256_RE, WHEEL_NAME_RE, WheelLock, lock_key, parse_lock
+from grocker.wheels import COMPILED_INSTALLER_RE, SHA256_RE, WHEEL_NAME_RE, WheelLock, lock_key, parse_lock
 
 INPUT_DIR = "/tmp/grocker-input"
 """Where each wheelhouse container finds its request, pip settings, certificates and script."""
@@ -104,8 +105,9 @@ class _Totals:
     reused: list[str] = field(default_factory=list)
 
     def add(self, result: PublishResult) -> None:
-        self.added += result.added
-        self.reused += result.reused
+        # Wheels only: the compiled installer is the pip wheel's, not one more of the release.
+        self.added += [name for name in result.added if name.endswith(".whl")]
+        self.reused += [name for name in result.reused if name.endswith(".whl")]
 
 
 def is_wheel_of(filename: str, name: str, version: str) -> bool:
@@ -156,6 +158,16 @@ def check_lock(lock: WheelLock, application: str) -> WheelLock:
         )
     if parse_wheel_filename(lock.installer.file)[0] != "pip":
         raise BuildError(f"The wheel lock names {lock.installer.file} as the installer, not a pip wheel.")
+    compiled = lock.installer_compiled
+    if compiled is not None and not (
+        COMPILED_INSTALLER_RE.fullmatch(compiled.file)
+        and compiled.file.startswith(lock.installer.file.removesuffix(".whl") + ".")
+        and SHA256_RE.fullmatch(compiled.sha256)
+    ):
+        raise BuildError(
+            f"The wheel lock names {compiled.file!r} (SHA-256 {compiled.sha256!r}) as the compiled form of "
+            f"{lock.installer.file}, which it is not. Remove the wheel volume (`grocker purge -a`) and build again."
+        )
     return lock
 
 

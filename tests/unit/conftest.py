@@ -6,11 +6,12 @@ click's CliRunner with the core entry point (grocker.api.build) replaced by a re
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import docker
 import pytest
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 
 from grocker import api, cli
 from grocker.build import BuildRequest
+from grocker.chain.wheelhouse import script_path
 
 
 @pytest.fixture(autouse=True)
@@ -75,3 +77,27 @@ def grocker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Cl
         return CliRun(result.exit_code, result.stdout, result.stderr, requests)
 
     return run
+
+
+@pytest.fixture
+def publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The publisher script, its wheel volume a temporary folder."""
+    spec = importlib.util.spec_from_file_location("grocker_publish_origins", script_path("publish.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    state = tmp_path / ".grocker"
+    for name, path in {
+        "WHEELS": tmp_path,
+        "STATE": state,
+        "LOCKS": state / "locks",
+        "RECORDS": state / "sha256",
+        "ORIGINS": state / "origins",
+        "TEMPORARY": state / "tmp",
+        "QUARANTINE": state / "quarantine",
+    }.items():
+        monkeypatch.setattr(module, name, path)
+        if name != "WHEELS":
+            path.mkdir(parents=True, exist_ok=True)
+    return module

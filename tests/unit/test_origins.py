@@ -2,41 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from types import ModuleType
 
-import pytest
-
-from grocker.chain.wheelhouse import script_path
 from grocker.wheels import Origin, parse_lock
 
 SIX = "six-1.16.0-py2.py3-none-any.whl"
-
-
-@pytest.fixture
-def publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The publisher script, its wheel volume a temporary folder."""
-    spec = importlib.util.spec_from_file_location("grocker_publish_origins", script_path("publish.py"))
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    state = tmp_path / ".grocker"
-    for name, path in {
-        "WHEELS": tmp_path,
-        "STATE": state,
-        "LOCKS": state / "locks",
-        "RECORDS": state / "sha256",
-        "ORIGINS": state / "origins",
-        "TEMPORARY": state / "tmp",
-        "QUARANTINE": state / "quarantine",
-    }.items():
-        monkeypatch.setattr(module, name, path)
-        if name != "WHEELS":
-            path.mkdir(parents=True, exist_ok=True)
-    return module
 
 
 def test_urls_lose_their_credentials_query_and_fragment(publisher: ModuleType) -> None:

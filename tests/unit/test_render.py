@@ -254,8 +254,9 @@ def test_runner(request: pytest.FixtureRequest, tmp_path: Path, fixture: str) ->
     assert sum(line.startswith("FROM ") for line in lines) == 1
     assert "USER grocker" in lines
     assert "WORKDIR /home/grocker" in lines
-    assert lines[-1] == 'ENTRYPOINT ["grocker-runner"]'
     runs = [line for line in lines if line.startswith("RUN ")]
+    # The entrypoint before the layers: a version bump finds that step in the build cache.
+    assert lines.index('ENTRYPOINT ["grocker-runner"]') < lines.index(runs[0])
     assert len(runs) == 2
     dependencies, application = runs
     # Dependencies first, in their own layer, then the application in another.
@@ -323,9 +324,15 @@ def test_runner_env_ports_volumes_entrypoint(tmp_path: Path) -> None:
     }
     # Set before the install, so the builds can see it.
     assert lines.index(env_line) < min(lines.index(line) for line in lines if line.startswith("RUN "))
-    assert "EXPOSE 8080 53/udp" in lines
-    assert 'VOLUME ["/data", "/cache dir"]' in lines
-    assert json.loads(lines[-1].removeprefix("ENTRYPOINT ")) == ["my-runner"]
+    first_run = min(lines.index(line) for line in lines if line.startswith("RUN "))
+    last_run = max(lines.index(line) for line in lines if line.startswith("RUN "))
+    # Before the layers, so a version bump finds them in the build cache; the volumes after, since
+    # a step's changes under a declared volume are discarded.
+    assert lines.index("EXPOSE 8080 53/udp") < first_run
+    assert lines.index('VOLUME ["/data", "/cache dir"]') > last_run
+    entrypoint = next(line for line in lines if line.startswith("ENTRYPOINT "))
+    assert json.loads(entrypoint.removeprefix("ENTRYPOINT ")) == ["my-runner"]
+    assert lines.index(entrypoint) < first_run
 
 
 def test_runner_for_a_python_org_runtime_uses_its_interpreter(tmp_path: Path) -> None:
@@ -418,22 +425,29 @@ def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=False)
 
 
-def test_fetch_checks_each_wheel_and_prints_its_newest_time(tmp_path: Path) -> None:
+def test_fetch_checks_each_file_and_prints_the_newest_time_of_the_wheels(tmp_path: Path) -> None:
+    installer = tmp_path / "pip-25.1-py3-none-any.cpython313.zip"
+    installer_sha256 = _wheel(installer, (2030, 1, 2, 3, 4, 6))
     source = tmp_path / "a-1.0-py3-none-any.whl"
     sha256 = _wheel(source, (2024, 5, 6, 7, 8, 10))
+    first = (installer.as_uri(), installer_sha256, str(tmp_path / "pip.zip"))
     target = tmp_path / "fetched.whl"
 
-    fetched = _python(render._FETCH, source.as_uri(), sha256, str(target))
-    nothing = _python(render._FETCH)
-    tampered = _python(render._FETCH, source.as_uri(), "0" * 64, str(tmp_path / "other.whl"))
+    fetched = _python(render._FETCH, *first, source.as_uri(), sha256, str(target))
+    installer_only = _python(render._FETCH, *first)
+    tampered = _python(render._FETCH, *first, source.as_uri(), "0" * 64, str(tmp_path / "other.whl"))
+    tampered_installer = _python(render._FETCH, installer.as_uri(), "0" * 64, str(tmp_path / "pip2.zip"))
 
     assert fetched.returncode == 0, fetched.stderr
-    # ZIP times are read as UTC: the same wheel gives the same epoch on every machine.
+    # ZIP times are read as UTC: the same wheel gives the same epoch on every machine. The
+    # installer's times do not count: the layer does not hold it.
     assert int(fetched.stdout) == int(datetime.datetime(2024, 5, 6, 7, 8, 10, tzinfo=datetime.timezone.utc).timestamp())
     assert target.read_bytes() == source.read_bytes()
-    assert int(nothing.stdout) == render.MIN_EPOCH
-    assert tampered.returncode != 0
-    assert "not the SHA-256 of the lock" in tampered.stderr
+    assert (tmp_path / "pip.zip").read_bytes() == installer.read_bytes()
+    assert int(installer_only.stdout) == render.MIN_EPOCH
+    for refused in (tampered, tampered_installer):
+        assert refused.returncode != 0
+        assert "not the SHA-256 of the lock" in refused.stderr
 
 
 def test_settle_sets_the_times_of_what_the_step_changed_only(tmp_path: Path) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.util
 import json
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -23,7 +28,7 @@ from grocker.chain.wheelhouse import (
 from grocker.errors import BuildError
 from grocker.pipconf import PipSettings
 from grocker.release import Release
-from grocker.wheels import WheelFile, WheelLock
+from grocker.wheels import COMPILED_INSTALLER_RE, WheelFile, WheelLock
 
 SHA = "a" * 64
 HOSTILE = (
@@ -120,18 +125,45 @@ def test_lock_with_a_hostile_name_fails() -> None:
 def test_runner_refuses_a_hostile_name_and_checks_the_installer(tmp_path: Path) -> None:
     config = api.load_config([], cwd=tmp_path)
     release = Release("app==1.0", "app", version="1.0")
+    compiled = WheelFile("pip-25.1.1-py3-none-any.cpython313.zip", "c" * 64)
 
-    dockerfile = render.runner_context(release, config, "root:1", _lock()).dockerfile
+    plain = render.runner_context(release, config, "root:1", _lock()).dockerfile
+    dockerfile = render.runner_context(
+        release, config, "root:1", dataclasses.replace(_lock(), installer_compiled=compiled)
+    ).dockerfile
 
+    # A lock written before the compiled installer existed: pip runs from its wheel.
     pip_wheel = "/home/grocker/.grocker-tmp/pip-25.1.1-py3-none-any.whl"
-    assert f"http://grocker-wheels/pip-25.1.1-py3-none-any.whl {SHA} {pip_wheel}" in dockerfile
-    assert "hashlib.sha256(data).hexdigest() == sys.argv[2]" in dockerfile
+    assert f"http://grocker-wheels/pip-25.1.1-py3-none-any.whl {SHA} {pip_wheel} " in plain
+    assert f"{pip_wheel}/pip install" in plain
+    # Otherwise from the compiled installer, fetched and checked first, like the wheels.
+    pip_zip = "/home/grocker/.grocker-tmp/pip-25.1.1-py3-none-any.cpython313.zip"
+    assert f"http://grocker-wheels/pip-25.1.1-py3-none-any.cpython313.zip {'c' * 64} {pip_zip} " in dockerfile
+    assert f"{pip_zip}/pip install" in dockerfile
+    assert "pip-25.1.1-py3-none-any.whl" not in dockerfile
+    assert "if digest.hexdigest() != sha256" in dockerfile
     for name in HOSTILE:
         with pytest.raises(BuildError, match="tampered"):
             render.runner_context(release, config, "root:1", _lock(dependency=name))
         installer = WheelLock(_lock().application, (), WheelFile(name, SHA))
         with pytest.raises(BuildError, match="tampered"):
             render.runner_context(release, config, "root:1", installer)
+        hostile = dataclasses.replace(_lock(), installer_compiled=WheelFile(name, SHA))
+        with pytest.raises(BuildError, match="tampered"):
+            render.runner_context(release, config, "root:1", hostile)
+
+
+def test_lock_names_the_compiled_form_of_its_own_installer() -> None:
+    compiled = WheelFile("pip-25.1.1-py3-none-any.cpython313.zip", SHA)
+    lock = dataclasses.replace(_lock(), installer_compiled=compiled)
+
+    assert check_lock(lock, "app") == lock
+    assert lock.runner_installer == compiled
+    assert _lock().runner_installer == _lock().installer
+    other_pip = WheelFile("pip-24.0-py3-none-any.cpython313.zip", SHA)
+    for wrong in (other_pip, WheelFile(compiled.file, "sha"), *(WheelFile(name, SHA) for name in HOSTILE)):
+        with pytest.raises(BuildError, match="compiled form"):
+            check_lock(dataclasses.replace(_lock(), installer_compiled=wrong), "app")
 
 
 def test_publisher_reads_json_and_html_index_pages() -> None:
@@ -217,3 +249,45 @@ def test_the_in_container_scripts_spell_the_volume_layout_as_grocker_does(name: 
     assert str(module.WHEELS) == layout.COMPILE_MOUNT
     if name == "publish.py":
         assert Path(layout.COMPILE_MOUNT) / layout.LOCKS_DIR == module.LOCKS
+
+
+def _pip_wheel(path: Path) -> None:
+    """A stand-in pip wheel: a package whose __main__ says where its code came from."""
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("pip/__init__.py", "VERSION = '25.1'\n")
+        # As pip's own: run as ARCHIVE/pip, it puts ARCHIVE on the path.
+        main = "import os, sys\nsys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))\nimport pip\n"
+        wheel.writestr("pip/__main__.py", main + "print(pip.VERSION, os.path.basename(pip.__file__))\n")
+        wheel.writestr("pip-25.1.dist-info/RECORD", "")
+
+
+def test_publisher_compiles_the_installer_once_beside_its_sources(publisher: ModuleType, tmp_path: Path) -> None:
+    wheel = "pip-25.1-py3-none-any.whl"
+    _pip_wheel(tmp_path / wheel)
+    job = publisher.Publisher({})
+
+    name = job.compiled_installer(wheel)
+    content = (tmp_path / name).read_bytes()
+    (tmp_path / name).unlink()
+    (tmp_path / ".grocker" / "sha256" / name).unlink()
+    again = publisher.Publisher({})
+    assert again.compiled_installer(wheel) == name
+    reused = publisher.Publisher({})
+    assert reused.compiled_installer(wheel) == name
+
+    tag = f"{sys.implementation.name}{sys.version_info[0]}{sys.version_info[1]}"
+    assert name == f"pip-25.1-py3-none-any.{tag}.zip"
+    assert COMPILED_INSTALLER_RE.fullmatch(name)
+    # The same wheel gives the same bytes (no temporary path, no time), and it is recorded.
+    assert (tmp_path / name).read_bytes() == content
+    assert publisher.record_of(name) == hashlib.sha256(content).hexdigest()
+    assert (job.added, reused.reused) == ([name], [name])
+    with zipfile.ZipFile(tmp_path / name) as archive:
+        names = archive.namelist()
+        code = archive.read("pip/__main__.pyc")
+    assert {"pip/__init__.pyc", "pip/__main__.pyc", "pip/__init__.py"} <= set(names)
+    assert code[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(code[4:8], "little") == 0b01  # hash-based, not checked against the source
+    # Python runs pip from it as the runner's steps do, its modules from the bytecode.
+    ran = subprocess.run([sys.executable, f"{tmp_path / name}/pip"], capture_output=True, text=True, check=True)
+    assert ran.stdout.split() == ["25.1", "__init__.pyc"]

@@ -7,7 +7,10 @@ Python and the standard library only (no pip). Every file it publishes is either
 - the one wheel of a project and version found in the outbox of an isolated sdist build (the
   sdist itself having been downloaded and checked the same way); or
 - the application's own local file, given by the user; or
-- the pip wheel bundled with the compiler's Python (ensurepip), which installs the runner.
+- the pip wheel bundled with the compiler's Python (ensurepip), which installs the runner, and
+  the same wheel with its modules compiled by that Python (the runner's: the compiler is built
+  FROM the root image), which the runner's steps run: pip run from its plain wheel compiles its
+  own code on every start, and that was most of a version bump's runner step.
 Files are written under a temporary name, synced, then linked into place: an existing name is
 never overwritten (the application's local file excepted), and every file published gets a
 record of its SHA-256 under .grocker/sha256, so that a file nobody published is never reused.
@@ -16,10 +19,12 @@ Input: a JSON request file (argv[1]). Output: one `GROCKER-PUBLISH:` line.
 """
 
 import base64
+import compileall
 import hashlib
 import html.parser
 import json
 import os
+import py_compile
 import re
 import shutil
 import ssl
@@ -29,6 +34,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 
 WHEELS = Path("/home/grocker/wheels")
@@ -48,6 +54,10 @@ WHEEL_RE = re.compile(
     r"(?:-(?P<build>[0-9][A-Za-z0-9_.]*))?-(?P<python>[A-Za-z0-9_.]+)-(?P<abi>[A-Za-z0-9_.]+)"
     r"-(?P<platform>[A-Za-z0-9_.]+)\.whl"
 )
+# The compiled installer: the pip wheel's name, then the interpreter it is compiled for.
+COMPILED_RE = re.compile(r"pip-[A-Za-z0-9_.!+]+-py3-none-any\.[a-z]+[0-9]+\.zip")
+# ZIP entries need a date: the earliest one ZIP can record, so that the same pip gives the same file.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 SDIST_RE = re.compile(r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)-(?P<version>[A-Za-z0-9_.!+]+)\.(?:tar\.gz|zip)")
 
 
@@ -463,6 +473,43 @@ class Publisher:
         finally:
             temporary.unlink(missing_ok=True)
 
+    def compiled_installer(self, wheel):
+        """The pip wheel `wheel` of the volume with a .pyc beside each module, for this Python.
+
+        Made once per volume. The bytecode is hash-based and unchecked (PEP 552), beside its
+        source (zipimport's layout), so pip started from this file compiles nothing. The file
+        never enters an image: the runner's steps run pip from it, then delete it.
+        """
+        version = sys.version_info
+        filename = f"{wheel[: -len('.whl')]}.{sys.implementation.name}{version[0]}{version[1]}.zip"
+        if (WHEELS / filename).is_file() and record_of(filename) == sha256_of(WHEELS / filename):
+            self.reused.append(filename)
+            return filename
+        with tempfile.TemporaryDirectory() as folder:
+            tree = Path(folder) / "tree"
+            with zipfile.ZipFile(WHEELS / wheel) as source:
+                source.extractall(tree)
+            # ddir "": the modules are named by their path in the archive, not this temporary one.
+            compileall.compile_dir(
+                str(tree),
+                ddir="",
+                quiet=2,
+                legacy=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+            archive = Path(folder) / "compiled.zip"
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+                for path in sorted(item for item in tree.rglob("*") if item.is_file()):
+                    entry = zipfile.ZipInfo(path.relative_to(tree).as_posix(), ZIP_EPOCH)
+                    entry.external_attr = 0o644 << 16
+                    entry.compress_type = zipfile.ZIP_DEFLATED
+                    out.writestr(entry, path.read_bytes())
+            temporary, actual = write_temporary(file_chunks(archive))
+        try:
+            return self.publish(temporary, filename, actual, replace_unrecorded=True)
+        finally:
+            temporary.unlink(missing_ok=True)
+
     # Publishing
 
     def publish(self, temporary, filename, digest, replace=False, replace_unrecorded=False, origin=None):
@@ -471,7 +518,7 @@ class Publisher:
         When the name exists already, the existing file stays if a publisher recorded it (it was
         checked too): two builds publishing one name concurrently both use the first one's file.
         """
-        if not WHEEL_RE.fullmatch(filename):
+        if not (WHEEL_RE.fullmatch(filename) or COMPILED_RE.fullmatch(filename)):
             raise PublishError(f"refusing to publish {filename!r}: not a wheel file name")
         final = WHEELS / filename
         if replace and final.is_file() and record_of(filename) == digest and sha256_of(final) == digest:
@@ -518,7 +565,7 @@ class Publisher:
         """The lock of this release: every wheel with its SHA-256, computed here."""
 
         def entry(filename):
-            if not WHEEL_RE.fullmatch(filename):
+            if not (WHEEL_RE.fullmatch(filename) or COMPILED_RE.fullmatch(filename)):
                 raise PublishError(f"refusing to lock {filename!r}: not a wheel file name")
             found = {"file": filename, "sha256": sha256_of(WHEELS / filename)}
             origin = origin_of(filename)
@@ -526,6 +573,7 @@ class Publisher:
                 found["origin"] = origin
             return found
 
+        installer = self.installer()
         application = normalize(lock["application"])
         names = [normalize(name) for name in lock["names"]]
         missing = [name for name in names if name not in self.wheels]
@@ -534,7 +582,8 @@ class Publisher:
         content = {
             "application": entry(self.wheels[application]),
             "dependencies": [entry(self.wheels[name]) for name in sorted(names) if name != application],
-            "installer": entry(self.installer()),
+            "installer": entry(installer),
+            "installer_compiled": entry(self.compiled_installer(installer)),
             # When the release's dependencies were resolved: a rebuild reuses this lock and says so.
             "locked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
