@@ -35,7 +35,7 @@ from grocker.endpoint import Endpoint, TLSFiles, engine_summary
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.labels import MUTEX_OWNER_LABEL
 from grocker.log import logger, tail
-from grocker.protocol import ContainerInfo, ImageInfo, LineHandler, NetworkInfo, VolumeInfo, rfc3339_epoch
+from grocker.protocol import NO_NETWORK, ContainerInfo, ImageInfo, LineHandler, NetworkInfo, VolumeInfo, rfc3339_epoch
 
 MIN_API_VERSION = (1, 39)
 # The first answer comes fast from a healthy engine: an engine that accepts the connection and
@@ -477,7 +477,7 @@ class DockerEngine:
                         self.api.create_networking_config(  # docker's stubs type a mapping as one config
                             {network: self.api.create_endpoint_config(aliases=list(aliases))}  # type: ignore[arg-type]
                         )
-                        if network
+                        if network and network != NO_NETWORK
                         else None
                     ),
                 )

@@ -15,6 +15,9 @@ from typing import Protocol
 
 LineHandler = Callable[[str], None]
 
+NO_NETWORK = "none"
+"""The `network` of a container that needs none: loopback only, and it starts faster."""
+
 
 @dataclass(frozen=True)
 class ImageInfo:

@@ -32,7 +32,7 @@ from grocker.errors import BuildError, EngineError, cut
 from grocker.families import family_of
 from grocker.log import logger, phase, tail
 from grocker.naming import InternalNames, internal_labels
-from grocker.protocol import ChainEngine, LineHandler
+from grocker.protocol import NO_NETWORK, ChainEngine, LineHandler
 from grocker.release import Release
 from grocker.wheels import WheelLock, lock_key
 
@@ -202,6 +202,7 @@ def _run_checker(
         # its permissions, so that the unprivileged user can write there.
         volumes={names.volume: (layout.COMPILE_MOUNT, "ro"), cache: (CACHE_PATH, "rw")},
         user="grocker",
+        network=NO_NETWORK,  # it reads files only
     ) as container:
         container.put_files("/tmp", {f"grocker-abi/{path}": content for path, content in files.items()})
         try:

@@ -21,6 +21,7 @@ from grocker.chain.session import Session
 from grocker.errors import BuildError, EngineError
 from grocker.log import phase, tail
 from grocker.naming import internal_labels, runner_labels
+from grocker.protocol import NO_NETWORK
 from grocker.render import APP_VENV
 from grocker.wheels import WheelLock
 
@@ -151,6 +152,9 @@ def _check_entrypoint(session: Session, image_id: str) -> None:
         labels=internal_labels(session.config, keys.CHECK),
         entrypoint=["/bin/sh", "-c", _CHECK_SCRIPT],
         command=[entrypoint, _IMPORT_CHECK],
+        # The application's code runs here (the import): it gets no network, and its failures
+        # to reach one are not the check's concern.
+        network=NO_NETWORK,
     ) as container:
         status, lines = container.run(session.stream_line)
     app = session.request.release.name

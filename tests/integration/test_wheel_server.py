@@ -79,7 +79,8 @@ def _answers(engine: DockerEngine, session: Session, served: wheel_server.Served
 
 
 def _served(lock: WheelLock) -> set[str]:
-    return {f"/{wheel.file}" for wheel in (lock.application, *lock.dependencies, lock.installer)}
+    # The runner's steps run pip from the compiled installer: the plain pip wheel is not served.
+    return {f"/{wheel.file}" for wheel in (lock.application, *lock.dependencies, lock.runner_installer)}
 
 
 def test_wheel_server_serves_only_the_lock_to_the_build_network(
@@ -112,7 +113,8 @@ def test_wheel_server_serves_only_the_lock_to_the_build_network(
     assert outside == ["UNREACHABLE"]
 
     # Another project's lock: the wheels of this one that it does not name are not served.
-    other = WheelLock(application=lock.application, dependencies=(), installer=lock.installer)
+    assert lock.installer_compiled is not None
+    other = WheelLock(lock.application, (), lock.installer, installer_compiled=lock.installer_compiled)
     with wheel_server.serve(session, other) as served:
         answers = _answers(engine, session, served)
     six = next(f"/{wheel.file}" for wheel in lock.dependencies if wheel.file.startswith("six-"))

@@ -25,6 +25,7 @@ from grocker.chain.runner import MISSING_MODULE_MARK
 from grocker.errors import BuildError, ConfigError, EngineError, PushError
 from grocker.labels import BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
 from grocker.naming import InternalNames, internal_names
+from grocker.protocol import NO_NETWORK
 from tests.unit.fakes import ABI_MARK, APP, BASE, SIX, FakeEngine, at_once, chain_engine, publish_line, report_line
 
 PREFIX = "registry.example.com/team"
@@ -77,6 +78,10 @@ def test_first_build_makes_everything_in_order(engine: FakeEngine, tmp_path: Pat
     # The entrypoint check runs on the built runner, while the wheel server goes.
     assert engine.calls.index(("build", "runner image")) < engine.calls.index(("create_container", "check"))
     assert ("remove_container", "wheel-server") in engine.calls
+    # The containers that only read files, or run the application's import, get no network.
+    networks = {made["role"]: made["network"] for made in engine.containers_made}
+    assert networks["check"] == networks["abi-check"] == NO_NETWORK
+    assert networks["compile"] is None
     assert result.image_id == engine.id_of("app:1.0")
     assert (result.root_image, result.compiler_image, result.size) == (names.root, names.compiler, 2000)
     assert result.reused == []
