@@ -133,8 +133,8 @@ def wheel_server_context(config: ProjectConfig, root_image: str) -> BuildContext
 def wheel_server_config(lock: WheelLock) -> bytes:
     """The nginx configuration of one build: the files `lock` names, and a 404 for anything else.
 
-    Every name is checked as a wheel file name before it reaches the configuration, where it is
-    quoted; an exact-match location serves it.
+    Every name is checked as a wheel file name (or the compiled installer's) before it reaches
+    the configuration, where it is quoted; an exact-match location serves it.
     """
     files = [_checked_installer(lock.runner_installer).file]
     files += [_checked(wheel).file for wheel in (*lock.dependencies, lock.application)]
