@@ -79,12 +79,9 @@ def _build_images(session: Session) -> tuple[WheelLock | None, abi.Report | None
         result.compiler_image = images.ensure_child(session, COMPILER, names.compiler, compiler_context)
         lock = wheelhouse.compile_wheels(session)
     if request.build_image:
-        # The ABI gate: a wheel that would not load in the runner fails the build before any runner
-        # step; it runs while the wheel server starts.
-        def check_wheels() -> abi.Report | None:
-            return abi.check_wheels(session.engine, config, names, request.release, lock, session.stream_line)
-
-        image_id, gate = runner.build_runner(session, lock, check_wheels)
+        # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
+        gate = abi.check_wheels(session.engine, config, names, request.release, lock, session.stream_line)
+        image_id = runner.build_runner(session, lock)
         info = session.engine.image(image_id)
         result.image_id = image_id
         result.size = info.size if info else None

@@ -11,8 +11,6 @@ import contextlib
 import datetime
 import json
 import re
-from collections.abc import Callable
-from typing import TypeVar
 
 from grocker import labels as keys
 from grocker import render
@@ -25,37 +23,24 @@ from grocker.protocol import NO_NETWORK
 from grocker.render import APP_VENV
 from grocker.wheels import WheelLock
 
-Verdict = TypeVar("Verdict")
-
 # Docker's classic builder says "---> Using cache"; Podman's (buildah) "--> Using cache ID".
 _CACHED_STEP_RE = re.compile(r"-{2,3}> Using cache(?: [0-9a-f]{12,64})?")
 
 
-def build_runner(session: Session, lock: WheelLock | None, gate: Callable[[], Verdict]) -> tuple[str, Verdict]:
-    """Gate the wheels, serve the volume, build the runner from it, check its entrypoint, then tag it.
+def build_runner(session: Session, lock: WheelLock | None) -> str:
+    """Serve the volume, build the runner from it, check its entrypoint, then tag it; return its ID.
 
-    `gate` (the ABI gate) runs while the wheel server starts, and its verdict is in before any
-    runner step: an error it raises ends the build there. The entrypoint check runs while the
-    wheel server goes. Without `lock` (no compile in this run), the release's wheel lock is read
-    from the volume. Returns the image's ID and the gate's verdict.
+    The entrypoint check runs while the wheel server goes. Without `lock` (no compile in this
+    run), the release's wheel lock is read from the volume.
     """
     wheelhouse.require_volume(session)
     image_id: str | None = None
     try:
-        # Each side's containers are removed by its own block; leaving the pool waits for both.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grocker-chain") as pool:
-            gated = pool.submit(gate)
-            try:
-                with wheel_server.serve(session, lock) as served:
-                    verdict = gated.result()
-                    image_id = _build_image(session, served.lock, served)
-                    checked = pool.submit(_check_entrypoint, session, image_id)
-            except BaseException:
-                # The gate's error comes first: the wheel server's, if any, could only follow from it.
-                failure = gated.exception() if gated.done() else None
-                if failure is not None:
-                    raise failure from None
-                raise
+        # Leaving the pool waits for the check, whose container its own block removes.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grocker-check") as pool:
+            with wheel_server.serve(session, lock) as served:
+                image_id = _build_image(session, served.lock, served)
+                checked = pool.submit(_check_entrypoint, session, image_id)
             checked.result()
     except BaseException:
         # Interrupts included. An image that already has a name is an earlier build's (a fully
@@ -66,7 +51,7 @@ def build_runner(session: Session, lock: WheelLock | None, gate: Callable[[], Ve
                 session.engine.try_remove_image(info.id)
         raise
     session.engine.tag(image_id, session.request.image_name)
-    return image_id, verdict
+    return image_id
 
 
 def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served) -> str:

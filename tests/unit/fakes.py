@@ -527,16 +527,3 @@ def chain_engine() -> FakeEngine:
     fake.outputs["publish"] = (0, [publish_line()])
     fake.outputs["abi-check"] = (0, [ABI_MARK + json.dumps({"findings": [], "checked": {"wheels": 3, "elf_files": 0}})])
     return fake
-
-
-CONCURRENT_ROLES = ("abi-check", "wheel-server")
-"""Roles whose containers a build runs at once: the ABI gate while the wheel server starts."""
-
-
-def at_once(roles: Sequence[str]) -> list[str]:
-    """`roles` with the containers that run at once in a fixed order, so a test can compare lists."""
-    places = [index for index, role in enumerate(roles) if role in CONCURRENT_ROLES]
-    ordered = list(roles)
-    for index, role in zip(places, sorted(roles[index] for index in places), strict=True):
-        ordered[index] = role
-    return ordered
