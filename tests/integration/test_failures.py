@@ -43,12 +43,13 @@ NO_PYTHON = {
     **TRIXIE,
     "dependencies": {"run": [], "build": ["python3", "python3-venv", "python3-dev", "build-essential"]},
 }
-# Checks, in a container of a root image with the wheel volume on /wheels, that every wheel is
-# a whole zip file and that every lock names wheels that exist with the recorded hash.
+# Checks, in a container of a root image with the wheel volume on /wheels, that every wheel (and
+# the compiled installer) is a whole zip file and that every lock names files that exist with
+# the recorded hash.
 VOLUME_AUDIT = textwrap.dedent(
     """
     import glob, hashlib, json, zipfile
-    bad, wheels = [], sorted(glob.glob("/wheels/*.whl"))
+    bad, wheels = [], sorted(glob.glob("/wheels/*.whl") + glob.glob("/wheels/*.zip"))
     for path in wheels:
         try:
             with zipfile.ZipFile(path) as archive:
@@ -58,7 +59,8 @@ VOLUME_AUDIT = textwrap.dedent(
             bad.append(path)
     for lock_path in glob.glob("/wheels/.grocker/locks/*.json"):
         lock = json.load(open(lock_path))
-        for entry in [lock["application"], lock["installer"], *lock["dependencies"]]:
+        compiled = [lock["installer_compiled"]] if lock.get("installer_compiled") else []
+        for entry in [lock["application"], lock["installer"], *compiled, *lock["dependencies"]]:
             try:
                 digest = hashlib.sha256(open("/wheels/" + entry["file"], "rb").read()).hexdigest()
             except FileNotFoundError:
