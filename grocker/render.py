@@ -204,7 +204,9 @@ def _install_command(
     step created or changed under the home is set to the epoch.
     """
     python = shlex.quote(python)
-    pip = shlex.quote(f"{TEMP_DIR}/{_checked_installer(installer).file}/pip")
+    installer = _checked_installer(installer)
+    wheels = [_checked(wheel) for wheel in wheels]
+    pip = shlex.quote(f"{TEMP_DIR}/{installer.file}/pip")
     # An http_proxy set in `env` must not catch the wheel server.
     no_proxy = (
         f'export no_proxy="{WHEEL_SERVER_HOST}${{no_proxy:+,$no_proxy}}" '
@@ -214,11 +216,10 @@ def _install_command(
     # then the layer's wheels, whose newest time is the layer's epoch.
     fetch = " ".join(
         [python, "-c", _script(_FETCH)]
-        + [shlex.quote(part) for part in (_url(installer), installer.sha256, f"{TEMP_DIR}/{installer.file}")]
         + [
             shlex.quote(part)
-            for wheel in wheels
-            for part in (_url(wheel), _checked(wheel).sha256, f"{TEMP_DIR}/{wheel.file}")
+            for file in (installer, *wheels)
+            for part in (_url(file), file.sha256, f"{TEMP_DIR}/{file.file}")
         ]
     )
     steps = [
@@ -314,8 +315,9 @@ def _checked_installer(installer: WheelFile) -> WheelFile:
     return _checked(installer)
 
 
-def _url(wheel: WheelFile) -> str:
-    return f"{WHEEL_SERVER_URL}/{quote(_checked_installer(wheel).file)}"
+def _url(checked: WheelFile) -> str:
+    """The wheel server's URL of a file whose name `_checked` or `_checked_installer` accepted."""
+    return f"{WHEEL_SERVER_URL}/{quote(checked.file)}"
 
 
 @dataclass(frozen=True)
