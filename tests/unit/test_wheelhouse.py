@@ -249,6 +249,8 @@ def test_the_in_container_scripts_spell_the_volume_layout_as_grocker_does(name: 
     assert str(module.WHEELS) == layout.COMPILE_MOUNT
     if name == "publish.py":
         assert Path(layout.COMPILE_MOUNT) / layout.LOCKS_DIR == module.LOCKS
+        # Its copy of the compiled installer's name pattern is the one check_lock applies.
+        assert module.COMPILED_RE.pattern == COMPILED_INSTALLER_RE.pattern
 
 
 def _pip_wheel(path: Path) -> None:
