@@ -151,11 +151,10 @@ def make_certificates(folder: Path, host_ip: str = "127.0.0.1") -> tuple[Path, P
 
 def start_engine(tls: bool = False, port: int | None = None) -> PrivateEngine:
     """Start a private dockerd; with `tls`, on tcp://127.0.0.1:PORT with --tlsverify."""
-    number = next(_COUNTER) + os.getpid() % 50 * 4
-    # A bridge of that name may be a leftover of a run that was killed: take the next free one
-    # (its subnet, made from the number, is then free too).
-    while Path(f"/sys/class/net/grkeng{number}").exists():
-        number = next(_COUNTER) + os.getpid() % 50 * 4
+    # A bridge of a number's name may be a leftover of a run that was killed: take the next free
+    # one (its subnet, made from the number, is then free too).
+    offset = os.getpid() % 50 * 4
+    number = next(n for n in (count + offset for count in _COUNTER) if not Path(f"/sys/class/net/grkeng{n}").exists())
     root = Path(tempfile.mkdtemp(prefix="grocker-engine-", dir="/tmp"))
     bridge = f"grkeng{number}"
     subnet = f"10.213.{number % 250}.1/24"
