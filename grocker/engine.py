@@ -507,7 +507,7 @@ class DockerEngine:
             while True:
                 attempted = True
                 try:
-                    self.api.create_container(
+                    created = self.api.create_container(
                         image,
                         entrypoint=["cat"],
                         name=name,
@@ -516,6 +516,10 @@ class DockerEngine:
                         network_disabled=True,
                         host_config=self.api.create_host_config(auto_remove=True),
                     )
+                    # From here on, by ID: once a released mutex's container is gone, the name is
+                    # the next holder's, and an operation by name would start, attach to or remove
+                    # that one.
+                    holder.id = created["Id"]
                     break
                 except docker.errors.APIError as err:
                     attempted = False
@@ -526,7 +530,7 @@ class DockerEngine:
                     on_wait()
                 self._clear_stale_mutex(name, created_since)
                 time.sleep(1)
-            connection = self.api.attach_socket(name, params={"stdin": 1, "stream": 1})
+            connection = self.api.attach_socket(holder.id, params={"stdin": 1, "stream": 1})
             try:
                 holder.start()
                 yield
