@@ -34,7 +34,8 @@ EVIL = "grocker-fixture-evil"
 EVIL_APP = "grocker-fixture-evil-app"
 PURE = "grocker-fixture-pure"
 # In a file name of the volume (the hostile names the evil package plants)...
-HOSTILE_MARKS = (";", "\n", "$(", "pwned", "99.0", "9.9.9")
+# The planted names: "99.0" alone would also match a fixture version such as 5.156599.0.
+HOSTILE_MARKS = (";", "\n", "$(", "pwned", "pip-99.0", "-9.9.9")
 # ...and in the runner's history, where ";" and "$(" also belong to Grocker's own install step.
 PLANTED_NAMES = ("touch x", "touch pwned", "pip-99.0", "9.9.9")
 
