@@ -8,15 +8,16 @@ built and its entrypoint resolves.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import yaml
 
 from grocker import __version__, render, sbom_step
-from grocker.chain import abi, freshness, images, push, runner, wheelhouse
+from grocker.chain import abi, freshness, images, push, runner, wheel_server, wheelhouse
 from grocker.chain.session import BuildRequest, BuildResult, Session
-from grocker.labels import COMPILER
+from grocker.labels import ABI_CHECKED_LABEL, COMPILER
 from grocker.log import logger
 from grocker.naming import internal_names
 from grocker.protocol import ChainEngine
@@ -74,17 +75,26 @@ def _build_images(session: Session) -> tuple[WheelLock | None, abi.Report | None
     gate: abi.Report | None = None
     if request.build_dependencies or request.build_image:
         result.root_image = images.ensure_root(session)
+    # The wheel server starts while the wheels are compiled and checked: it mounts the volume,
+    # which must exist first (with its labels), and serves nothing until it knows the lock.
     if request.build_dependencies:
-        compiler_context = render.compiler_context(config, names.root)
-        result.compiler_image = images.ensure_child(session, COMPILER, names.compiler, compiler_context)
-        lock = wheelhouse.compile_wheels(session)
-    if request.build_image:
-        # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
-        gate = abi.check_wheels(session.engine, config, names, request.release, lock, session.stream_line)
-        image_id = runner.build_runner(session, lock)
-        info = session.engine.image(image_id)
-        result.image_id = image_id
-        result.size = info.size if info else None
+        wheelhouse.ensure_volume(session)
+    elif request.build_image:
+        wheelhouse.require_volume(session)
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(wheel_server.starting(session)) if request.build_image else None
+        if request.build_dependencies:
+            compiler_context = render.compiler_context(config, names.root)
+            result.compiler_image = images.ensure_child(session, COMPILER, names.compiler, compiler_context)
+            lock = wheelhouse.compile_wheels(session)
+        if server is not None:
+            # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
+            gate = abi.check_wheels(session.engine, config, names, request.release, lock, session.stream_line)
+            memo = {ABI_CHECKED_LABEL: gate.memo} if gate is not None and gate.memo else {}
+            image_id = runner.build_runner(session, lock, server, memo)
+            info = session.engine.image(image_id)
+            result.image_id = image_id
+            result.size = info.size if info else None
     return lock, gate
 
 

@@ -245,6 +245,14 @@ class DockerEngine:
             return False
         return self.image(name) is not None
 
+    def labelled_image(self, label: str, value: str) -> str | None:
+        """The ID of one local image whose `label` is `value`, or None when there is none."""
+        try:
+            found = self.api.images(filters={"label": f"{label}={value}"}, quiet=True)
+        except docker.errors.APIError as err:
+            raise self.error("list images", label, err) from err
+        return str(found[0]) if found else None
+
     def build(
         self,
         files: Mapping[str, bytes],

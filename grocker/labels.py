@@ -74,6 +74,9 @@ ROOT_ID_LABEL: Final = "grocker.root.id"
 INPUTS_LABEL: Final = "grocker.inputs"
 """On a runner: a digest of what it was built from (Grocker's version, the runner's configuration,
 the release's wheel lock, the root image's ID), so that a rebuild from the same inputs is skipped."""
+ABI_CHECKED_LABEL: Final = "grocker.abi.checked"
+"""On a runner: a digest of the root image's ID and of the wheels the ABI gate passed for it (those
+with ELF files or tags of one interpreter), so that a later build with the same ones skips the gate."""
 MUTEX_OWNER_LABEL: Final = "grocker.lock.owner"
 """On a mutex container: a token of the build holding it."""
 

@@ -97,6 +97,9 @@ class ChainEngine(Protocol):
     def pull(self, name: str) -> bool:
         """Pull an image; False when the registry does not have it or cannot be reached."""
 
+    def labelled_image(self, label: str, value: str) -> str | None:
+        """The ID of one local image whose `label` is `value`, or None when there is none."""
+
     def build(
         self,
         files: Mapping[str, bytes],

@@ -23,6 +23,8 @@ from grocker.wheels import COMPILED_INSTALLER_RE, SHA256_RE, WHEEL_NAME_RE, Whee
 
 WHEEL_SERVER_HOST = "grocker-wheels"
 WHEEL_SERVER_URL = f"http://{WHEEL_SERVER_HOST}"
+WHEEL_SERVER_ALLOWED = "/tmp/grocker-served"
+"""In the wheel server's container: an empty file per name of the volume it serves (see `served_files`)."""
 HOME = "/home/grocker"
 APP_VENV = f"{HOME}/app.venv"
 TEMP_DIR = f"{HOME}/.grocker-tmp"
@@ -116,30 +118,39 @@ def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
 
 
 def wheel_server_context(config: ProjectConfig, root_image: str) -> BuildContext:
-    """The wheel server: root plus the distribution's nginx, its baked configuration serving nothing.
+    """The wheel server: root plus the distribution's nginx, its configuration serving nothing yet.
 
-    Each build replaces the configuration with `wheel_server_config` of its own lock.
+    Each build allows the files of its own lock (`served_files`).
     """
     return BuildContext(
         WHEEL_SERVER,
         {
             "Dockerfile": _render("wheel-server/Dockerfile.j2", runtime=config.runtime, root_image=root_image),
             "provision.sh": _provision("wheel-server/provision.sh.j2", config, layout=layout),
-            "nginx.conf": _render("wheel-server/nginx.conf.j2", layout=layout, files=[]),
+            "nginx.conf": wheel_server_config(),
         },
     )
 
 
-def wheel_server_config(lock: WheelLock) -> bytes:
-    """The nginx configuration of one build: the files `lock` names, and a 404 for anything else.
+def wheel_server_config() -> bytes:
+    """The wheel server's nginx configuration: a file of the volume is served only once it is allowed.
 
-    Every name is checked as a wheel file name (or the compiled installer's) before it reaches
-    the configuration, where it is quoted; an exact-match location serves it.
+    The same for every build (each one writes it into its server, so that an image baked by an
+    older Grocker serves the same way): a file is allowed by an empty file of its name in
+    WHEEL_SERVER_ALLOWED (see `served_files`); anything else is a 404.
+    """
+    return _render("wheel-server/nginx.conf.j2", layout=layout, allowed_dir=WHEEL_SERVER_ALLOWED)
+
+
+def served_files(lock: WheelLock) -> list[str]:
+    """The names of the files the wheel server allows for `lock`: what the runner's steps fetch.
+
+    Every name is checked as a wheel file name (or the compiled installer's) before it becomes a
+    file name in the server.
     """
     files = [_checked_installer(lock.runner_installer).file]
     files += [_checked(wheel).file for wheel in (*lock.dependencies, lock.application)]
-    files = list(dict.fromkeys(files))
-    return _render("wheel-server/nginx.conf.j2", layout=layout, files=files)
+    return list(dict.fromkeys(files))
 
 
 def runner_context(

@@ -51,6 +51,9 @@ class WheelFile:
     file: str
     sha256: str
     origin: Origin = Origin()
+    elf: bool | None = None
+    """Whether the wheel holds an ELF file (the publisher looks at every member's first bytes);
+    None in a lock written before the publisher recorded it."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ def _wheel_file(item: Mapping[str, Any]) -> WheelFile:
     return WheelFile(
         file=item["file"],
         sha256=item["sha256"],
+        elf=item["elf"] if isinstance(item.get("elf"), bool) else None,
         origin=Origin(
             kind=origin.get("kind", "unknown"),
             url=origin.get("url"),

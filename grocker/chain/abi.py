@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 import elftools
 import packaging
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from grocker import __version__, layout
 from grocker import labels as keys
-from grocker import layout
 from grocker.config import ProjectConfig
 from grocker.errors import BuildError, EngineError, cut
 from grocker.families import family_of
@@ -34,7 +35,7 @@ from grocker.log import logger, phase, tail
 from grocker.naming import InternalNames, internal_labels
 from grocker.protocol import NO_NETWORK, ChainEngine, LineHandler
 from grocker.release import Release
-from grocker.wheels import WheelLock, lock_key
+from grocker.wheels import WheelFile, WheelLock, lock_key
 
 CHECK_DIR = "/tmp/grocker-abi"
 CACHE_PATH = "/var/tmp"
@@ -105,6 +106,8 @@ class Report:
     elf_files: int = 0
     sbom: Mapping[str, Any] | None = None
     """The SBOM collector's facts, gathered by the same container when the build asks for an SBOM."""
+    memo: str | None = None
+    """What the runner records in ABI_CHECKED_LABEL: the root image and the wheels that passed."""
 
 
 def check_wheels(
@@ -124,10 +127,18 @@ def check_wheels(
     """
     if engine.volume_labels(names.volume) is None:
         return None
+    root = engine.image(names.root)
+    memo = memo_key(root.id, config.runtime.python, lock) if root is not None and lock is not None else None
+    if lock is not None and memo is not None:
+        passed = _passed_before(engine, lock, memo)
+        if passed is not None:
+            with phase("check wheels against the runtime") as note:
+                note(passed)
+            return Report(findings=(), runtime={}, wheels=len(_lock_wheels(lock)), memo=memo)
     key = lock_key(release, config.pip_constraint)
     request: dict[str, object] = {"lock": key}
     if lock is not None:
-        request = {"wheels": [wheel.file for wheel in (lock.application, *lock.dependencies, lock.installer)]}
+        request = {"wheels": [wheel.file for wheel in _lock_wheels(lock)]}
     if config.sbom is not None:
         # The runner installs the application and its dependencies, not the installer (pip).
         files = None if lock is None else [wheel.file for wheel in (lock.application, *lock.dependencies)]
@@ -142,7 +153,50 @@ def check_wheels(
             packages = suggest_packages(engine, config, names, missing, on_line)
             findings = tuple(_with_packages(finding, packages.get(finding.library, ())) for finding in report.findings)
             raise BuildError(gate_message(findings, config), details=gate_details(findings, report.runtime))
-    return report
+    return dataclasses.replace(report, memo=memo)
+
+
+def _lock_wheels(lock: WheelLock) -> tuple[WheelFile, ...]:
+    return (lock.application, *lock.dependencies, lock.installer)
+
+
+def gated(wheel: WheelFile) -> bool:
+    """True when the gate has something to check in `wheel`.
+
+    A wheel the publisher recorded without ELF files, tagged for any Python 3 on any platform
+    (py3-none-any), loads wherever the runtime's Python runs: nothing to check. Any other wheel
+    (an ELF file, or not known; tags of one interpreter, ABI or platform) is checked.
+    """
+    if wheel.elf is not False:
+        return True
+    try:
+        tags = parse_wheel_filename(wheel.file)[3]
+    except InvalidWheelFilename:
+        return True
+    return not any(tag.interpreter == "py3" and tag.abi == "none" and tag.platform == "any" for tag in tags)
+
+
+def memo_key(root_id: str, python: str, lock: WheelLock) -> str:
+    """The digest of what the gate's verdict depends on: Grocker, the root image and its Python, the gated wheels."""
+    wheels = sorted({wheel.sha256 for wheel in _lock_wheels(lock) if gated(wheel)})
+    content = {"grocker": __version__, "root": root_id, "python": python, "wheels": wheels}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _passed_before(engine: ChainEngine, lock: WheelLock, memo: str) -> str | None:
+    """Why the gate need not run for `lock`, or None when it must.
+
+    Nothing to check, or an image on this engine records (ABI_CHECKED_LABEL) that the same
+    wheels passed the gate against the same root image: the check would say the same again.
+    """
+    count = sum(1 for wheel in _lock_wheels(lock) if gated(wheel))
+    if count == 0:
+        return "nothing to check: no wheel has an ELF file or tags for one interpreter"
+    image = engine.labelled_image(keys.ABI_CHECKED_LABEL, memo)
+    if image is None:
+        return None
+    plural = "s" if count > 1 else ""
+    return f"the same {count} wheel{plural} with ELF files or tags passed it on this root image for {image[:19]}"
 
 
 def _with_packages(finding: Finding, packages: Sequence[str]) -> Finding:

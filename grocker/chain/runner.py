@@ -11,10 +11,11 @@ import contextlib
 import datetime
 import json
 import re
+from collections.abc import Mapping
 
 from grocker import labels as keys
 from grocker import render
-from grocker.chain import freshness, wheel_server, wheelhouse
+from grocker.chain import freshness, wheel_server
 from grocker.chain.session import Session
 from grocker.errors import BuildError, EngineError
 from grocker.log import phase, tail
@@ -27,20 +28,28 @@ from grocker.wheels import WheelLock
 _CACHED_STEP_RE = re.compile(r"-{2,3}> Using cache(?: [0-9a-f]{12,64})?")
 
 
-def build_runner(session: Session, lock: WheelLock | None) -> str:
-    """Serve the volume, build the runner from it, check its entrypoint, then tag it; return its ID.
+def build_runner(
+    session: Session,
+    lock: WheelLock | None,
+    server: wheel_server.Starting,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """Build the runner from the wheel server, check its entrypoint, then tag it; return its ID.
 
-    The entrypoint check runs while the wheel server goes. Without `lock` (no compile in this
-    run), the release's wheel lock is read from the volume.
+    `server` is the build's wheel server, started in the background; it is removed while the
+    entrypoint check runs. Without `lock` (no compile in this run), the release's wheel lock is
+    read from the volume. `labels` go on the image with the runner's own.
     """
-    wheelhouse.require_volume(session)
     image_id: str | None = None
     try:
         # Leaving the pool waits for the check, whose container its own block removes.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grocker-check") as pool:
-            with wheel_server.serve(session, lock) as served:
-                image_id = _build_image(session, served.lock, served)
+            try:
+                served = server.serve(lock)
+                image_id = _build_image(session, served.lock, served, labels or {})
                 checked = pool.submit(_check_entrypoint, session, image_id)
+            finally:
+                server.close()
             checked.result()
     except BaseException:
         # Interrupts included. An image that already has a name is an earlier build's (a fully
@@ -54,7 +63,7 @@ def build_runner(session: Session, lock: WheelLock | None) -> str:
     return image_id
 
 
-def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served) -> str:
+def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served, extra: Mapping[str, str]) -> str:
     release, config = session.request.release, session.config
     epoch = session.request.source_date_epoch
     # With the user's SOURCE_DATE_EPOCH the label is as reproducible as the layers; otherwise it
@@ -64,6 +73,7 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served)
     labels = runner_labels(release, config, created)
     labels[keys.APP_VERSION_LABEL] = labels[keys.OCI_VERSION] = lock.app_version
     labels.update(freshness.inputs_label(session))
+    labels.update(extra)
     # A version range resolves to one release: the result file names the one built.
     session.result.release = release.pinned(lock.app_version).requirement if release.version is None else release.text
     # The labels are the Dockerfile's last instruction (see purge.built_by_grocker), not

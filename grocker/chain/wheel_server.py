@@ -7,8 +7,9 @@ volume's metadata.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from grocker import layout, render
@@ -26,7 +27,9 @@ READY_TIMEOUT = 30.0
 # runtime may install in the compiler only.
 _READY_PROBE = ("/bin/sh", "-c", "test -s /tmp/nginx.pid")
 # Where the image's ENTRYPOINT reads nginx's configuration (resources/wheel-server/Dockerfile.j2):
-# the build's own replaces the baked one, which serves nothing.
+# each build writes this Grocker's, so that an image baked by an older one serves the same way.
+BACKGROUND = True
+"""Start the server in a thread of its own; the unit tests of the chain's order start it inline."""
 _CONFIG_DIR = "/etc/grocker"
 _CONFIG_FILE = "nginx.conf"
 
@@ -44,35 +47,91 @@ class Served:
     """The wheel lock whose files, and only those, the server serves."""
 
 
-@contextmanager
+class Starting:
+    """A wheel server that starts in the background while the build compiles and checks its wheels.
+
+    It serves nothing until `serve` allows the files of the build's lock. `close` waits for the
+    start to end, then removes the server and its network, whatever happened: call it always.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._made = contextlib.ExitStack()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grocker-wheel-server")
+        self._started: concurrent.futures.Future[tuple[Container, str, Mapping[str, str] | None]]
+        if BACKGROUND:
+            self._started = self._pool.submit(self._start)
+        else:
+            self._started = concurrent.futures.Future()
+            try:
+                self._started.set_result(self._start())
+            except Exception as err:
+                self._started.set_exception(err)
+
+    def _start(self) -> tuple[Container, str, Mapping[str, str] | None]:
+        session = self._session
+        config, names = session.config, session.names
+        with contextlib.ExitStack() as made:
+            image = images.ensure_child(
+                session, WHEEL_SERVER, names.wheel_server, render.wheel_server_context(config, names.root)
+            )
+            network = made.enter_context(session.engine.network(internal_labels(config, NETWORK)))
+            server = made.enter_context(
+                session.engine.container(
+                    image,
+                    role=WHEEL_SERVER,
+                    labels=internal_labels(config, WHEEL_SERVER),
+                    volumes={names.volume: (layout.SERVE_MOUNT, "ro")},
+                    network=network,
+                    aliases=[render.WHEEL_SERVER_HOST],
+                )
+            )
+            server.put_files(_CONFIG_DIR, {_CONFIG_FILE: render.wheel_server_config()}, mode=0o444)
+            with phase("start wheel server"):
+                server.start()
+                server.wait_until(_READY_PROBE, READY_TIMEOUT, "wheel server")
+                # Docker's DNS resolves the alias in build steps; Podman's builds do not use the
+                # network's DNS, so the name goes in their /etc/hosts.
+                hosts = {render.WHEEL_SERVER_HOST: server.ip_address()} if session.engine.podman else None
+            # Kept for `close`, which runs once this start has ended.
+            self._made.push(made.pop_all())
+        return server, network, hosts
+
+    def serve(self, lock: WheelLock | None) -> Served:
+        """Wait for the server, then allow the files of `lock`; raise what its start raised.
+
+        Without `lock` (no compile in this run), the release's lock is read from the volume.
+        """
+        server, network, hosts = self._started.result()
+        if lock is None:
+            lock = wheelhouse.read_lock(self._session, server)
+        # put_files needs an existing folder: the allowed one is made with its files.
+        parent, folder = render.WHEEL_SERVER_ALLOWED.rsplit("/", 1)
+        server.put_files(parent, {f"{folder}/{name}": b"" for name in render.served_files(lock)}, mode=0o444)
+        return Served(server, network, hosts, lock)
+
+    def close(self) -> None:
+        """Wait for the start to end, then remove the server and its network (idempotent)."""
+        self._pool.shutdown(wait=True)
+        self._made.close()
+
+
+@contextlib.contextmanager
+def starting(session: Session) -> Iterator[Starting]:
+    """Start the build's wheel server in the background; always remove it on the way out."""
+    started = Starting(session)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+@contextlib.contextmanager
 def serve(session: Session, lock: WheelLock | None) -> Iterator[Served]:
-    """Run the wheel server while the block runs, on a network of this build's; always remove both.
+    """Run the wheel server of `lock` while the block runs, on a network of this build's; always remove both.
 
     It serves the files of `lock` and answers 404 for anything else. Without `lock` (no compile
-    in this run), the release's lock is read from the volume before the server starts.
+    in this run), the release's lock is read from the volume once the server runs.
     """
-    config, names = session.config, session.names
-    image = images.ensure_child(
-        session, WHEEL_SERVER, names.wheel_server, render.wheel_server_context(config, names.root)
-    )
-    with (
-        session.engine.network(internal_labels(config, NETWORK)) as network,
-        session.engine.container(
-            image,
-            role=WHEEL_SERVER,
-            labels=internal_labels(config, WHEEL_SERVER),
-            volumes={names.volume: (layout.SERVE_MOUNT, "ro")},
-            network=network,
-            aliases=[render.WHEEL_SERVER_HOST],
-        ) as server,
-    ):
-        if lock is None:
-            lock = wheelhouse.read_lock(session, server)
-        server.put_files(_CONFIG_DIR, {_CONFIG_FILE: render.wheel_server_config(lock)}, mode=0o444)
-        with phase("start wheel server"):
-            server.start()
-            server.wait_until(_READY_PROBE, READY_TIMEOUT, "wheel server")
-            # Docker's DNS resolves the alias in build steps; Podman's builds do not use the
-            # network's DNS, so the name goes in their /etc/hosts.
-            hosts = {render.WHEEL_SERVER_HOST: server.ip_address()} if session.engine.podman else None
-        yield Served(server, network, hosts, lock)
+    with starting(session) as started:
+        yield started.serve(lock)

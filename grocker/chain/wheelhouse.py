@@ -267,7 +267,6 @@ class _Wheelhouse:
     def compile(self) -> tuple[WheelLock, bool]:
         """The release's lock, and whether its dependencies were resolved now (else: an existing lock)."""
         release = self.request.release
-        self.engine.create_volume(self.names.volume, internal_labels(self.config, keys.WHEEL_VOLUME))
         logger.debug("pip settings from %s:", ", ".join(self.request.pip.sources) or "no pip configuration")
         for line in self.inputs["pip.conf"].decode("utf-8").splitlines()[1:]:
             logger.debug("  pip %s", mask(line, self.secrets))
@@ -523,6 +522,11 @@ def _script(name: str) -> bytes:
 def script_path(name: str) -> Path:
     """Where an in-container script lives in the package (for tests that import its pure parts)."""
     return Path(str(resources.files("grocker").joinpath(f"resources/wheelhouse/{name}")))
+
+
+def ensure_volume(session: Session) -> None:
+    """Create the wheel volume of the configuration, with its labels, unless it exists."""
+    session.engine.create_volume(session.names.volume, internal_labels(session.config, keys.WHEEL_VOLUME))
 
 
 def require_volume(session: Session) -> None:

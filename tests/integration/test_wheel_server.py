@@ -104,6 +104,8 @@ def test_wheel_server_serves_only_the_lock_to_the_build_network(
         outside = _run(engine, session, _OUTSIDE, [served.container.ip_address()])
     lock = served.lock
     assert lock.application.file.startswith("grocker_fixture_pure-1.0.0-")
+    # The publisher recorded that the pure fixture and pip hold no ELF file: no gate for them.
+    assert (lock.application.elf, lock.installer.elf) == (False, False)
     assert {path for path, status in answers.items() if status == 200} == _served(lock)
     others = {path: status for path, status in answers.items() if path not in _served(lock)}
     # The volume's metadata (this lock among them) is there, and not served.

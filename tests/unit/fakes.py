@@ -176,6 +176,10 @@ class FakeEngine:
         self.add_image(name, labels)
         return True
 
+    def labelled_image(self, label: str, value: str) -> str | None:
+        self.step("labelled_image", label)
+        return next((info.id for info in self.images.values() if info.labels.get(label) == value), None)
+
     def build(
         self,
         files: Mapping[str, bytes],

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -18,8 +19,9 @@ from grocker import api, naming
 from grocker.chain import abi
 from grocker.config import ProjectConfig
 from grocker.errors import BuildError
+from grocker.labels import ABI_CHECKED_LABEL
 from grocker.release import parse_release
-from grocker.wheels import lock_key, parse_lock
+from grocker.wheels import WheelFile, WheelLock, lock_key, parse_lock
 from tests.unit.fakes import FakeEngine
 
 CHECKER = Path(abi.__file__).parents[1] / "resources" / "abi" / "check.py"
@@ -506,3 +508,100 @@ def test_the_sbom_collector_is_not_part_of_the_configuration_hash(
 
     assert naming.config_hash(config) == before
     naming._resources_digest.cache_clear()
+
+
+PURE = WheelFile("six-1.16.0-py2.py3-none-any.whl", "1" * 64, elf=False)
+NATIVE = WheelFile("wcwidth-0.9.4-cp310-abi3-manylinux2014_x86_64.whl", "2" * 64, elf=True)
+
+
+def _lock(*dependencies: WheelFile, application: WheelFile | None = None) -> WheelLock:
+    app = application or WheelFile("demo-1.0-py3-none-any.whl", "3" * 64, elf=False)
+    return WheelLock(app, dependencies, WheelFile("pip-25.0-py3-none-any.whl", "4" * 64, elf=False))
+
+
+@pytest.mark.parametrize(
+    ("wheel", "expected"),
+    [
+        (PURE, False),
+        (NATIVE, True),
+        # A pure wheel's tags, but an ELF file inside (or a lock that did not record it): checked.
+        (WheelFile("odd-1.0-py3-none-any.whl", "5" * 64, elf=True), True),
+        (WheelFile("old-1.0-py3-none-any.whl", "5" * 64), True),
+        # No ELF file, but tags for one interpreter or platform: checked.
+        (WheelFile("typed-1.0-cp313-none-any.whl", "5" * 64, elf=False), True),
+        (WheelFile("data-1.0-py3-none-manylinux_2_17_x86_64.whl", "5" * 64, elf=False), True),
+    ],
+)
+def test_the_gate_checks_wheels_with_elf_files_or_specific_tags(wheel: WheelFile, expected: bool) -> None:
+    assert abi.gated(wheel) is expected
+
+
+def test_the_memo_depends_on_the_root_image_its_python_and_the_checked_wheels_only() -> None:
+    lock = _lock(PURE, NATIVE)
+    memo = abi.memo_key("sha256:root", "python3", lock)
+
+    # A new version of a pure application keeps the memo; anything the verdict depends on changes it.
+    bumped = replace(lock, application=WheelFile("demo-1.1-py3-none-any.whl", "6" * 64, elf=False))
+    assert abi.memo_key("sha256:root", "python3", bumped) == memo
+    assert abi.memo_key("sha256:other-root", "python3", lock) != memo
+    assert abi.memo_key("sha256:root", "python3.12", lock) != memo
+    rebuilt = replace(NATIVE, sha256="7" * 64)
+    assert abi.memo_key("sha256:root", "python3", _lock(PURE, rebuilt)) != memo
+
+
+def _passed_gate(engine: FakeEngine) -> None:
+    engine.outputs["abi-check"] = (0, ["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 4}})])
+
+
+def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    names = naming.internal_names(config)
+    engine = _gate_engine(config)
+    _passed_gate(engine)
+    release = parse_release("demo==1.1", tmp_path)
+
+    first = abi.check_wheels(engine, config, names, release, _lock(PURE, NATIVE), print)
+    assert first is not None
+    assert first.memo == abi.memo_key(str(engine.id_of(names.root)), config.runtime.python, _lock(PURE, NATIVE))
+    assert [made["role"] for made in engine.containers_made] == ["abi-check"]
+
+    # A runner built after that gate records its memo: the next build of the same wheels (a new
+    # version of the pure application) starts no container for the gate.
+    engine.add_image("demo:1.0", {ABI_CHECKED_LABEL: first.memo})
+    bumped = _lock(PURE, NATIVE, application=WheelFile("demo-1.1-py3-none-any.whl", "6" * 64, elf=False))
+    second = abi.check_wheels(engine, config, names, release, bumped, print)
+    assert second is not None
+    assert (second.memo, second.findings) == (first.memo, ())
+    assert [made["role"] for made in engine.containers_made] == ["abi-check"]
+
+    # A new build of the native wheel is checked again.
+    rebuilt = _lock(PURE, replace(NATIVE, sha256="7" * 64))
+    abi.check_wheels(engine, config, names, release, rebuilt, print)
+    assert [made["role"] for made in engine.containers_made] == ["abi-check", "abi-check"]
+
+
+def test_a_lock_of_pure_wheels_without_elf_files_needs_no_gate(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    names = naming.internal_names(config)
+    engine = _gate_engine(config)
+
+    report = abi.check_wheels(engine, config, names, parse_release("demo==1.0", tmp_path), _lock(PURE), print)
+
+    assert report is not None
+    assert report.findings == ()
+    assert engine.containers_made == []
+
+
+def test_a_gate_miss_is_checked_again_on_the_next_build(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    names = naming.internal_names(config)
+    finding = {"wheel": NATIVE.file, "file": "w/_x.so", "kind": "architecture", "machine": "aarch64"}
+    engine = _gate_engine(config, abi_check=["GROCKER-ABI:" + json.dumps({"findings": [finding]})])
+    release = parse_release("demo==1.0", tmp_path)
+
+    for _attempt in range(2):
+        with pytest.raises(BuildError):
+            abi.check_wheels(engine, config, names, release, _lock(NATIVE), print)
+
+    # No runner was built, so nothing records a memo: the second build ran the gate again.
+    assert [made["role"] for made in engine.containers_made] == ["abi-check", "abi-check"]

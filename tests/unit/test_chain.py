@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grocker import api, build
+from grocker import api, build, render
 from grocker.build import BuildRequest, BuildResult
-from grocker.chain import runner
+from grocker.chain import runner, wheel_server
 from grocker.chain.runner import MISSING_MODULE_MARK
 from grocker.errors import BuildError, ConfigError, EngineError, PushError
-from grocker.labels import BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
+from grocker.labels import ABI_CHECKED_LABEL, BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
 from grocker.naming import InternalNames, internal_names
 from grocker.protocol import NO_NETWORK
 from tests.unit.fakes import ABI_MARK, APP, BASE, SIX, FakeEngine, chain_engine, publish_line, report_line
@@ -69,10 +69,11 @@ def test_first_build_makes_everything_in_order(engine: FakeEngine, tmp_path: Pat
 
     result = run(engine, request)
 
-    assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
-    assert engine.did("tag") == [names.root, names.compiler, names.wheel_server, "app:1.0"]
+    assert engine.did("build") == ["root image", "wheel-server image", "compiler image", "runner image"]
+    assert engine.did("tag") == [names.root, names.wheel_server, names.compiler, "app:1.0"]
     assert engine.did("create_volume") == [names.volume, names.volume.replace("wheel-cache", "abi-cache", 1)]
-    assert engine.did("create_container") == ["compile", "publish", "abi-check", "wheel-server", "check"]
+    # The wheel server starts first (in the background: inline here), serving nothing until the lock is known.
+    assert engine.did("create_container") == ["wheel-server", "compile", "publish", "abi-check", "check"]
     assert engine.did("pull") == []
     assert engine.did("push") == []
     # The entrypoint check runs on the built runner, while the wheel server goes.
@@ -109,7 +110,7 @@ def test_second_build_reuses_images_and_wheels(engine: FakeEngine, tmp_path: Pat
 
     assert engine.did("build") == ["runner image"]
     assert engine.did("mutex") == []
-    assert result.reused == ["root image", "compiler image", "1 wheels", "wheel-server image", "2 cached layers"]
+    assert result.reused == ["root image", "wheel-server image", "compiler image", "1 wheels", "2 cached layers"]
 
 
 def test_new_base_image_rebuilds_root_and_its_children(engine: FakeEngine, tmp_path: Path) -> None:
@@ -120,7 +121,7 @@ def test_new_base_image_rebuilds_root_and_its_children(engine: FakeEngine, tmp_p
 
     run(engine, request)
 
-    assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
+    assert engine.did("build") == ["root image", "wheel-server image", "compiler image", "runner image"]
     root = engine.image(names_of(request).root)
     assert root is not None
     assert root.labels[BASE_ID_LABEL] == new_base
@@ -154,7 +155,7 @@ def test_root_from_the_registry_makes_the_base_image_unnecessary(engine: FakeEng
 
     assert engine.did("pull")[0] == names.root
     assert BASE not in engine.did("pull")
-    assert engine.did("build") == ["compiler image", "wheel-server image", "runner image"]
+    assert engine.did("build") == ["wheel-server image", "compiler image", "runner image"]
     assert "root image" in result.reused
 
 
@@ -170,7 +171,7 @@ def test_internal_images_are_pulled_from_the_prefix_registry(engine: FakeEngine,
 
     result = run(engine, request)
 
-    assert engine.did("pull") == [names.compiler, names.wheel_server]
+    assert engine.did("pull") == [names.wheel_server, names.compiler]
     # The compiler fits the local root; the wheel server was built FROM an older root: rebuilt.
     assert engine.did("build") == ["wheel-server image", "runner image"]
     assert "compiler image (pulled)" in result.reused
@@ -183,8 +184,8 @@ def test_image_missing_from_the_registry_is_built(engine: FakeEngine, tmp_path: 
 
     run(engine, request)
 
-    assert engine.did("pull") == [names.root, names.compiler, names.wheel_server]
-    assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
+    assert engine.did("pull") == [names.root, names.wheel_server, names.compiler]
+    assert engine.did("build") == ["root image", "wheel-server image", "compiler image", "runner image"]
 
 
 def test_no_cache_builds_everything_again_and_pulls_nothing(engine: FakeEngine, tmp_path: Path) -> None:
@@ -194,7 +195,7 @@ def test_no_cache_builds_everything_again_and_pulls_nothing(engine: FakeEngine, 
     run(engine, request_for(tmp_path, prefix=PREFIX, push=False, no_cache=True))
 
     assert engine.did("pull") == []
-    assert engine.did("build") == ["root image", "compiler image", "wheel-server image", "runner image"]
+    assert engine.did("build") == ["root image", "wheel-server image", "compiler image", "runner image"]
 
 
 def test_a_concurrent_build_that_made_the_image_is_waited_for_and_reused(
@@ -209,7 +210,7 @@ def test_a_concurrent_build_that_made_the_image_is_waited_for_and_reused(
 
     assert "waiting for another Grocker build to finish the root image" in caplog.text
     assert "root image (built by a concurrent build)" in result.reused
-    assert engine.did("build")[0] == "compiler image"
+    assert engine.did("build")[0] == "wheel-server image"
 
 
 def test_compile_failure_explains_and_removes_its_container(engine: FakeEngine, tmp_path: Path) -> None:
@@ -219,7 +220,8 @@ def test_compile_failure_explains_and_removes_its_container(engine: FakeEngine, 
         run(engine, request_for(tmp_path))
 
     assert "No matching distribution" in failure.value.details
-    assert engine.did("remove_container") == ["compile"]
+    # The wheel server, started while the compile ran, goes too.
+    assert engine.did("remove_container") == ["compile", "wheel-server"]
     assert "app:1.0" not in engine.tags
 
 
@@ -258,8 +260,8 @@ def test_interrupt_during_compile_removes_its_container(engine: FakeEngine, tmp_
     with pytest.raises(KeyboardInterrupt):
         run(engine, request_for(tmp_path))
 
-    assert engine.did("remove_container") == ["compile"]
-    assert engine.did("build") == ["root image", "compiler image"]
+    assert engine.did("remove_container") == ["compile", "wheel-server"]
+    assert engine.did("build") == ["root image", "wheel-server image", "compiler image"]
 
 
 def test_interrupt_while_an_internal_image_builds_tags_nothing(engine: FakeEngine, tmp_path: Path) -> None:
@@ -269,7 +271,8 @@ def test_interrupt_while_an_internal_image_builds_tags_nothing(engine: FakeEngin
     with pytest.raises(KeyboardInterrupt):
         run(engine, request)
 
-    assert engine.did("tag") == [names_of(request).root]
+    # The wheel-server image was complete before the compiler's build began.
+    assert engine.did("tag") == [names_of(request).root, names_of(request).wheel_server]
 
 
 def test_no_build_dependencies_needs_the_wheel_volume(engine: FakeEngine, tmp_path: Path) -> None:
@@ -295,18 +298,27 @@ def test_no_build_dependencies_installs_the_lock_of_an_earlier_compile(engine: F
 
     result = run(engine, request_for(tmp_path, build_dependencies=False))
 
-    assert engine.did("create_container") == ["abi-check", "wheel-server", "check"]
+    assert engine.did("create_container") == ["wheel-server", "abi-check", "check"]
     assert APP.encode() in engine.built["runner image"]["Dockerfile"]
     assert result.compiler_image is None
 
 
-def test_wheel_server_is_configured_with_the_lock_before_it_starts(engine: FakeEngine, tmp_path: Path) -> None:
+def allowed(engine: FakeEngine) -> list[str]:
+    """The names the wheel server was told to serve."""
+    prefix = f"{render.WHEEL_SERVER_ALLOWED}/"
+    return sorted(path.removeprefix(prefix) for path in engine.files_put["wheel-server"] if path.startswith(prefix))
+
+
+def test_wheel_server_starts_serving_nothing_then_allows_the_lock_files(engine: FakeEngine, tmp_path: Path) -> None:
     run(engine, request_for(tmp_path))
 
-    config = engine.files_put["wheel-server"]["/etc/grocker/nginx.conf"].decode()
-    served = re.findall(r'location = "/([^"]+)"', config)
-    assert served == ["pip-25.0-py3-none-any.whl", SIX, APP]
-    assert engine.calls.index(("put_files", "wheel-server")) < engine.calls.index(("start", "wheel-server"))
+    assert engine.files_put["wheel-server"]["/etc/grocker/nginx.conf"] == render.wheel_server_config()
+    assert allowed(engine) == sorted(["pip-25.0-py3-none-any.whl", SIX, APP])
+    configured, allowing = [index for index, call in enumerate(engine.calls) if call == ("put_files", "wheel-server")]
+    # Configured before it starts, while the compile has not begun; the lock's files allowed once
+    # the publisher wrote the lock, before the runner's build fetches them.
+    assert configured < engine.calls.index(("start", "wheel-server")) < engine.calls.index(("run", "compile"))
+    assert engine.calls.index(("run", "publish")) < allowing < engine.calls.index(("build", "runner image"))
 
 
 def test_no_build_dependencies_serves_the_lock_read_from_the_volume(engine: FakeEngine, tmp_path: Path) -> None:
@@ -316,8 +328,7 @@ def test_no_build_dependencies_serves_the_lock_read_from_the_volume(engine: Fake
 
     run(engine, request_for(tmp_path, build_dependencies=False))
 
-    config = engine.files_put["wheel-server"]["/etc/grocker/nginx.conf"].decode()
-    assert re.findall(r'location = "/([^"]+)"', config) == ["pip-25.0-py3-none-any.whl", SIX, APP]
+    assert allowed(engine) == sorted(["pip-25.0-py3-none-any.whl", SIX, APP])
     assert engine.calls.index(("put_files", "wheel-server")) < engine.calls.index(("start", "wheel-server"))
 
 
@@ -359,11 +370,13 @@ def test_interrupt_while_the_wheel_server_starts_removes_it(engine: FakeEngine, 
     with pytest.raises(KeyboardInterrupt):
         run(engine, request_for(tmp_path))
 
-    assert engine.did("remove_container") == ["compile", "publish", "abi-check", "wheel-server"]
+    assert engine.did("remove_container") == ["wheel-server"]
     assert engine.did("remove_image") == []
 
 
-def test_a_gate_miss_ends_the_build_before_the_wheel_server_starts(engine: FakeEngine, tmp_path: Path) -> None:
+def test_a_gate_miss_ends_the_build_before_the_runner_and_removes_the_server(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
     finding = {"wheel": "app-1.0-py3-none-any.whl", "file": "app/_x.so", "kind": "arch", "detail": "aarch64"}
     engine.outputs["abi-check"] = (0, [ABI_MARK + json.dumps({"findings": [finding], "checked": {"wheels": 3}})])
 
@@ -371,7 +384,8 @@ def test_a_gate_miss_ends_the_build_before_the_wheel_server_starts(engine: FakeE
         run(engine, request_for(tmp_path))
 
     assert raised.value.exit_code == 5
-    assert engine.did("create_container") == ["compile", "publish", "abi-check"]
+    assert engine.did("create_container") == ["wheel-server", "compile", "publish", "abi-check"]
+    assert ("remove_container", "wheel-server") in engine.calls
     assert "runner image" not in engine.did("build")
     assert "app:1.0" not in engine.tags
 
@@ -700,3 +714,56 @@ def test_entrypoint_import_check_reports_only_a_missing_module(
     assert completed.returncode == 0, completed.stderr
     marks = [line[len(MISSING_MODULE_MARK) :] for line in completed.stdout.splitlines() if MISSING_MODULE_MARK in line]
     assert marks == ([printed] if printed else [])
+
+
+def test_the_runner_records_the_gate_it_passed_and_the_next_build_skips_it(engine: FakeEngine, tmp_path: Path) -> None:
+    run(engine, request_for(tmp_path))
+    image = engine.image("app:1.0")
+    assert image is not None
+    assert re.fullmatch(r"[0-9a-f]{64}", image.labels[ABI_CHECKED_LABEL])
+    engine.calls.clear()
+
+    run(engine, request_for(tmp_path, refresh=True))
+
+    assert "abi-check" not in engine.did("create_container")
+
+
+@pytest.fixture
+def background(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wheel server starts in its own thread, as it does outside the unit tests."""
+    monkeypatch.setattr(wheel_server, "BACKGROUND", True)
+
+
+@pytest.mark.usefixtures("background")
+def test_the_wheel_server_starts_in_the_background_while_the_wheels_compile(engine: FakeEngine, tmp_path: Path) -> None:
+    result = run(engine, request_for(tmp_path))
+
+    assert result.image_id == engine.id_of("app:1.0")
+    assert sorted(engine.did("create_container")) == ["abi-check", "check", "compile", "publish", "wheel-server"]
+    assert allowed(engine) == sorted(["pip-25.0-py3-none-any.whl", SIX, APP])
+    allowing = max(index for index, call in enumerate(engine.calls) if call == ("put_files", "wheel-server"))
+    assert engine.calls.index(("run", "publish")) < allowing < engine.calls.index(("build", "runner image"))
+
+
+@pytest.mark.usefixtures("background")
+def test_a_compile_failure_removes_the_server_started_in_the_background(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.outputs["compile"] = (1, ["ERROR: No matching distribution found for app==1.0"])
+
+    with pytest.raises(BuildError, match=r"pip found no distribution"):
+        run(engine, request_for(tmp_path))
+
+    # run() also checks that no container outlived the build.
+    assert sorted(engine.did("remove_container")) == ["compile", "wheel-server"]
+    assert "app:1.0" not in engine.tags
+
+
+@pytest.mark.usefixtures("background")
+def test_a_wheel_server_that_cannot_start_fails_the_build_before_the_runner(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.fail("start", "wheel-server", EngineError("The engine failed to start container grocker-wheels: boom"))
+
+    with pytest.raises(EngineError, match="boom"):
+        run(engine, request_for(tmp_path))
+
+    assert "runner image" not in engine.did("build")
+    assert "wheel-server" in engine.did("remove_container")
+    assert "app:1.0" not in engine.tags

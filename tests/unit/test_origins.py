@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import zipfile
+from pathlib import Path
 from types import ModuleType
 
 from grocker.wheels import Origin, parse_lock
@@ -55,3 +57,39 @@ def test_lock_entries_carry_their_origin() -> None:
     assert lock.dependencies[1].origin == Origin("built", compiler="sha256:c0")
     # A lock written before origins were recorded still reads.
     assert lock.installer.origin == Origin("unknown")
+
+
+def _wheel(folder: Path, name: str, members: dict[str, bytes]) -> Path:
+    path = folder / name
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, content in members.items():
+            archive.writestr(member, content)
+    return path
+
+
+def test_the_publisher_says_which_wheels_hold_an_elf_file(publisher: ModuleType, tmp_path: Path) -> None:
+    elf = b"\x7fELF" + bytes(60)
+    native = _wheel(tmp_path, "w-1.0-cp313-cp313-linux_x86_64.whl", {"w/__init__.py": b"", "w/_w.abi3.so": elf})
+    # Any member counts, whatever its name: the gate's own filter is narrower, never wider.
+    hidden = _wheel(tmp_path, "h-1.0-py3-none-any.whl", {"h/__init__.py": b"", "h/data.bin": elf})
+    pure = _wheel(tmp_path, "p-1.0-py3-none-any.whl", {"p/__init__.py": b"ELF", "p/x.txt": b"\x7fEL"})
+
+    assert publisher.has_elf(native)
+    assert publisher.has_elf(hidden)
+    assert not publisher.has_elf(pure)
+
+
+def test_lock_entries_carry_whether_a_wheel_holds_an_elf_file() -> None:
+    lock = parse_lock(
+        {
+            "application": {"file": "app-1.0-py3-none-any.whl", "sha256": "a" * 64, "elf": False},
+            "dependencies": [{"file": SIX, "sha256": "b" * 64, "elf": True}, {"file": SIX, "sha256": "b" * 64}],
+            "installer": {"file": "pip-25.1.1-py3-none-any.whl", "sha256": "d" * 64, "elf": "no"},
+        }
+    )
+
+    assert lock.application.elf is False
+    assert lock.dependencies[0].elf is True
+    # Not recorded (an older lock), or not a boolean: not known, so the gate checks the wheel.
+    assert lock.dependencies[1].elf is None
+    assert lock.installer.elf is None

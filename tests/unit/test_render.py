@@ -186,42 +186,35 @@ def test_wheel_server_installs_the_distribution_nginx_from_root(
     assert 'ENTRYPOINT ["nginx", "-c", "/etc/grocker/nginx.conf"]' in context.dockerfile
 
 
-def locations(config: bytes) -> dict[str, str]:
-    """The nginx configuration's locations: each one's match and the directives of its block."""
-    found = re.findall(r"location (= \"[^\"]*\"|/) \{([^}]*)\}", config.decode())
-    return {match: " ".join(body.split()) for match, body in found}
-
-
-def test_the_baked_wheel_server_configuration_serves_nothing(debian: ProjectConfig) -> None:
+def test_the_wheel_server_configuration_serves_only_allowed_files(debian: ProjectConfig) -> None:
     baked = render.wheel_server_context(debian, ROOT).files["nginx.conf"]
+    config = render.wheel_server_config()
 
-    # A wheel server run without its build's configuration answers 404 for every file.
-    assert locations(baked) == {"/": "return 404;"}
-
-
-def test_wheel_server_configuration_serves_the_lock_files_and_nothing_else() -> None:
-    config = render.wheel_server_config(LOCK)
-
-    assert locations(config) == {
-        "/": "return 404;",
-        '= "/pip-25.0-py3-none-any.whl"': "",
-        '= "/six-1.16.0-py2.py3-none-any.whl"': "",
-        '= "/psycopg-3.2.0-cp313-cp313-manylinux_2_17_x86_64.whl"': "",
-        '= "/myapp-1.0-py3-none-any.whl"': "",
-    }
-    text = config.decode()
+    # The same for every build, baked or written by the build: a file is served only when the
+    # build allowed its name; anything else is a 404.
+    assert baked == config
+    text = " ".join(config.decode().split())
+    assert "location / { if (!-f /tmp/grocker-served$uri) { return 404; } }" in text
     assert "root /wheels;" in text
     assert "autoindex off;" in text
     assert "disable_symlinks on;" in text
+    assert text.count("location") == 1
 
 
-def test_wheel_server_configuration_names_a_file_once() -> None:
+def test_the_wheel_server_allows_the_lock_files_and_nothing_else() -> None:
+    assert render.served_files(LOCK) == [
+        "pip-25.0-py3-none-any.whl",
+        "six-1.16.0-py2.py3-none-any.whl",
+        "psycopg-3.2.0-cp313-cp313-manylinux_2_17_x86_64.whl",
+        "myapp-1.0-py3-none-any.whl",
+    ]
+
+
+def test_the_wheel_server_allows_a_file_once() -> None:
     # An application that depends on pip: the installer's file is in the lock twice.
     lock = WheelLock(LOCK.application, (*LOCK.dependencies, LOCK.installer), LOCK.installer)
 
-    config = render.wheel_server_config(lock).decode()
-
-    assert config.count('location = "/pip-25.0-py3-none-any.whl"') == 1
+    assert render.served_files(lock).count("pip-25.0-py3-none-any.whl") == 1
 
 
 @pytest.mark.parametrize(
@@ -232,13 +225,14 @@ def test_wheel_server_configuration_names_a_file_once() -> None:
         "../.grocker/locks/other.json",
         "evil-1.0-py3-none-any.whl;",
         "evil-1.0-py3-none-any.whl\n",
+        "sub/evil-1.0-py3-none-any.whl",
     ],
 )
-def test_wheel_server_configuration_refuses_a_name_that_is_not_a_wheel_file(hostile: str) -> None:
+def test_the_wheel_server_refuses_to_allow_a_name_that_is_not_a_wheel_file(hostile: str) -> None:
     lock = WheelLock(LOCK.application, (WheelFile(hostile, "b" * 64),), LOCK.installer)
 
     with pytest.raises(BuildError, match=r"is not a wheel file name and hash\. The wheel volume may have"):
-        render.wheel_server_config(lock)
+        render.served_files(lock)
 
 
 @pytest.mark.parametrize("fixture", ["debian", "alpine"])

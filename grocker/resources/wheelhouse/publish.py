@@ -48,6 +48,7 @@ QUARANTINE = STATE / "quarantine"
 SDISTS = Path("/tmp/grocker-sdists")
 PUBLISH_MARK = "GROCKER-PUBLISH:"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+ELF_MAGIC = b"\x7fELF"
 
 WHEEL_RE = re.compile(
     r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?)-(?P<version>[A-Za-z0-9_.!+]+)"
@@ -110,6 +111,22 @@ def sha256_of(path):
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def has_elf(path):
+    """True when a member of the wheel at `path` starts as an ELF file does: what the ABI gate checks.
+
+    The gate looks only at members the loader may load; this looks at every one, so a wheel
+    recorded without ELF files has nothing for the gate to check.
+    """
+    with zipfile.ZipFile(path) as wheel:
+        for info in wheel.infolist():
+            if info.is_dir() or info.file_size < len(ELF_MAGIC):
+                continue
+            with wheel.open(info) as member:
+                if member.read(len(ELF_MAGIC)) == ELF_MAGIC:
+                    return True
+    return False
 
 
 def record_of(filename):
@@ -568,6 +585,8 @@ class Publisher:
             if not (WHEEL_RE.fullmatch(filename) or COMPILED_RE.fullmatch(filename)):
                 raise PublishError(f"refusing to lock {filename!r}: not a wheel file name")
             found = {"file": filename, "sha256": sha256_of(WHEELS / filename)}
+            if WHEEL_RE.fullmatch(filename):
+                found["elf"] = has_elf(WHEELS / filename)
             origin = origin_of(filename)
             if origin is not None:
                 found["origin"] = origin
