@@ -19,7 +19,14 @@ from grocker.errors import BuildError, ConfigError
 from grocker.families import Family, family_of
 from grocker.labels import COMPILER, ROOT, RUNNER, WHEEL_SERVER, ImageRole
 from grocker.release import Release
-from grocker.wheels import COMPILED_INSTALLER_RE, SHA256_RE, WHEEL_NAME_RE, WheelFile, WheelLock
+from grocker.wheels import (
+    COMPILED_INSTALLER_RE,
+    SHA256_RE,
+    WHEEL_INSTALLER_RE,
+    WHEEL_NAME_RE,
+    WheelFile,
+    WheelLock,
+)
 
 WHEEL_SERVER_HOST = "grocker-wheels"
 WHEEL_SERVER_URL = f"http://{WHEEL_SERVER_HOST}"
@@ -217,7 +224,6 @@ def _install_command(
     python = shlex.quote(python)
     installer = _checked_installer(installer)
     wheels = [_checked(wheel) for wheel in wheels]
-    pip = shlex.quote(f"{TEMP_DIR}/{installer.file}/pip")
     # An http_proxy set in `env` must not catch the wheel server.
     no_proxy = (
         f'export no_proxy="{WHEEL_SERVER_HOST}${{no_proxy:+,$no_proxy}}" '
@@ -244,13 +250,18 @@ def _install_command(
     if create_venv:
         steps.append(f"{python} -m venv --without-pip {APP_VENV}")
     if wheels:
-        # pip runs from its archive with the venv's interpreter, so it installs into the venv
-        # without being installed there itself.
+        # The installer runs from its archive with the venv's interpreter, so it installs into
+        # the venv without being installed there itself.
         files = " ".join(shlex.quote(f"{TEMP_DIR}/{wheel.file}") for wheel in wheels)
-        steps.append(
-            f"{APP_VENV}/bin/python {pip} install --no-index --no-deps --no-cache-dir "
-            f"--disable-pip-version-check --no-warn-script-location --quiet {files}"
-        )
+        archive = shlex.quote(f"{TEMP_DIR}/{installer.file}")
+        if WHEEL_INSTALLER_RE.fullmatch(installer.file):
+            steps.append(f"{APP_VENV}/bin/python -c {_script(_INSTALL)} {archive} {files}")
+        else:  # a lock written before the publisher made the wheel installer: pip
+            pip = shlex.quote(f"{TEMP_DIR}/{installer.file}/pip")
+            steps.append(
+                f"{APP_VENV}/bin/python {pip} install --no-index --no-deps --no-cache-dir "
+                f"--disable-pip-version-check --no-warn-script-location --quiet {files}"
+            )
     steps.append(f'{python} -c {_script(_SETTLE)} {HOME} "$SOURCE_DATE_EPOCH" {MARKER}')
     return " \\\n    && ".join(steps)
 
@@ -292,6 +303,44 @@ for index, (url, sha256, path) in enumerate(zip(args[0::3], args[1::3], args[2::
 print(min(newest, {MAX_EPOCH}))
 """
 
+# install ARCHIVE WHEEL...: install each wheel into the running interpreter's environment (the
+# venv) with pypa/installer from ARCHIVE, as pip would: console scripts for its interpreter, files
+# overwritten, INSTALLER "grocker"; then compile the .py files it installed in the library
+# folders, in parallel (hash-based .pyc: SOURCE_DATE_EPOCH is set), as pip compiles them (a file
+# that does not compile is left without bytecode).
+_INSTALL = """
+import compileall, concurrent.futures, functools, os, sys, sysconfig
+sys.path.insert(0, sys.argv[1])
+from installer import install
+from installer.destinations import SchemeDictionaryDestination
+from installer.sources import WheelFile
+paths, sources = sysconfig.get_paths(), []
+headers = os.path.join(sys.prefix, "include", "site", "python%d.%d" % sys.version_info[:2])
+
+
+class Destination(SchemeDictionaryDestination):
+    def write_file(self, scheme, path, stream, is_executable):
+        entry = super().write_file(scheme, path, stream, is_executable)
+        if scheme in ("purelib", "platlib") and entry.path.endswith(".py"):
+            sources.append(os.path.join(self.scheme_dict[scheme], entry.path))
+        return entry
+
+
+for wheel in sys.argv[2:]:
+    with WheelFile.open(wheel) as source:
+        scheme = {name: paths[name] for name in ("purelib", "platlib", "scripts", "data")}
+        scheme["headers"] = os.path.join(headers, source.distribution)
+        destination = Destination(scheme, sys.executable, "posix", overwrite_existing=True)
+        install(source, destination, {"INSTALLER": b"grocker\\n"})
+compile_file = functools.partial(compileall.compile_file, force=True, quiet=2)
+try:
+    with concurrent.futures.ProcessPoolExecutor(min(os.cpu_count() or 1, 8)) as pool:
+        list(pool.map(compile_file, sources, chunksize=16))
+except (ImportError, OSError, NotImplementedError):  # no process pool here: one by one
+    for path in sources:
+        compile_file(path)
+"""
+
 # settle TOP EPOCH MARKER: remove MARKER's folder, then set the times of everything under TOP (TOP
 # included) that this step created or changed to EPOCH. "Changed" is a change time no older than
 # MARKER's, made when the step started: the files of the layers below were changed (written,
@@ -320,8 +369,10 @@ def _checked(wheel: WheelFile) -> WheelFile:
 
 
 def _checked_installer(installer: WheelFile) -> WheelFile:
-    """The lock's installer, a pip wheel or its compiled form, once its name and hash are plain values."""
-    if COMPILED_INSTALLER_RE.fullmatch(installer.file) and SHA256_RE.fullmatch(installer.sha256):
+    """The runner's installer (pypa/installer, or a pip wheel or its compiled form), once its name
+    and hash are plain values."""
+    named = COMPILED_INSTALLER_RE.fullmatch(installer.file) or WHEEL_INSTALLER_RE.fullmatch(installer.file)
+    if named and SHA256_RE.fullmatch(installer.sha256):
         return installer
     return _checked(installer)
 

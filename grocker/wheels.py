@@ -24,6 +24,10 @@ WHEEL_NAME_RE = re.compile(
 # The compiled installer (resources/wheelhouse/publish.py): the pip wheel's name without .whl,
 # then the interpreter its bytecode is for, e.g. pip-25.1.1-py3-none-any.cpython313.zip.
 COMPILED_INSTALLER_RE = re.compile(r"pip-[A-Za-z0-9_.!+]+-py3-none-any\.[a-z]+[0-9]+\.zip")
+# pypa/installer from Grocker's own installation, compiled by the publisher for the runtime's
+# Python (resources/wheelhouse/publish.py): installer-VERSION.INTERPRETER.zip, e.g.
+# installer-1.1.0.cpython313.zip.
+WHEEL_INSTALLER_RE = re.compile(r"installer-[0-9][A-Za-z0-9_.!+]*\.[a-z]+[0-9]+\.zip")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 LOCKED_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
@@ -64,8 +68,11 @@ class WheelLock:
     dependencies: tuple[WheelFile, ...]
     installer: WheelFile
     installer_compiled: WheelFile | None = None
-    """The pip wheel with its bytecode for the runtime's Python, which the runner's steps run;
-    None in a lock written before the publisher made it (the steps then run the plain wheel)."""
+    """The pip wheel with its bytecode for the runtime's Python; None in a lock written before
+    the publisher made it."""
+    wheel_installer: WheelFile | None = None
+    """pypa/installer, compiled for the runtime's Python, which the runner's steps install the
+    wheels with; None in a lock written before the publisher made it (the steps then run pip)."""
     added: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
     locked: str | None = None
@@ -73,8 +80,9 @@ class WheelLock:
 
     @property
     def runner_installer(self) -> WheelFile:
-        """What the runner's steps run pip from: the compiled installer when the lock has one."""
-        return self.installer_compiled or self.installer
+        """What the runner's steps install the wheels with: pypa/installer when the lock has it,
+        else pip, compiled when the lock has it so."""
+        return self.wheel_installer or self.installer_compiled or self.installer
 
     @property
     def app_version(self) -> str:
@@ -101,6 +109,7 @@ def parse_lock(data: Mapping[str, Any]) -> WheelLock:
             dependencies=tuple(_wheel_file(item) for item in data["dependencies"]),
             installer=_wheel_file(data["installer"]),
             installer_compiled=_wheel_file(data["installer_compiled"]) if data.get("installer_compiled") else None,
+            wheel_installer=_wheel_file(data["wheel_installer"]) if data.get("wheel_installer") else None,
             added=tuple(data.get("added", ())),
             reused=tuple(data.get("reused", ())),
             locked=_locked(data.get("locked")),

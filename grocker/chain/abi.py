@@ -218,14 +218,15 @@ def checker_files() -> dict[str, bytes]:
         "collect.py": package.joinpath("resources/sbom/collect.py").read_bytes(),
     }
     for module in (elftools, packaging):
-        files.update(_package_files(module))
+        files.update(package_sources(module, "lib"))
     return files
 
 
-def _package_files(module: ModuleType) -> dict[str, bytes]:
+def package_sources(module: ModuleType, folder: str) -> dict[str, bytes]:
+    """The .py files of an installed package, as `folder`/PACKAGE/..., without bytecode or data."""
     root = Path(module.__file__ or "").parent
     return {
-        f"lib/{root.name}/{path.relative_to(root).as_posix()}": path.read_bytes()
+        f"{folder}/{root.name}/{path.relative_to(root).as_posix()}": path.read_bytes()
         for path in sorted(root.rglob("*.py"))
         if "__pycache__" not in path.parts
     }

@@ -36,6 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import installer
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -47,13 +48,22 @@ from packaging.utils import (
 
 from grocker import labels as keys
 from grocker import layout
+from grocker.chain.abi import package_sources
 from grocker.chain.session import BuildRequest, Session
 from grocker.errors import BuildError, GrockerError
 from grocker.log import logger, phase, tail
 from grocker.naming import internal_labels
 from grocker.pipconf import PipSettings, mask
 from grocker.protocol import Container
-from grocker.wheels import COMPILED_INSTALLER_RE, SHA256_RE, WHEEL_NAME_RE, WheelLock, lock_key, parse_lock
+from grocker.wheels import (
+    COMPILED_INSTALLER_RE,
+    SHA256_RE,
+    WHEEL_INSTALLER_RE,
+    WHEEL_NAME_RE,
+    WheelLock,
+    lock_key,
+    parse_lock,
+)
 
 INPUT_DIR = "/tmp/grocker-input"
 """Where each wheelhouse container finds its request, pip settings, certificates and script."""
@@ -167,6 +177,12 @@ def check_lock(lock: WheelLock, application: str) -> WheelLock:
         raise BuildError(
             f"The wheel lock names {compiled.file!r} (SHA-256 {compiled.sha256!r}) as the compiled form of "
             f"{lock.installer.file}, which it is not. Remove the wheel volume (`grocker purge -a`) and build again."
+        )
+    tool = lock.wheel_installer
+    if tool is not None and not (WHEEL_INSTALLER_RE.fullmatch(tool.file) and SHA256_RE.fullmatch(tool.sha256)):
+        raise BuildError(
+            f"The wheel lock names {tool.file!r} (SHA-256 {tool.sha256!r}) as the runner's wheel installer, "
+            "which is not one. Remove the wheel volume (`grocker purge -a`) and build again."
         )
     return lock
 
@@ -392,9 +408,12 @@ class _Wheelhouse:
         content = {**self.settings, **request, "compiler_image": compiler.id if compiler else None}
         volumes = {self.names.volume: (layout.COMPILE_MOUNT, "rw")}
         volumes.update({outbox: (f"/outbox/{index}", "ro") for index, outbox in enumerate(outboxes)})
+        content["wheel_installer"] = {"version": installer.__version__, "folder": f"{INPUT_DIR}/{_INSTALLER_DIR}"}
         entrypoint = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]
         with self._container(keys.PUBLISH, entrypoint, volumes) as container:
-            self._put(container, {"publish.py": _script("publish.py"), "publish.json": json.dumps(content).encode()})
+            files = {"publish.py": _script("publish.py"), "publish.json": json.dumps(content).encode()}
+            files.update(wheel_installer_files())
+            self._put(container, files)
             status, lines = container.run(self.on_line)
             data = parse_publish(lines) if status == 0 else None
             if data is None:
@@ -513,6 +532,18 @@ def compile_advice(lines: Sequence[str], pip: PipSettings) -> str:
         "'library not found'), add its -dev package to dependencies.build and its runtime "
         "library to dependencies.run in .grocker.yml."
     )
+
+
+_INSTALLER_DIR = "wheel-installer"
+
+
+def wheel_installer_files() -> dict[str, bytes]:
+    """pypa/installer's modules, from this interpreter's installation, for the publisher to compile.
+
+    The runner's steps install the wheels with it (resources/wheelhouse/publish.py makes it a
+    zip with bytecode for the runtime's Python). Its Windows launchers are left out.
+    """
+    return package_sources(installer, _INSTALLER_DIR)
 
 
 def _script(name: str) -> bytes:

@@ -13,12 +13,14 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from grocker import api, render
+from grocker.chain.wheelhouse import check_lock
 from grocker.config import ProjectConfig
 from grocker.errors import BuildError, ConfigError
 from grocker.release import parse_release
@@ -467,3 +469,36 @@ def test_settle_sets_the_times_of_what_the_step_changed_only(tmp_path: Path) -> 
     for changed in (home, home / "venv" / "lib", home / "venv" / "lib" / "app.py", home / "venv" / "bin"):
         assert changed.stat().st_mtime == 1_700_000_000, changed
     assert (home / "venv" / "bin" / "python").lstat().st_mtime == 1_700_000_000
+
+
+TOOL = WheelFile("installer-1.1.0.cpython313.zip", "e" * 64)
+
+
+def test_the_runner_installs_with_the_wheel_installer_when_the_lock_has_it(debian: ProjectConfig) -> None:
+    compiled = WheelFile("pip-25.0-py3-none-any.cpython313.zip", "f" * 64)
+    lock = replace(LOCK, installer_compiled=compiled, wheel_installer=TOOL)
+    dockerfile = render.runner_context(parse_release("myapp==1.0", Path.cwd()), debian, ROOT, lock).dockerfile
+
+    runs = [line for line in dockerfile.replace(" \\\n", " ").splitlines() if line.startswith("RUN ")]
+    assert len(runs) == 2
+    for run in runs:
+        # The installer is fetched (and checked) first, then run from its archive by the venv's
+        # Python: pip is neither fetched nor run.
+        assert "http://grocker-wheels/installer-1.1.0.cpython313.zip " + "e" * 64 in run
+        assert "/home/grocker/app.venv/bin/python -c " in run
+        assert "/home/grocker/.grocker-tmp/installer-1.1.0.cpython313.zip /home/grocker/.grocker-tmp/" in run
+        assert "pip" not in run.replace("--without-pip", "")
+    assert render.served_files(lock)[0] == TOOL.file
+    assert lock.runner_installer == TOOL
+
+
+@pytest.mark.parametrize(
+    "hostile", ["installer-1.1.0.cpython313.zip; rm -rf /", "installer-x.cpython313.zip", "../x.zip"]
+)
+def test_a_wheel_installer_name_that_is_not_one_is_refused(debian: ProjectConfig, hostile: str) -> None:
+    lock = replace(LOCK, wheel_installer=WheelFile(hostile, "e" * 64))
+
+    with pytest.raises(BuildError, match=r"is not a wheel file name and hash"):
+        render.runner_context(parse_release("myapp==1.0", Path.cwd()), debian, ROOT, lock)
+    with pytest.raises(BuildError, match=r"as the runner's wheel installer, which is not one"):
+        check_lock(lock, "myapp")

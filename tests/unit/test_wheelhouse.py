@@ -6,15 +6,18 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
 
+import installer
 import pytest
 
 from grocker import api, layout, render
+from grocker.chain import wheelhouse
 from grocker.chain.wheelhouse import (
     REPORT_MARK,
     check_lock,
@@ -28,7 +31,7 @@ from grocker.chain.wheelhouse import (
 from grocker.errors import BuildError
 from grocker.pipconf import PipSettings
 from grocker.release import Release
-from grocker.wheels import COMPILED_INSTALLER_RE, WheelFile, WheelLock
+from grocker.wheels import COMPILED_INSTALLER_RE, WHEEL_INSTALLER_RE, WheelFile, WheelLock
 
 SHA = "a" * 64
 HOSTILE = (
@@ -251,6 +254,7 @@ def test_the_in_container_scripts_spell_the_volume_layout_as_grocker_does(name: 
         assert Path(layout.COMPILE_MOUNT) / layout.LOCKS_DIR == module.LOCKS
         # Its copy of the compiled installer's name pattern is the one check_lock applies.
         assert module.COMPILED_RE.pattern == COMPILED_INSTALLER_RE.pattern
+        assert module.INSTALLER_RE.pattern == WHEEL_INSTALLER_RE.pattern
 
 
 def _pip_wheel(path: Path) -> None:
@@ -293,3 +297,87 @@ def test_publisher_compiles_the_installer_once_beside_its_sources(publisher: Mod
     # Python runs pip from it as the runner's steps do, its modules from the bytecode.
     ran = subprocess.run([sys.executable, f"{tmp_path / name}/pip"], capture_output=True, text=True, check=True)
     assert ran.stdout.split() == ["25.1", "__init__.pyc"]
+
+
+def _installer_folder(tmp_path: Path) -> Path:
+    """pypa/installer's modules as the host puts them in the publisher's container."""
+    folder = tmp_path / "input"
+    for path, content in wheelhouse.wheel_installer_files().items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(content)
+    return folder / "wheel-installer"
+
+
+def _app_wheel(path: Path) -> None:
+    """A small wheel: a package with two modules, a console script, and a data file."""
+    info = "demo_app-1.0.dist-info"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("demo_app/__init__.py", "def main():\n    print('demo ran')\n")
+        wheel.writestr("demo_app/broken.py", "def (:\n")
+        wheel.writestr("demo_app/data.txt", "data\n")
+        wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: demo-app\nVersion: 1.0\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr(f"{info}/entry_points.txt", "[console_scripts]\ndemo-app = demo_app:main\n")
+        wheel.writestr(f"{info}/RECORD", "")
+
+
+def test_publisher_compiles_the_wheel_installer_once_from_grockers_own(publisher: ModuleType, tmp_path: Path) -> None:
+    request = {"wheel_installer": {"version": installer.__version__, "folder": str(_installer_folder(tmp_path))}}
+
+    name = publisher.Publisher(request).wheel_installer()
+    content = (tmp_path / name).read_bytes()
+    reused = publisher.Publisher(request)
+    assert reused.wheel_installer() == name
+
+    tag = f"{sys.implementation.name}{sys.version_info[0]}{sys.version_info[1]}"
+    assert name == f"installer-{installer.__version__}.{tag}.zip"
+    assert WHEEL_INSTALLER_RE.fullmatch(name)
+    assert reused.reused == [name]
+    assert publisher.record_of(name) == hashlib.sha256(content).hexdigest()
+    with zipfile.ZipFile(tmp_path / name) as archive:
+        assert {"installer/__init__.py", "installer/__init__.pyc", "installer/destinations.pyc"} <= set(
+            archive.namelist()
+        )
+    # Without the folder (an older host), or with a version that is not one: no wheel installer.
+    assert publisher.Publisher({}).wheel_installer() is None
+    with pytest.raises(publisher.PublishError, match="not a version"):
+        publisher.Publisher({"wheel_installer": {"version": "1.0/../x", "folder": "/x"}}).wheel_installer()
+
+
+def test_the_runner_steps_install_wheels_with_the_wheel_installer_as_pip_would(
+    publisher: ModuleType, tmp_path: Path
+) -> None:
+    request = {"wheel_installer": {"version": installer.__version__, "folder": str(_installer_folder(tmp_path))}}
+    archive = tmp_path / publisher.Publisher(request).wheel_installer()
+    wheel = tmp_path / "demo_app-1.0-py3-none-any.whl"
+    _app_wheel(wheel)
+    venv = tmp_path / "app.venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    script = render._INSTALL.strip()
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+
+    subprocess.run([str(python), "-c", script, str(archive), str(wheel)], check=True, env=env)
+
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    assert (site / "demo_app" / "data.txt").read_text() == "data\n"
+    assert (site / "demo_app-1.0.dist-info" / "INSTALLER").read_text() == "grocker\n"
+    assert "demo_app/__init__.py," in (site / "demo_app-1.0.dist-info" / "RECORD").read_text()
+    # The console script runs with the venv's interpreter, as pip writes it.
+    launcher = venv / "bin" / "demo-app"
+    assert launcher.read_text().startswith(f"#!{python}\n")
+    assert subprocess.run([str(launcher)], capture_output=True, text=True, check=True).stdout == "demo ran\n"
+    # Hash-based bytecode, checked against the source (SOURCE_DATE_EPOCH); none for a file that
+    # does not compile, which does not fail the install.
+    cached = list((site / "demo_app" / "__pycache__").iterdir())
+    assert [path.name.split(".")[0] for path in cached] == ["__init__"]
+    assert int.from_bytes(cached[0].read_bytes()[4:8], "little") == 0b11

@@ -57,6 +57,8 @@ WHEEL_RE = re.compile(
 )
 # The compiled installer: the pip wheel's name, then the interpreter it is compiled for.
 COMPILED_RE = re.compile(r"pip-[A-Za-z0-9_.!+]+-py3-none-any\.[a-z]+[0-9]+\.zip")
+# pypa/installer compiled for this Python (wheel_installer): the same as grocker.wheels.WHEEL_INSTALLER_RE.
+INSTALLER_RE = re.compile(r"installer-[0-9][A-Za-z0-9_.!+]*\.[a-z]+[0-9]+\.zip")
 # ZIP entries need a date: the earliest one ZIP can record, so that the same pip gives the same file.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 SDIST_RE = re.compile(r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)-(?P<version>[A-Za-z0-9_.!+]+)\.(?:tar\.gz|zip)")
@@ -111,6 +113,11 @@ def sha256_of(path):
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def interpreter_tag():
+    """This Python's name in the file names of what is compiled for it, e.g. cpython313."""
+    return f"{sys.implementation.name}{sys.version_info[0]}{sys.version_info[1]}"
 
 
 def has_elf(path):
@@ -495,33 +502,64 @@ class Publisher:
 
         Made once per volume. The bytecode is hash-based and unchecked (PEP 552), beside its
         source (zipimport's layout), so pip started from this file compiles nothing. The file
-        never enters an image: the runner's steps run pip from it, then delete it.
+        never enters an image.
         """
-        version = sys.version_info
-        filename = f"{wheel[: -len('.whl')]}.{sys.implementation.name}{version[0]}{version[1]}.zip"
-        if (WHEELS / filename).is_file() and record_of(filename) == sha256_of(WHEELS / filename):
-            self.reused.append(filename)
+        filename = f"{wheel[: -len('.whl')]}.{interpreter_tag()}.zip"
+        if self.reuse_made(filename):
             return filename
         with tempfile.TemporaryDirectory() as folder:
             tree = Path(folder) / "tree"
             with zipfile.ZipFile(WHEELS / wheel) as source:
                 source.extractall(tree)
-            # ddir "": the modules are named by their path in the archive, not this temporary one.
-            compileall.compile_dir(
-                str(tree),
-                ddir="",
-                quiet=2,
-                legacy=True,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-            archive = Path(folder) / "compiled.zip"
-            with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
-                for path in sorted(item for item in tree.rglob("*") if item.is_file()):
-                    entry = zipfile.ZipInfo(path.relative_to(tree).as_posix(), ZIP_EPOCH)
-                    entry.external_attr = 0o644 << 16
-                    entry.compress_type = zipfile.ZIP_DEFLATED
-                    out.writestr(entry, path.read_bytes())
-            temporary, actual = write_temporary(file_chunks(archive))
+            return self.publish_compiled(tree, filename)
+
+    def wheel_installer(self):
+        """pypa/installer, from Grocker's installation, with its bytecode for this Python; or None.
+
+        What the runner's steps install the wheels with: it starts faster than pip, and its
+        modules come from Grocker (copied into this container), not from an index. Made once per
+        volume and version, like the compiled pip. None when the request has no such folder or
+        this Python is older than installer supports (the steps then run pip).
+        """
+        given = self.request.get("wheel_installer") or {}
+        version = str(given.get("version", ""))
+        if not given.get("folder") or sys.version_info < (3, 10):
+            return None
+        filename = f"installer-{version}.{interpreter_tag()}.zip"
+        if not INSTALLER_RE.fullmatch(filename):
+            raise PublishError(f"refusing to publish pypa/installer as {filename!r}: not a version")
+        if self.reuse_made(filename):
+            return filename
+        with tempfile.TemporaryDirectory() as folder:
+            tree = Path(folder) / "tree"
+            shutil.copytree(given["folder"], tree)
+            return self.publish_compiled(tree, filename)
+
+    def reuse_made(self, filename):
+        """True when a file this publisher makes is in the volume, as recorded."""
+        if (WHEELS / filename).is_file() and record_of(filename) == sha256_of(WHEELS / filename):
+            self.reused.append(filename)
+            return True
+        return False
+
+    def publish_compiled(self, tree, filename):
+        """Compile the modules of `tree` beside their sources, zip it deterministically, publish it."""
+        # ddir "": the modules are named by their path in the archive, not this temporary one.
+        compileall.compile_dir(
+            str(tree),
+            ddir="",
+            quiet=2,
+            legacy=True,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
+        archive = tree.parent / "compiled.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+            for path in sorted(item for item in tree.rglob("*") if item.is_file()):
+                entry = zipfile.ZipInfo(path.relative_to(tree).as_posix(), ZIP_EPOCH)
+                entry.external_attr = 0o644 << 16
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                out.writestr(entry, path.read_bytes())
+        temporary, actual = write_temporary(file_chunks(archive))
         try:
             return self.publish(temporary, filename, actual, replace_unrecorded=True)
         finally:
@@ -535,7 +573,7 @@ class Publisher:
         When the name exists already, the existing file stays if a publisher recorded it (it was
         checked too): two builds publishing one name concurrently both use the first one's file.
         """
-        if not (WHEEL_RE.fullmatch(filename) or COMPILED_RE.fullmatch(filename)):
+        if not (WHEEL_RE.fullmatch(filename) or COMPILED_RE.fullmatch(filename) or INSTALLER_RE.fullmatch(filename)):
             raise PublishError(f"refusing to publish {filename!r}: not a wheel file name")
         final = WHEELS / filename
         if replace and final.is_file() and record_of(filename) == digest and sha256_of(final) == digest:
@@ -582,7 +620,7 @@ class Publisher:
         """The lock of this release: every wheel with its SHA-256, computed here."""
 
         def entry(filename):
-            if not (WHEEL_RE.fullmatch(filename) or COMPILED_RE.fullmatch(filename)):
+            if not (WHEEL_RE.fullmatch(filename) or COMPILED_RE.fullmatch(filename) or INSTALLER_RE.fullmatch(filename)):
                 raise PublishError(f"refusing to lock {filename!r}: not a wheel file name")
             found = {"file": filename, "sha256": sha256_of(WHEELS / filename)}
             if WHEEL_RE.fullmatch(filename):
@@ -606,6 +644,9 @@ class Publisher:
             # When the release's dependencies were resolved: a rebuild reuses this lock and says so.
             "locked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        tool = self.wheel_installer()
+        if tool is not None:
+            content["wheel_installer"] = entry(tool)
         fd, temporary = tempfile.mkstemp(dir=TEMPORARY, prefix=".lock-")
         with os.fdopen(fd, "w") as stream:
             json.dump(content, stream, sort_keys=True)
