@@ -336,7 +336,7 @@ compile_file = functools.partial(compileall.compile_file, force=True, quiet=2)
 try:
     with concurrent.futures.ProcessPoolExecutor(min(os.cpu_count() or 1, 8)) as pool:
         list(pool.map(compile_file, sources, chunksize=16))
-except (ImportError, OSError, NotImplementedError):  # no process pool here: one by one
+except (ImportError, OSError, NotImplementedError, concurrent.futures.BrokenExecutor):  # no pool: one by one
     for path in sources:
         compile_file(path)
 """

@@ -44,7 +44,7 @@ NO_PYTHON = {
     "dependencies": {"run": [], "build": ["python3", "python3-venv", "python3-dev", "build-essential"]},
 }
 # Checks, in a container of a root image with the wheel volume on /wheels, that every wheel (and
-# the compiled installer) is a whole zip file and that every lock names files that exist with
+# the compiled installers) is a whole zip file and that every lock names files that exist with
 # the recorded hash.
 VOLUME_AUDIT = textwrap.dedent(
     """
@@ -59,7 +59,7 @@ VOLUME_AUDIT = textwrap.dedent(
             bad.append(path)
     for lock_path in glob.glob("/wheels/.grocker/locks/*.json"):
         lock = json.load(open(lock_path))
-        compiled = [lock["installer_compiled"]] if lock.get("installer_compiled") else []
+        compiled = [lock[key] for key in ("installer_compiled", "wheel_installer") if lock.get(key)]
         for entry in [lock["application"], lock["installer"], *compiled, *lock["dependencies"]]:
             try:
                 digest = hashlib.sha256(open("/wheels/" + entry["file"], "rb").read()).hexdigest()

@@ -79,7 +79,7 @@ def _answers(engine: DockerEngine, session: Session, served: wheel_server.Served
 
 
 def _served(lock: WheelLock) -> set[str]:
-    # The runner's steps run pip from the compiled installer: the plain pip wheel is not served.
+    # The runner's steps run pypa/installer, compiled: the pip wheel is not served.
     return {f"/{wheel.file}" for wheel in (lock.application, *lock.dependencies, lock.runner_installer)}
 
 
@@ -115,8 +115,8 @@ def test_wheel_server_serves_only_the_lock_to_the_build_network(
     assert outside == ["UNREACHABLE"]
 
     # Another project's lock: the wheels of this one that it does not name are not served.
-    assert lock.installer_compiled is not None
-    other = WheelLock(lock.application, (), lock.installer, installer_compiled=lock.installer_compiled)
+    assert lock.wheel_installer is not None
+    other = WheelLock(lock.application, (), lock.installer, wheel_installer=lock.wheel_installer)
     with wheel_server.serve(session, other) as served:
         answers = _answers(engine, session, served)
     six = next(f"/{wheel.file}" for wheel in lock.dependencies if wheel.file.startswith("six-"))
