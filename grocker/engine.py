@@ -25,12 +25,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import docker
-import docker.constants
-import docker.errors
-import docker.tls
 import requests.exceptions
 
+from grocker.dockerlib import docker, ssh_transport
 from grocker.endpoint import Endpoint, TLSFiles, engine_summary
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.labels import MUTEX_OWNER_LABEL
@@ -114,6 +111,7 @@ def _ssh_errors(endpoint: Endpoint) -> tuple[type[Exception], ...]:
     try:
         # Optional, and untyped: only ssh:// engines need it.
         paramiko = importlib.import_module("paramiko")
+        ssh_transport()
     except ImportError as err:
         raise EngineError(
             f"Grocker cannot reach {endpoint.describe()} because ssh:// engines need paramiko, which "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -370,3 +372,24 @@ def test_tls_files_become_docker_py_settings(tmp_path: Path) -> None:
     assert not isinstance(unverified, bool)
     assert (unverified.verify, unverified.ca_cert, unverified.cert) == (False, None, None)
     assert engine._tls_config(None) is False
+
+
+_IMPORTS = """
+import sys
+import grocker.engine
+print("paramiko" in sys.modules)
+import paramiko, docker.transport
+from grocker.dockerlib import ssh_transport
+ssh_transport()
+print(docker.transport.SSHHTTPAdapter.__name__)
+"""
+
+
+@pytest.mark.parametrize(("host", "imported"), [("tcp://127.0.0.1:2375", "False"), ("ssh://me@engine", "True")])
+def test_docker_py_imports_paramiko_for_ssh_engines_only(tmp_path: Path, host: str, imported: str) -> None:
+    env = {**os.environ, "DOCKER_HOST": host, "HOME": str(tmp_path)}
+
+    ran = subprocess.run([sys.executable, "-c", _IMPORTS], capture_output=True, text=True, env=env, check=True)
+
+    # Hidden only while docker-py was imported: paramiko and the ssh transport import later.
+    assert ran.stdout.split() == [imported, "SSHHTTPAdapter"]

@@ -64,11 +64,32 @@ def main():
     return 0
 
 
+# pip, run as `python -m pip` would, with one preference added: between two files of the same
+# project, version and tags (and so of the same name), the one in the volume (a file: link) over
+# the index's. pip then reads that wheel's metadata in the volume instead of downloading the
+# index's copy (the index gives no metadata file, or pip could not use it). Which version pip
+# chooses, and from which index, does not change: the preference only breaks pip's own ties. A
+# pip without this ranking method runs unchanged.
+PIP_PREFERRING_THE_VOLUME = """
+import runpy, sys
+try:
+    from pip._internal.index.package_finder import CandidateEvaluator
+except ImportError:
+    pass
+else:
+    if hasattr(CandidateEvaluator, "_sort_key"):
+        ranked = CandidateEvaluator._sort_key
+        CandidateEvaluator._sort_key = lambda self, candidate: (*ranked(self, candidate), candidate.link.is_file)
+sys.argv[0] = "pip"
+runpy.run_module("pip", run_name="__main__", alter_sys=True)
+"""
+
+
 def resolve(request, report_path):
     command = [
         sys.executable,
-        "-m",
-        "pip",
+        "-c",
+        PIP_PREFERRING_THE_VOLUME,
         "--disable-pip-version-check",
         "--no-input",
         "install",
