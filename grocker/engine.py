@@ -849,6 +849,26 @@ class DockerContainer:
             )
         return str(address)
 
+    def execute(self, command: Sequence[str], on_line: LineHandler) -> tuple[int, list[str]]:
+        """Run `command` in the running container, as its user; return its exit status and lines."""
+        try:
+            created = self.api.exec_create(self.id, list(command), stdout=True, stderr=True)
+            output = self.api.exec_start(created["Id"])
+            # The output ends when the command does; its exit code may be set a moment later.
+            deadline = time.monotonic() + 10
+            while (state := self.api.exec_inspect(created["Id"])).get("Running") and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except docker.errors.APIError as err:
+            raise self.engine.error(f"run a command in container {self.name}", "", err) from err
+        text = output.decode("utf-8", "replace") if isinstance(output, bytes) else ""
+        lines = text.split("\n")
+        if lines and not lines[-1]:
+            lines.pop()
+        for line in lines:
+            on_line(line)
+        code = state.get("ExitCode")
+        return (int(code) if code is not None else 1), lines
+
     def exec(self, command: Sequence[str]) -> int:
         """Run a command inside the running container; return its exit code."""
         created = self.api.exec_create(self.id, list(command), stdout=True, stderr=True)

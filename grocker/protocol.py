@@ -78,6 +78,9 @@ class Container(Protocol):
     def run(self, on_line: LineHandler) -> tuple[int, list[str]]:
         """Start the container, stream its output, and return its exit status and lines."""
 
+    def execute(self, command: Sequence[str], on_line: LineHandler) -> tuple[int, list[str]]:
+        """Run `command` in the running container, as its user; return its exit status and lines."""
+
     def ip_address(self) -> str:
         """The container's address, reachable from build steps on its network."""
 

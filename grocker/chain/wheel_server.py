@@ -7,13 +7,13 @@ volume's metadata.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from grocker import layout, render
 from grocker.chain import images, wheelhouse
+from grocker.chain.background import Background
 from grocker.chain.session import Session
 from grocker.labels import NETWORK, WHEEL_SERVER
 from grocker.log import phase
@@ -28,8 +28,6 @@ READY_TIMEOUT = 30.0
 _READY_PROBE = ("/bin/sh", "-c", "test -s /tmp/nginx.pid")
 # Where the image's ENTRYPOINT reads nginx's configuration (resources/wheel-server/Dockerfile.j2):
 # each build writes this Grocker's, so that an image baked by an older one serves the same way.
-BACKGROUND = True
-"""Start the server in a thread of its own; the unit tests of the chain's order start it inline."""
 _CONFIG_DIR = "/etc/grocker"
 _CONFIG_FILE = "nginx.conf"
 
@@ -56,45 +54,32 @@ class Starting:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._made = contextlib.ExitStack()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grocker-wheel-server")
-        self._started: concurrent.futures.Future[tuple[Container, str, Mapping[str, str] | None]]
-        if BACKGROUND:
-            self._started = self._pool.submit(self._start)
-        else:
-            self._started = concurrent.futures.Future()
-            try:
-                self._started.set_result(self._start())
-            except Exception as err:
-                self._started.set_exception(err)
+        self._started = Background(self._start, "grocker-wheel-server")
 
-    def _start(self) -> tuple[Container, str, Mapping[str, str] | None]:
+    def _start(self, made: contextlib.ExitStack) -> tuple[Container, str, Mapping[str, str] | None]:
         session = self._session
         config, names = session.config, session.names
-        with contextlib.ExitStack() as made:
-            image = images.ensure_child(
-                session, WHEEL_SERVER, names.wheel_server, render.wheel_server_context(config, names.root)
+        image = images.ensure_child(
+            session, WHEEL_SERVER, names.wheel_server, render.wheel_server_context(config, names.root)
+        )
+        network = made.enter_context(session.engine.network(internal_labels(config, NETWORK)))
+        server = made.enter_context(
+            session.engine.container(
+                image,
+                role=WHEEL_SERVER,
+                labels=internal_labels(config, WHEEL_SERVER),
+                volumes={names.volume: (layout.SERVE_MOUNT, "ro")},
+                network=network,
+                aliases=[render.WHEEL_SERVER_HOST],
             )
-            network = made.enter_context(session.engine.network(internal_labels(config, NETWORK)))
-            server = made.enter_context(
-                session.engine.container(
-                    image,
-                    role=WHEEL_SERVER,
-                    labels=internal_labels(config, WHEEL_SERVER),
-                    volumes={names.volume: (layout.SERVE_MOUNT, "ro")},
-                    network=network,
-                    aliases=[render.WHEEL_SERVER_HOST],
-                )
-            )
-            server.put_files(_CONFIG_DIR, {_CONFIG_FILE: render.wheel_server_config()}, mode=0o444)
-            with phase("start wheel server"):
-                server.start()
-                server.wait_until(_READY_PROBE, READY_TIMEOUT, "wheel server")
-                # Docker's DNS resolves the alias in build steps; Podman's builds do not use the
-                # network's DNS, so the name goes in their /etc/hosts.
-                hosts = {render.WHEEL_SERVER_HOST: server.ip_address()} if session.engine.podman else None
-            # Kept for `close`, which runs once this start has ended.
-            self._made.push(made.pop_all())
+        )
+        server.put_files(_CONFIG_DIR, {_CONFIG_FILE: render.wheel_server_config()}, mode=0o444)
+        with phase("start wheel server"):
+            server.start()
+            server.wait_until(_READY_PROBE, READY_TIMEOUT, "wheel server")
+            # Docker's DNS resolves the alias in build steps; Podman's builds do not use the
+            # network's DNS, so the name goes in their /etc/hosts.
+            hosts = {render.WHEEL_SERVER_HOST: server.ip_address()} if session.engine.podman else None
         return server, network, hosts
 
     def serve(self, lock: WheelLock | None) -> Served:
@@ -112,8 +97,7 @@ class Starting:
 
     def close(self) -> None:
         """Wait for the start to end, then remove the server and its network (idempotent)."""
-        self._pool.shutdown(wait=True)
-        self._made.close()
+        self._started.close()
 
 
 @contextlib.contextmanager

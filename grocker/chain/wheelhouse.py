@@ -49,6 +49,7 @@ from packaging.utils import (
 from grocker import labels as keys
 from grocker import layout
 from grocker.chain.abi import package_sources
+from grocker.chain.background import Background, background
 from grocker.chain.session import BuildRequest, Session
 from grocker.errors import BuildError, GrockerError
 from grocker.log import logger, phase, tail
@@ -287,7 +288,10 @@ class _Wheelhouse:
         for line in self.inputs["pip.conf"].decode("utf-8").splitlines()[1:]:
             logger.debug("  pip %s", mask(line, self.secrets))
         totals = _Totals()
-        with phase(f"compile wheels of {release.requirement}") as note:
+        with (
+            phase(f"compile wheels of {release.requirement}") as note,
+            background(self._standby, "grocker-publisher") as publisher,
+        ):
             resolved = self._resolve()
             if isinstance(resolved, WheelLock):
                 note(f"{len(resolved.dependencies) + 1} wheels of the lock of {_date(resolved.locked)}")
@@ -314,7 +318,7 @@ class _Wheelhouse:
                 first["lock"] = None
             else:
                 first[("reuse" if application.in_volume else "fetch")].append(application.as_json())
-            result = self._publish(first, ())
+            result = self._publish(first, (), publisher)
             totals.add(result)
             builds += [(item, content, False) for item, content in result.sdists]
             lock_data = result.lock
@@ -401,37 +405,63 @@ class _Wheelhouse:
             )
         return found[0]
 
-    def _publish(self, request: Mapping[str, Any], outboxes: Sequence[str]) -> PublishResult:
-        """Run the publisher once: the wheel volume read-write, outboxes read-only."""
+    def _standby(self, made: contextlib.ExitStack) -> Container:
+        """The publisher's container, started while the resolve runs; it waits for its request.
+
+        It runs nothing but a wait until the host runs the publisher in it (`_publish`), so that
+        the publish does not wait for a container to start.
+        """
+        volumes = {self.names.volume: (layout.COMPILE_MOUNT, "rw")}
+        waiting = [PYTHON, "-I", "-c", "import signal; signal.pause()"]
+        container = made.enter_context(self._container(keys.PUBLISH, waiting, volumes))
+        container.start()
+        return container
+
+    def _publish(
+        self, request: Mapping[str, Any], outboxes: Sequence[str], standby: Background[Container] | None = None
+    ) -> PublishResult:
+        """Run the publisher once: the wheel volume read-write, outboxes read-only.
+
+        In the `standby` container when there are no outboxes (it mounts none), else in its own.
+        """
         compiler = self.engine.image(self.names.compiler)
         # Recorded with each wheel built here from an sdist, for the SBOM.
         content = {**self.settings, **request, "compiler_image": compiler.id if compiler else None}
+        content["wheel_installer"] = {"version": installer.__version__, "folder": f"{INPUT_DIR}/{_INSTALLER_DIR}"}
+        command = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]
+        files = {"publish.py": _script("publish.py"), "publish.json": json.dumps(content).encode()}
+        files.update(wheel_installer_files())
+        if standby is not None and not outboxes:
+            container = standby.result()
+            self._put(container, files)
+            status, lines = container.execute(command, self.on_line)
+            return self._published(container, status, lines)
         volumes = {self.names.volume: (layout.COMPILE_MOUNT, "rw")}
         volumes.update({outbox: (f"/outbox/{index}", "ro") for index, outbox in enumerate(outboxes)})
-        content["wheel_installer"] = {"version": installer.__version__, "folder": f"{INPUT_DIR}/{_INSTALLER_DIR}"}
-        entrypoint = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]
-        with self._container(keys.PUBLISH, entrypoint, volumes) as container:
-            files = {"publish.py": _script("publish.py"), "publish.json": json.dumps(content).encode()}
-            files.update(wheel_installer_files())
+        with self._container(keys.PUBLISH, command, volumes) as container:
             self._put(container, files)
             status, lines = container.run(self.on_line)
-            data = parse_publish(lines) if status == 0 else None
-            if data is None:
-                raise BuildError(
-                    f"Publishing the wheels of {self.request.release.requirement} failed (exit status "
-                    f"{status}). The publisher checks every file against its index before the wheel "
-                    "volume takes it; its output says which file failed and why:",
-                    details=mask(tail(lines), self.secrets),
-                )
-            sdists = []
-            for entry in data.get("sdists", []):
-                item = ReportItem(entry["name"], entry["version"], entry["filename"], in_volume=False)
-                if not is_sdist_of(item.filename, item.name, item.version):
-                    raise BuildError(f"The publisher returned {item.filename!r}, not an sdist of {item.name}.")
-                downloaded = container.get_file(f"{SDISTS_DIR}/{item.filename}")
-                if downloaded is None:
-                    raise BuildError(f"The publisher downloaded {item.filename} but it is not in its container.")
-                sdists.append((item, downloaded))
+            return self._published(container, status, lines)
+
+    def _published(self, container: Container, status: int, lines: list[str]) -> PublishResult:
+        """What the publisher did, from its output, with the sdists it downloaded into `container`."""
+        data = parse_publish(lines) if status == 0 else None
+        if data is None:
+            raise BuildError(
+                f"Publishing the wheels of {self.request.release.requirement} failed (exit status "
+                f"{status}). The publisher checks every file against its index before the wheel "
+                "volume takes it; its output says which file failed and why:",
+                details=mask(tail(lines), self.secrets),
+            )
+        sdists = []
+        for entry in data.get("sdists", []):
+            item = ReportItem(entry["name"], entry["version"], entry["filename"], in_volume=False)
+            if not is_sdist_of(item.filename, item.name, item.version):
+                raise BuildError(f"The publisher returned {item.filename!r}, not an sdist of {item.name}.")
+            downloaded = container.get_file(f"{SDISTS_DIR}/{item.filename}")
+            if downloaded is None:
+                raise BuildError(f"The publisher downloaded {item.filename} but it is not in its container.")
+            sdists.append((item, downloaded))
         for warning in data.get("warnings", []):
             logger.warning("%s", mask(warning, self.secrets))
         for ignored in data.get("ignored", []):

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from grocker import api, cli
 from grocker.build import BuildRequest
-from grocker.chain import wheel_server
+from grocker.chain import background
 from grocker.chain.wheelhouse import script_path
 
 
@@ -37,7 +37,7 @@ def _no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 def _wheel_server_inline(monkeypatch: pytest.MonkeyPatch) -> None:
     # The fake engine records one sequence of calls: the wheel server starts inline, so that the
     # order the tests assert is the same on every run (test_chain.py runs it in the background too).
-    monkeypatch.setattr(wheel_server, "BACKGROUND", False)
+    monkeypatch.setattr(background, "BACKGROUND", False)
 
 
 @pytest.fixture(autouse=True)

@@ -73,6 +73,10 @@ class FakeContainer:
             self._write_lock(lines)
         return status, list(lines)
 
+    def execute(self, command: Sequence[str], on_line: LineHandler) -> tuple[int, list[str]]:
+        self.engine.step("execute", self.role)
+        return self.run(on_line)
+
     def ip_address(self) -> str:
         return "172.17.0.9"
 

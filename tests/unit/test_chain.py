@@ -20,7 +20,7 @@ import yaml
 
 from grocker import api, build, render
 from grocker.build import BuildRequest, BuildResult
-from grocker.chain import runner, wheel_server
+from grocker.chain import background, runner
 from grocker.chain.runner import MISSING_MODULE_MARK
 from grocker.errors import BuildError, ConfigError, EngineError, PushError
 from grocker.labels import ABI_CHECKED_LABEL, BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
@@ -72,8 +72,11 @@ def test_first_build_makes_everything_in_order(engine: FakeEngine, tmp_path: Pat
     assert engine.did("build") == ["root image", "wheel-server image", "compiler image", "runner image"]
     assert engine.did("tag") == [names.root, names.wheel_server, names.compiler, "app:1.0"]
     assert engine.did("create_volume") == [names.volume, names.volume.replace("wheel-cache", "abi-cache", 1)]
-    # The wheel server starts first (in the background: inline here), serving nothing until the lock is known.
-    assert engine.did("create_container") == ["wheel-server", "compile", "publish", "abi-check", "check"]
+    # The wheel server starts first (in the background: inline here), serving nothing until the
+    # lock is known; the publisher's container too, and the publisher runs in it after the resolve.
+    assert engine.did("create_container") == ["wheel-server", "publish", "compile", "abi-check", "check"]
+    assert engine.did("execute") == ["publish"]
+    assert engine.calls.index(("run", "compile")) < engine.calls.index(("execute", "publish"))
     assert engine.did("pull") == []
     assert engine.did("push") == []
     # The entrypoint check runs on the built runner, while the wheel server goes.
@@ -220,8 +223,8 @@ def test_compile_failure_explains_and_removes_its_container(engine: FakeEngine, 
         run(engine, request_for(tmp_path))
 
     assert "No matching distribution" in failure.value.details
-    # The wheel server, started while the compile ran, goes too.
-    assert engine.did("remove_container") == ["compile", "wheel-server"]
+    # The publisher's container and the wheel server, started while the compile ran, go too.
+    assert engine.did("remove_container") == ["compile", "publish", "wheel-server"]
     assert "app:1.0" not in engine.tags
 
 
@@ -260,7 +263,7 @@ def test_interrupt_during_compile_removes_its_container(engine: FakeEngine, tmp_
     with pytest.raises(KeyboardInterrupt):
         run(engine, request_for(tmp_path))
 
-    assert engine.did("remove_container") == ["compile", "wheel-server"]
+    assert engine.did("remove_container") == ["compile", "publish", "wheel-server"]
     assert engine.did("build") == ["root image", "wheel-server image", "compiler image"]
 
 
@@ -384,7 +387,7 @@ def test_a_gate_miss_ends_the_build_before_the_runner_and_removes_the_server(
         run(engine, request_for(tmp_path))
 
     assert raised.value.exit_code == 5
-    assert engine.did("create_container") == ["wheel-server", "compile", "publish", "abi-check"]
+    assert engine.did("create_container") == ["wheel-server", "publish", "compile", "abi-check"]
     assert ("remove_container", "wheel-server") in engine.calls
     assert "runner image" not in engine.did("build")
     assert "app:1.0" not in engine.tags
@@ -729,12 +732,12 @@ def test_the_runner_records_the_gate_it_passed_and_the_next_build_skips_it(engin
 
 
 @pytest.fixture
-def background(monkeypatch: pytest.MonkeyPatch) -> None:
+def in_background(monkeypatch: pytest.MonkeyPatch) -> None:
     """The wheel server starts in its own thread, as it does outside the unit tests."""
-    monkeypatch.setattr(wheel_server, "BACKGROUND", True)
+    monkeypatch.setattr(background, "BACKGROUND", True)
 
 
-@pytest.mark.usefixtures("background")
+@pytest.mark.usefixtures("in_background")
 def test_the_wheel_server_starts_in_the_background_while_the_wheels_compile(engine: FakeEngine, tmp_path: Path) -> None:
     result = run(engine, request_for(tmp_path))
 
@@ -745,7 +748,7 @@ def test_the_wheel_server_starts_in_the_background_while_the_wheels_compile(engi
     assert engine.calls.index(("run", "publish")) < allowing < engine.calls.index(("build", "runner image"))
 
 
-@pytest.mark.usefixtures("background")
+@pytest.mark.usefixtures("in_background")
 def test_a_compile_failure_removes_the_server_started_in_the_background(engine: FakeEngine, tmp_path: Path) -> None:
     engine.outputs["compile"] = (1, ["ERROR: No matching distribution found for app==1.0"])
 
@@ -753,11 +756,11 @@ def test_a_compile_failure_removes_the_server_started_in_the_background(engine: 
         run(engine, request_for(tmp_path))
 
     # run() also checks that no container outlived the build.
-    assert sorted(engine.did("remove_container")) == ["compile", "wheel-server"]
+    assert sorted(engine.did("remove_container")) == ["compile", "publish", "wheel-server"]
     assert "app:1.0" not in engine.tags
 
 
-@pytest.mark.usefixtures("background")
+@pytest.mark.usefixtures("in_background")
 def test_a_wheel_server_that_cannot_start_fails_the_build_before_the_runner(engine: FakeEngine, tmp_path: Path) -> None:
     engine.fail("start", "wheel-server", EngineError("The engine failed to start container grocker-wheels: boom"))
 

@@ -193,7 +193,7 @@ def test_other_constraints_are_another_lock_and_build(engine: FakeEngine, tmp_pa
     assert not result.up_to_date
     assert resolve_request(engine)["constraint"] is not None
     # The same wheels as the first build's, on the same root image: the ABI gate does not run again.
-    assert engine.did("create_container") == ["wheel-server", "compile", "publish", "check"]
+    assert engine.did("create_container") == ["wheel-server", "publish", "compile", "check"]
 
 
 def test_an_image_of_another_grocker_version_is_rebuilt(engine: FakeEngine, tmp_path: Path) -> None:
@@ -296,7 +296,9 @@ def test_a_rebuild_of_a_locked_release_reuses_its_lock(
     with caplog.at_level(logging.INFO, logger="grocker"):
         result = run(engine, request_for(tmp_path, name="app:copy"))
 
-    assert engine.did("create_container") == ["wheel-server", "compile", "check"]
+    # The publisher's container, started while the resolve ran, had nothing to do.
+    assert engine.did("create_container") == ["wheel-server", "publish", "compile", "check"]
+    assert engine.did("execute") == []
     assert result.dependencies == "locked on 2026-11-02 10:20:30 UTC"
     assert "dependencies locked on 2026-11-02 10:20:30 UTC" in caplog.messages[-1]
     assert b"six-1.16.0-py2.py3-none-any.whl" in engine.built["runner image"]["Dockerfile"]

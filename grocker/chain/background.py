@@ -1,0 +1,61 @@
+"""Engine objects made in a thread of their own while the build goes on, and always removed.
+
+The wheel server starts while the wheels are compiled, and the publisher's container while the
+resolve runs: each is made by a function that enters what it creates (containers, networks) in
+an ExitStack, which `close` unwinds once that function has ended, whatever happened.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+BACKGROUND = True
+"""Make them in a thread of their own; the unit tests of the chain's order make them inline."""
+
+
+class Background(Generic[T]):
+    """What `make` returns, made in the background; `close` waits for it, then removes what it made."""
+
+    def __init__(self, make: Callable[[contextlib.ExitStack], T], name: str) -> None:
+        self._made = contextlib.ExitStack()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._future: concurrent.futures.Future[T]
+        if BACKGROUND:
+            self._future = self._pool.submit(self._make, make)
+        else:
+            self._future = concurrent.futures.Future()
+            try:
+                self._future.set_result(self._make(make))
+            except Exception as err:  # raised by `result`, as the thread's would be
+                self._future.set_exception(err)
+
+    def _make(self, make: Callable[[contextlib.ExitStack], T]) -> T:
+        with contextlib.ExitStack() as made:
+            value = make(made)
+            # Kept for `close`: removed once the build is done with it.
+            self._made.push(made.pop_all())
+        return value
+
+    def result(self) -> T:
+        """Wait for it; raise what making it raised."""
+        return self._future.result()
+
+    def close(self) -> None:
+        """Wait for the making to end, then remove what it made (idempotent)."""
+        self._pool.shutdown(wait=True)
+        self._made.close()
+
+
+@contextlib.contextmanager
+def background(make: Callable[[contextlib.ExitStack], T], name: str) -> Iterator[Background[T]]:
+    """Make something in the background while the block runs; always remove it on the way out."""
+    made = Background(make, name)
+    try:
+        yield made
+    finally:
+        made.close()
