@@ -36,7 +36,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import installer
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -427,10 +426,11 @@ class _Wheelhouse:
         compiler = self.engine.image(self.names.compiler)
         # Recorded with each wheel built here from an sdist, for the SBOM.
         content = {**self.settings, **request, "compiler_image": compiler.id if compiler else None}
-        content["wheel_installer"] = {"version": installer.__version__, "folder": f"{INPUT_DIR}/{_INSTALLER_DIR}"}
+        version, installer_files = wheel_installer_files()
+        content["wheel_installer"] = {"version": version, "folder": f"{INPUT_DIR}/{_INSTALLER_DIR}"}
         command = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]
         files = {"publish.py": _script("publish.py"), "publish.json": json.dumps(content).encode()}
-        files.update(wheel_installer_files())
+        files.update(installer_files)
         if standby is not None and not outboxes:
             container = standby.result()
             self._put(container, files)
@@ -567,13 +567,16 @@ def compile_advice(lines: Sequence[str], pip: PipSettings) -> str:
 _INSTALLER_DIR = "wheel-installer"
 
 
-def wheel_installer_files() -> dict[str, bytes]:
-    """pypa/installer's modules, from this interpreter's installation, for the publisher to compile.
+def wheel_installer_files() -> tuple[str, dict[str, bytes]]:
+    """pypa/installer's version and modules, from this interpreter's installation, for the publisher.
 
     The runner's steps install the wheels with it (resources/wheelhouse/publish.py makes it a
-    zip with bytecode for the runtime's Python). Its Windows launchers are left out.
+    zip with bytecode for the runtime's Python). Its Windows launchers are left out. Imported
+    here only: a build that publishes nothing does not need it.
     """
-    return package_sources(installer, _INSTALLER_DIR)
+    import installer
+
+    return installer.__version__, package_sources(installer, _INSTALLER_DIR)
 
 
 def _script(name: str) -> bytes:

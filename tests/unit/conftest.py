@@ -102,6 +102,7 @@ def publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         "LOCKS": state / "locks",
         "RECORDS": state / "sha256",
         "ORIGINS": state / "origins",
+        "ELF_FLAGS": state / "elf",
         "TEMPORARY": state / "tmp",
         "QUARANTINE": state / "quarantine",
     }.items():

@@ -77,6 +77,12 @@ def test_the_publisher_says_which_wheels_hold_an_elf_file(publisher: ModuleType,
     assert publisher.has_elf(native)
     assert publisher.has_elf(hidden)
     assert not publisher.has_elf(pure)
+    # Answered once per content: the answer is kept under the file's SHA-256.
+    digest = publisher.sha256_of(native)
+    assert publisher.elf_flag(native, digest)
+    native.write_bytes(pure.read_bytes())
+    assert publisher.elf_flag(native, digest)
+    assert not publisher.elf_flag(native, publisher.sha256_of(native))
 
 
 def test_lock_entries_carry_whether_a_wheel_holds_an_elf_file() -> None:

@@ -302,7 +302,7 @@ def test_publisher_compiles_the_installer_once_beside_its_sources(publisher: Mod
 def _installer_folder(tmp_path: Path) -> Path:
     """pypa/installer's modules as the host puts them in the publisher's container."""
     folder = tmp_path / "input"
-    for path, content in wheelhouse.wheel_installer_files().items():
+    for path, content in wheelhouse.wheel_installer_files()[1].items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_bytes(content)
     return folder / "wheel-installer"
