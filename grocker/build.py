@@ -86,7 +86,9 @@ def _build_images(session: Session) -> tuple[WheelLock | None, abi.Report | None
         if request.build_dependencies:
             compiler_context = render.compiler_context(config, names.root)
             result.compiler_image = images.ensure_child(session, COMPILER, names.compiler, compiler_context)
-            lock = wheelhouse.compile_wheels(session)
+            # Kept to the end of the build: released (removed in the background) once used.
+            publisher = stack.enter_context(wheelhouse.standby(session))
+            lock = wheelhouse.compile_wheels(session, publisher)
         if server is not None:
             # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
             gate = abi.check_wheels(session.engine, config, names, request.release, lock, session.stream_line)

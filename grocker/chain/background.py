@@ -25,7 +25,8 @@ class Background(Generic[T]):
         self._made = contextlib.ExitStack()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._future: concurrent.futures.Future[T]
-        if BACKGROUND:
+        self._inline = not BACKGROUND
+        if not self._inline:
             self._future = self._pool.submit(self._make, make)
         else:
             self._future = concurrent.futures.Future()
@@ -44,6 +45,13 @@ class Background(Generic[T]):
     def result(self) -> T:
         """Wait for it; raise what making it raised."""
         return self._future.result()
+
+    def release(self) -> None:
+        """Start removing what was made, in the background thread; `close` waits for the removal."""
+        if self._inline:
+            self._made.close()
+        else:
+            self._pool.submit(self._made.close)
 
     def close(self) -> None:
         """Wait for the making to end, then remove what it made (idempotent)."""

@@ -245,12 +245,14 @@ def publisher_settings(pip: PipSettings, cert: str | None, client_cert: str | No
     }
 
 
-def compile_wheels(session: Session) -> WheelLock:
+def compile_wheels(session: Session, publisher: Background[Container] | None = None) -> WheelLock:
     """Resolve, fetch, build and publish the wheels of the release; return its wheel lock.
 
     A pinned release whose lock exists reuses that lock, unless the request asks to refresh it.
+    `publisher` is the publisher's container, started while the resolve runs (`standby`); it is
+    released (removed in the background) once the compile has used it.
     """
-    lock, resolved = _Wheelhouse(session).compile()
+    lock, resolved = _Wheelhouse(session, publisher).compile()
     if lock.reused:
         session.reused(f"{len(set(lock.reused))} wheels")
     session.result.dependencies = "resolved now" if resolved else f"locked on {_date(lock.locked)}"
@@ -271,7 +273,9 @@ def _date(locked: str | None) -> str:
 
 
 class _Wheelhouse:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, publisher: Background[Container] | None) -> None:
+        self.session = session
+        self.publisher = publisher
         self.engine = session.engine
         self.config = session.config
         self.names = session.names
@@ -287,12 +291,10 @@ class _Wheelhouse:
         for line in self.inputs["pip.conf"].decode("utf-8").splitlines()[1:]:
             logger.debug("  pip %s", mask(line, self.secrets))
         totals = _Totals()
-        with (
-            phase(f"compile wheels of {release.requirement}") as note,
-            background(self._standby, "grocker-publisher") as publisher,
-        ):
+        with phase(f"compile wheels of {release.requirement}") as note:
             resolved = self._resolve()
             if isinstance(resolved, WheelLock):
+                self._release_publisher()  # it has nothing to do
                 note(f"{len(resolved.dependencies) + 1} wheels of the lock of {_date(resolved.locked)}")
                 return resolved, False
             items = resolved
@@ -317,7 +319,8 @@ class _Wheelhouse:
                 first["lock"] = None
             else:
                 first[("reuse" if application.in_volume else "fetch")].append(application.as_json())
-            result = self._publish(first, (), publisher)
+            result = self._publish(first, (), self.publisher)
+            self._release_publisher()
             totals.add(result)
             builds += [(item, content, False) for item, content in result.sdists]
             lock_data = result.lock
@@ -350,15 +353,12 @@ class _Wheelhouse:
     def _container(
         self, role: keys.Role, entrypoint: Sequence[str], volumes: Mapping[str, tuple[str, str]]
     ) -> contextlib.AbstractContextManager[Container]:
-        return self.engine.container(
-            self.names.compiler,
-            role=role,
-            labels=internal_labels(self.config, role),
-            entrypoint=list(entrypoint),
-            volumes=volumes,
-            environment={"PIP_CONFIG_FILE": f"{INPUT_DIR}/pip.conf"},
-            user="grocker",
-        )
+        return _compiler_container(self.session, role, entrypoint, volumes)
+
+    def _release_publisher(self) -> None:
+        """Remove the waiting publisher's container in the background: this compile is done with it."""
+        if self.publisher is not None:
+            self.publisher.release()
 
     def _put(self, container: Container, extra: Mapping[str, bytes]) -> None:
         files = {**self.inputs, **extra}
@@ -403,18 +403,6 @@ class _Wheelhouse:
                 f"(it chose {[item.filename for item in found]}). Check the release's name."
             )
         return found[0]
-
-    def _standby(self, made: contextlib.ExitStack) -> Container:
-        """The publisher's container, started while the resolve runs; it waits for its request.
-
-        It runs nothing but a wait until the host runs the publisher in it (`_publish`), so that
-        the publish does not wait for a container to start.
-        """
-        volumes = {self.names.volume: (layout.COMPILE_MOUNT, "rw")}
-        waiting = [PYTHON, "-I", "-c", "import signal; signal.pause()"]
-        container = made.enter_context(self._container(keys.PUBLISH, waiting, volumes))
-        container.start()
-        return container
 
     def _publish(
         self, request: Mapping[str, Any], outboxes: Sequence[str], standby: Background[Container] | None = None
@@ -586,6 +574,38 @@ def _script(name: str) -> bytes:
 def script_path(name: str) -> Path:
     """Where an in-container script lives in the package (for tests that import its pure parts)."""
     return Path(str(resources.files("grocker").joinpath(f"resources/wheelhouse/{name}")))
+
+
+def standby(session: Session) -> contextlib.AbstractContextManager[Background[Container]]:
+    """The publisher's container, started in the background to wait for its request; removed on exit.
+
+    It runs nothing but a wait until the compile runs the publisher in it, so that the publish
+    does not wait for a container to start: start it before the compile (`compile_wheels`).
+    """
+
+    def start(made: contextlib.ExitStack) -> Container:
+        waiting = [PYTHON, "-I", "-c", "import signal; signal.pause()"]
+        volumes = {session.names.volume: (layout.COMPILE_MOUNT, "rw")}
+        container = made.enter_context(_compiler_container(session, keys.PUBLISH, waiting, volumes))
+        container.start()
+        return container
+
+    return background(start, "grocker-publisher")
+
+
+def _compiler_container(
+    session: Session, role: keys.Role, entrypoint: Sequence[str], volumes: Mapping[str, tuple[str, str]]
+) -> contextlib.AbstractContextManager[Container]:
+    """A container of the compiler image, as user grocker, with the pip settings' file named."""
+    return session.engine.container(
+        session.names.compiler,
+        role=role,
+        labels=internal_labels(session.config, role),
+        entrypoint=list(entrypoint),
+        volumes=volumes,
+        environment={"PIP_CONFIG_FILE": f"{INPUT_DIR}/pip.conf"},
+        user="grocker",
+    )
 
 
 def ensure_volume(session: Session) -> None:

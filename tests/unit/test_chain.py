@@ -77,6 +77,8 @@ def test_first_build_makes_everything_in_order(engine: FakeEngine, tmp_path: Pat
     assert engine.did("create_container") == ["wheel-server", "publish", "compile", "abi-check", "check"]
     assert engine.did("execute") == ["publish"]
     assert engine.calls.index(("run", "compile")) < engine.calls.index(("execute", "publish"))
+    # Once used, it goes (in the background), not at the end of the build.
+    assert engine.calls.index(("remove_container", "publish")) < engine.calls.index(("build", "runner image"))
     assert engine.did("pull") == []
     assert engine.did("push") == []
     # The entrypoint check runs on the built runner, while the wheel server goes.
