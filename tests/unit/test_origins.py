@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 from types import ModuleType
 
 from grocker.wheels import Origin, parse_lock
+from tests.unit.test_abi import _wheel
 
 SIX = "six-1.16.0-py2.py3-none-any.whl"
 
@@ -57,14 +57,6 @@ def test_lock_entries_carry_their_origin() -> None:
     assert lock.dependencies[1].origin == Origin("built", compiler="sha256:c0")
     # A lock written before origins were recorded still reads.
     assert lock.installer.origin == Origin("unknown")
-
-
-def _wheel(folder: Path, name: str, members: dict[str, bytes]) -> Path:
-    path = folder / name
-    with zipfile.ZipFile(path, "w") as archive:
-        for member, content in members.items():
-            archive.writestr(member, content)
-    return path
 
 
 def test_the_publisher_says_which_wheels_hold_an_elf_file(publisher: ModuleType, tmp_path: Path) -> None:
