@@ -502,3 +502,11 @@ def test_a_wheel_installer_name_that_is_not_one_is_refused(debian: ProjectConfig
         render.runner_context(parse_release("myapp==1.0", Path.cwd()), debian, ROOT, lock)
     with pytest.raises(BuildError, match=r"as the runner's wheel installer, which is not one"):
         check_lock(lock, "myapp")
+
+
+def test_the_wheel_server_mount_point_belongs_to_grocker(debian: ProjectConfig) -> None:
+    provision = render.wheel_server_context(debian, ROOT).files["provision.sh"].decode()
+
+    # The wheel server may be the first container to mount a new wheel volume (it starts while
+    # the compile does): the volume takes its mount point's owner, and the publisher is grocker.
+    assert "chown grocker:grocker /wheels\n" in provision
