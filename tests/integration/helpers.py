@@ -115,6 +115,26 @@ class Grocker:
             container.remove(v=True)  # with the anonymous volumes of the image's VOLUMEs
 
 
+def output_of(client: docker.DockerClient, image: str, command: list[str]) -> bytes:
+    """What a container of `image` running `command` printed, once it exited; then remove it.
+
+    Podman's logs of a container that just exited are sometimes empty for a moment: read them
+    again, a few times, before taking an empty output for the answer.
+    """
+    container = client.containers.run(image, command, detach=True)
+    try:
+        container.wait()
+        output = container.logs(stdout=True, stderr=True)
+        for _ in range(10):
+            if output:
+                break
+            time.sleep(0.2)
+            output = container.logs(stdout=True, stderr=True)
+        return bytes(output)
+    finally:
+        container.remove(v=True)
+
+
 def manifest_digest(reference: str) -> str:
     """The registry's digest of a pushed image's manifest (localhost:5000/repo:tag)."""
     registry, _, rest = reference.partition("/")

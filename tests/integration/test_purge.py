@@ -29,6 +29,7 @@ from grocker import __version__, api
 from grocker.purge import PurgeOptions
 from tests.integration.conftest import ENGINE_HOSTS, MatrixEngine
 from tests.integration.engines import start_engine
+from tests.integration.helpers import output_of
 
 BASE = "debian:trixie"
 OLD, OLDER, OLDEST, CURRENT, NEW = "6.3", "6.2", "6.1", __version__, "99.0"
@@ -376,7 +377,7 @@ def test_f_untags_a_runner_others_built_from_and_leftover_build_objects_go(priva
     if private_engine.keeps_parents:
         assert f"(grocker {OLD}, runner): other images are built FROM it and keep its layers" in first.stdout
     # The child keeps the layers it shares with the runner.
-    output = made.engine.client.containers.run("someone/app:1", ["cat", "/mine"], remove=True)
+    output = output_of(made.engine.client, "someone/app:1", ["cat", "/mine"])
     assert output == b"mine\n"
     assert "compile-created" in made.remaining()
     assert network in {n["Name"] for n in made.api.networks()}
@@ -396,4 +397,4 @@ def test_f_untags_a_runner_others_built_from_and_leftover_build_objects_go(priva
     assert "compiler-old" not in made.remaining()
     assert network not in {n["Name"] for n in made.api.networks()}
     assert f"removed network {network} (grocker {CURRENT}, network)" in report.lines()
-    assert made.engine.client.containers.run("someone/app:1", ["cat", "/mine"], remove=True) == b"mine\n"
+    assert output_of(made.engine.client, "someone/app:1", ["cat", "/mine"]) == b"mine\n"
