@@ -90,6 +90,7 @@ def connect(endpoint: Endpoint) -> DockerEngine:
         described,
         podman="Podman Engine" in components,
         containerd_store=uses_containerd_store(info),
+        parallel=endpoint.scheme != "ssh",
     )
 
 
@@ -198,7 +199,13 @@ class DockerEngine:
     """A connected engine, with the operations the build chain and purge need (grocker.protocol.Engine)."""
 
     def __init__(
-        self, client: docker.DockerClient, described: str, *, podman: bool = False, containerd_store: bool = False
+        self,
+        client: docker.DockerClient,
+        described: str,
+        *,
+        podman: bool = False,
+        containerd_store: bool = False,
+        parallel: bool = True,
     ) -> None:
         self.client = client
         self.api = client.api
@@ -208,6 +215,8 @@ class DockerEngine:
         self.podman = podman
         # Docker's containerd image store counts an image's size differently (see image()).
         self.containerd_store = containerd_store
+        # Over ssh, each call in flight is an ssh session, and sshd limits them: one at a time.
+        self.parallel = parallel
 
     # Images
 

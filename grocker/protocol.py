@@ -93,6 +93,9 @@ class ChainEngine(Protocol):
 
     podman: bool
     """Podman's builds do not resolve names through the build network's DNS: they need /etc/hosts."""
+    parallel: bool
+    """Whether the chain may call it from several threads at once: not over ssh, where each call
+    in flight is a session of one ssh connection, and sshd limits them (MaxSessions, 10)."""
 
     def image(self, name: str) -> ImageInfo | None:
         """Inspect a local image, or None when it does not exist."""

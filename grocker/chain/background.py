@@ -21,11 +21,12 @@ BACKGROUND = True
 class Background(Generic[T]):
     """What `make` returns, made in the background; `close` waits for it, then removes what it made."""
 
-    def __init__(self, make: Callable[[contextlib.ExitStack], T], name: str) -> None:
+    def __init__(self, make: Callable[[contextlib.ExitStack], T], name: str, *, inline: bool = False) -> None:
+        """Start making it; `inline` makes it here and now (an engine that takes one call at a time)."""
         self._made = contextlib.ExitStack()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._future: concurrent.futures.Future[T]
-        self._inline = not BACKGROUND
+        self._inline = inline or not BACKGROUND
         if not self._inline:
             self._future = self._pool.submit(self._make, make)
         else:
@@ -60,9 +61,11 @@ class Background(Generic[T]):
 
 
 @contextlib.contextmanager
-def background(make: Callable[[contextlib.ExitStack], T], name: str) -> Iterator[Background[T]]:
+def background(
+    make: Callable[[contextlib.ExitStack], T], name: str, *, inline: bool = False
+) -> Iterator[Background[T]]:
     """Make something in the background while the block runs; always remove it on the way out."""
-    made = Background(make, name)
+    made = Background(make, name, inline=inline)
     try:
         yield made
     finally:

@@ -80,22 +80,38 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served,
     # build options, which the classic builder turns into one step each.
     context = render.runner_context(release, config, session.names.root, lock, labels, epoch)
     cached: list[str] = []
+    python = config.runtime.python
+    missing_python: list[str] = []
 
     def on_line(line: str) -> None:
         if _CACHED_STEP_RE.fullmatch(line.strip()):
             cached.append(line)
+        # dash: "/bin/sh: 1: python3: not found"; busybox: "/bin/sh: python3: not found".
+        if line.strip().endswith(f" {python}: not found"):
+            missing_python.append(line)
         session.stream_line(line)
 
     with phase(f"build image {session.request.image_name}") as note:
-        image_id = session.engine.build(
-            context.files,
-            labels={},
-            what="runner image",
-            on_line=on_line,
-            network=served.network,
-            extra_hosts=served.hosts,
-            nocache=session.request.no_cache,
-        )
+        try:
+            image_id = session.engine.build(
+                context.files,
+                labels={},
+                what="runner image",
+                on_line=on_line,
+                network=served.network,
+                extra_hosts=served.hosts,
+                nocache=session.request.no_cache,
+            )
+        except BuildError as err:
+            if not missing_python:
+                raise
+            # The ABI gate says so when it runs; a lock it has nothing to check in starts no gate.
+            raise BuildError(
+                f"The runner's steps could not run in the root image {session.names.root}: it has no "
+                f"{python}. A runtime's root image must have its Python: add its package to the "
+                "runtime's run dependencies, or fix the runtime's `python`.",
+                details=missing_python[-1].strip(),
+            ) from err
         if cached:
             note(f"{len(cached)} cached layers")
             session.reused(f"{len(cached)} cached layers")

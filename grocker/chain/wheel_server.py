@@ -54,7 +54,7 @@ class Starting:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._started = Background(self._start, "grocker-wheel-server")
+        self._started = Background(self._start, "grocker-wheel-server", inline=not session.engine.parallel)
 
     def _start(self, made: contextlib.ExitStack) -> tuple[Container, str, Mapping[str, str] | None]:
         session = self._session

@@ -590,7 +590,7 @@ def standby(session: Session) -> contextlib.AbstractContextManager[Background[Co
         container.start()
         return container
 
-    return background(start, "grocker-publisher")
+    return background(start, "grocker-publisher", inline=not session.engine.parallel)
 
 
 def _compiler_container(

@@ -118,6 +118,8 @@ class FakeEngine:
     """What a container of each role prints, and its exit status."""
     build_lines: dict[str, list[str]] = field(default_factory=dict)
     """What the build of each `what` ("root image", "runner image"...) prints."""
+    build_failures: dict[str, BaseException] = field(default_factory=dict)
+    """What the build of each `what` raises once it has printed its lines."""
     contended: dict[str, Callable[[], None]] = field(default_factory=dict)
     """Mutexes another build holds: what that build does before it releases the mutex."""
     calls: list[Call] = field(default_factory=list)
@@ -128,6 +130,7 @@ class FakeEngine:
     live: list[str] = field(default_factory=list)
     failures: dict[Call, BaseException] = field(default_factory=dict)
     podman: bool = False
+    parallel: bool = True
     build_networks: dict[str, tuple[str | None, dict[str, str] | None]] = field(default_factory=dict)
     """The network and /etc/hosts entries each `what` was built with."""
     containers_made: list[dict[str, object]] = field(default_factory=list)
@@ -200,6 +203,8 @@ class FakeEngine:
         self.built[what] = dict(files)
         for line in self.build_lines.get(what, []):
             on_line(line)
+        if what in self.build_failures:
+            raise self.build_failures[what]
         image_id = f"sha256:{next(self._ids):064x}"
         self.images[image_id] = ImageInfo(image_id, (), {**_dockerfile_labels(files), **labels}, 2000)
         return image_id
@@ -517,12 +522,13 @@ def report_line(app_in_volume: bool = False) -> str:
     return REPORT_MARK + json.dumps({"items": items})
 
 
-def publish_line(added: tuple[str, ...] = (APP,), reused: tuple[str, ...] = ()) -> str:
-    """The publisher's result line, with the wheel lock it wrote."""
+def publish_line(added: tuple[str, ...] = (APP,), reused: tuple[str, ...] = (), elf: bool | None = None) -> str:
+    """The publisher's result line, with the wheel lock it wrote (each wheel's `elf`, when given)."""
+    flag = {} if elf is None else {"elf": elf}
     lock = {
-        "application": {"file": APP, "sha256": "a" * 64},
-        "dependencies": [{"file": SIX, "sha256": "b" * 64}],
-        "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "c" * 64},
+        "application": {"file": APP, "sha256": "a" * 64, **flag},
+        "dependencies": [{"file": SIX, "sha256": "b" * 64, **flag}],
+        "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "c" * 64, **flag},
     }
     return PUBLISH_MARK + json.dumps({"added": list(added), "reused": list(reused), "wheels": {}, "lock": lock})
 

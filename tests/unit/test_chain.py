@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -772,3 +773,40 @@ def test_a_wheel_server_that_cannot_start_fails_the_build_before_the_runner(engi
     assert "runner image" not in engine.did("build")
     assert "wheel-server" in engine.did("remove_container")
     assert "app:1.0" not in engine.tags
+
+
+def test_a_root_image_without_python_is_named_when_no_gate_ran(engine: FakeEngine, tmp_path: Path) -> None:
+    # A lock the gate has nothing to check in: the runner's first step is the first to need Python.
+    engine.outputs["publish"] = (0, [publish_line(elf=False)])
+    engine.build_lines["runner image"] = ["Step 6/9 : RUN ...", "/bin/sh: 1: python3: not found"]
+    engine.build_failures["runner image"] = BuildError("The runner image build failed: returned a non-zero code: 127")
+
+    with pytest.raises(BuildError) as raised:
+        run(engine, request_for(tmp_path))
+
+    assert "abi-check" not in engine.did("create_container")
+    assert "could not run in the root image" in str(raised.value)
+    assert "it has no python3. A runtime's root image must have its Python" in str(raised.value)
+    assert "app:1.0" not in engine.tags
+
+
+def test_an_engine_reached_over_ssh_gets_one_call_at_a_time(
+    engine: FakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(background, "BACKGROUND", True)
+    engine.parallel = False  # sshd limits the sessions of one connection
+    calls: list[str] = []
+    step = engine.step
+
+    def record(operation: str, subject: str) -> None:
+        calls.append(threading.current_thread().name)
+        step(operation, subject)
+
+    monkeypatch.setattr(engine, "step", record)
+
+    run(engine, request_for(tmp_path))
+
+    # Only the entrypoint check has a thread of its own (it ran so before): the wheel server and
+    # the publisher's container start here, one call after another.
+    assert {name for name in calls if not name.startswith("grocker-check")} == {"MainThread"}
+    assert engine.did("create_container")[:3] == ["wheel-server", "publish", "compile"]
