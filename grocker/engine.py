@@ -804,7 +804,7 @@ class DockerContainer:
         self.name = name
 
     def put_files(self, directory: str, files: Mapping[str, bytes], mode: int = 0o644) -> None:
-        """Copy files into the container (before it starts), never into an image."""
+        """Copy files into the container, stopped or running (into a folder that exists), never into an image."""
         self.api.put_archive(self.id, directory, _tar(files, mode=mode, folders=True).getvalue())
 
     def get_file(self, path: str) -> bytes | None:

@@ -67,7 +67,7 @@ class Container(Protocol):
     def name(self) -> str: ...
 
     def put_files(self, directory: str, files: Mapping[str, bytes], mode: int = 0o644) -> None:
-        """Copy files into the container (before it starts), never into an image."""
+        """Copy files into the container, stopped or running (into a folder that exists), never into an image."""
 
     def get_file(self, path: str) -> bytes | None:
         """Read one file from the container (its volumes included), or None if it is missing."""
