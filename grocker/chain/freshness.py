@@ -40,7 +40,7 @@ def inputs_digest(session: Session, root_id: str) -> str:
     content = {
         "grocker": __version__,
         "runner": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(context.files.items())},
-        "lock": lock_key(release, config.pip_constraint),
+        "lock": lock_key(release, config.pip_constraint, session.names.index_domain),
         "root": root_id,
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()

@@ -69,7 +69,6 @@ INPUT_DIR = "/tmp/grocker-input"
 """Where each wheelhouse container finds its request, pip settings, certificates and script."""
 PYTHON = "/opt/grocker/venv/bin/python"
 REPORT_MARK = "GROCKER-REPORT:"
-LOCKED_MARK = "GROCKER-LOCKED:"
 PUBLISH_MARK = "GROCKER-PUBLISH:"
 SDISTS_DIR = "/tmp/grocker-sdists"
 SDIST_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+\.(?:tar\.gz|zip)")
@@ -300,7 +299,7 @@ class _Wheelhouse:
             items = resolved
             application = self._application(items)
             lock_request = {
-                "key": lock_key(release, self.config.pip_constraint),
+                "key": self._lock_key(),
                 "application": application.name,
                 "names": [item.name for item in items],
             }
@@ -373,10 +372,11 @@ class _Wheelhouse:
         if release.path is not None:
             extras = f"[{release.extras_text}]" if release.extras else ""
             target = f"{INPUT_DIR}/dist/{release.path.name}{extras}"
-        request: dict[str, Any] = {"target": target, "constraint": None, "lock": None}
         if reuses_lock(self.request):
-            key = lock_key(release, self.config.pip_constraint)
-            request["lock"] = f"{layout.COMPILE_MOUNT}/{layout.lock_file(key)}"
+            existing = self._existing_lock()
+            if existing is not None:
+                return existing
+        request: dict[str, Any] = {"target": target, "constraint": None}
         extra = {"resolve.py": _script("resolve.py")}
         if self.config.pip_constraint is not None:
             extra["constraints.txt"] = self.config.pip_constraint.read_bytes()
@@ -389,10 +389,35 @@ class _Wheelhouse:
             status, lines = container.run(self.on_line)
         if status != 0:
             raise self._compile_error(status, lines)
-        locked = _marked(lines, LOCKED_MARK)
-        if locked is not None and request["lock"] is not None:
-            return check_lock(parse_lock(locked), release.name)
         return parse_report(lines)
+
+    def _lock_key(self) -> str:
+        return lock_key(self.request.release, self.config.pip_constraint, self.names.index_domain)
+
+    def _existing_lock(self) -> WheelLock | None:
+        """The release's lock, read by the host from the volume through the publisher's container.
+
+        Never from the resolve step's output: package code runs there and could print any lock.
+        """
+        path = f"{layout.COMPILE_MOUNT}/{layout.lock_file(self._lock_key())}"
+        if self.publisher is not None:
+            content = self.publisher.result().get_file(path)
+        else:
+            waiting = [PYTHON, "-I", "-c", "pass"]  # never started: the engine reads its volume as it is
+            with self._container(keys.PUBLISH, waiting, {self.names.volume: (layout.COMPILE_MOUNT, "ro")}) as reader:
+                content = reader.get_file(path)
+        if content is None:
+            return None
+        try:
+            data = json.loads(content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise BuildError(
+                f"The wheel lock of {self.request.release.requirement} in {self.names.volume} is not JSON ({err}). "
+                "Build again with --refresh to write it anew."
+            ) from err
+        if not isinstance(data, dict):
+            raise BuildError(f"The wheel lock in {self.names.volume} is malformed. Build again with --refresh.")
+        return check_lock(parse_lock(data), self.request.release.name)
 
     def _application(self, items: Sequence[ReportItem]) -> ReportItem:
         wanted = canonicalize_name(self.request.release.name)
@@ -624,7 +649,7 @@ def require_volume(session: Session) -> None:
 
 def read_lock(session: Session, server: Container) -> WheelLock:
     """The wheel lock of the release, read from the volume through the wheel server's container."""
-    key = lock_key(session.request.release, session.config.pip_constraint)
+    key = lock_key(session.request.release, session.config.pip_constraint, session.names.index_domain)
     content = server.get_file(f"{layout.SERVE_MOUNT}/{layout.lock_file(key)}")
     if content is None:
         raise BuildError(
