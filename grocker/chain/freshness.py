@@ -2,11 +2,12 @@
 
 A runner records in its INPUTS_LABEL a digest of what it was built from: Grocker's version, the
 runner's configuration (its Dockerfile rendered without the lock: env, ports, volumes,
-entrypoint, runtime, root image name), the key of the release's wheel lock and the ID of the
-root image. With lock reuse (grocker.chain.wheelhouse), a pinned release's lock is decided by
-that key once it exists, so equal digests mean that a build would make the same image again:
-the build is skipped. Never with --no-cache or --refresh, and never for a version range (the
-newest version it allows may have changed).
+entrypoint, runtime, root image name), the key of the release's wheel lock (with the digest of
+the index settings, grocker.trust) and the ID of the root image. With lock reuse
+(grocker.chain.wheelhouse), a pinned release's lock is decided by that key once it exists, so
+equal digests mean that a build would make the same image again: the build is skipped. Never
+with --no-cache or --refresh, and never for a version range (the newest version it allows may
+have changed).
 """
 
 from __future__ import annotations

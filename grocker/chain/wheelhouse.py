@@ -4,8 +4,8 @@ Package code (an sdist's setup.py, a build backend) is untrusted: it runs only w
 volume is read-only or absent. The one step that writes the volume, the publisher
 (resources/wheelhouse/publish.py), runs no package code and publishes only checked files:
 
-1. resolve (untrusted, volume read-only): pip resolves the release against the volume and the
-   index with ``pip install --dry-run --report`` and prints what it chose;
+1. resolve (untrusted, volume read-only): pip resolves the release against the index and the
+   volume's wheels of that index with ``pip install --dry-run --report`` and prints what it chose;
 2. publish (trusted): files already published are reused; the others are downloaded from the
    index that lists them and checked against the SHA-256 it publishes; wheels go into the
    volume, sdists come back to the host;
@@ -17,10 +17,14 @@ volume is read-only or absent. The one step that writes the volume, the publishe
    the runner's steps run).
 The report of step 1 only chooses *what* to fetch: a forged one can pick nothing but checked
 files. When nothing is new, steps 3 and 4 do not run: one resolve and one publish container.
+The volume is the one of the build's index settings (grocker.trust, grocker.naming): a wheel
+another index offered is never a candidate, and a local RELEASE file never stands for a
+published one (resources/wheelhouse/publish.py).
 
 Freshness is explicit: a release that has no lock yet is always resolved against the index (the
 newest versions its requirements allow); a rebuild of a pinned release that has one reuses it
-(step 1 then only reads it, and nothing else runs); ``--refresh`` resolves it again. A version
+(the host reads it from the volume, through the publisher's container: never from the resolve's
+output, where package code could print one; nothing runs); ``--refresh`` resolves it again. A version
 range is resolved every time, since the newest version it allows may have changed.
 """
 

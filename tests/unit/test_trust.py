@@ -335,4 +335,4 @@ def test_a_wheel_built_from_a_local_sdist_is_marked_local(publisher: ModuleType,
 def test_the_scripts_spell_the_origins_folder_as_grocker_does() -> None:
     resolve, publish = _script("resolve.py"), _script("publish.py")
 
-    assert resolve.ORIGINS == str(publish.ORIGINS) == f"{layout.COMPILE_MOUNT}/.grocker/origins"
+    assert resolve.ORIGINS == str(publish.ORIGINS) == f"{layout.COMPILE_MOUNT}/{layout.ORIGINS_DIR}"
