@@ -646,8 +646,9 @@ def require_volume(session: Session) -> None:
     """Refuse to build the runner from a wheel volume that does not exist."""
     if session.engine.volume_labels(session.names.volume) is None:
         raise BuildError(
-            f"There is no wheel volume {session.names.volume} yet, so --no-build-dependencies has "
-            "nothing to build from. Run the build once with --build-dependencies (the default)."
+            f"There is no wheel volume {session.names.volume} yet (one per configuration and index "
+            "settings), so --no-build-dependencies has nothing to build from. Run the build once with "
+            "--build-dependencies (the default) and the same pip settings."
         )
 
 
