@@ -37,7 +37,7 @@ MAX_TAG = 128
 
 @dataclass(frozen=True)
 class InternalNames:
-    """Names of the objects shared by every build of one configuration."""
+    """Names of the objects shared by every build of one configuration (the volume: and index settings)."""
 
     config_hash: str
     root: str
@@ -45,7 +45,7 @@ class InternalNames:
     wheel_server: str
     volume: str
     """The wheel volume of the configuration and the index settings' trust domain (grocker.trust)."""
-    index_domain: str = ""
+    index_domain: str
     """The digest of the index settings (grocker.trust.index_domain) the volume belongs to."""
 
 
