@@ -98,7 +98,8 @@ def main() -> int:
 def _grocker(client: docker.DockerClient, method: str, args: argparse.Namespace, context: Path, run_id: str) -> Figures:
     figures = Figures()
     config = api.load_config(cwd=context, overrides={"runtime": args.runtime})
-    names = naming.internal_names(config)
+    # The builds read the pip settings of this environment: their wheel volume is those settings'.
+    names = naming.internal_names(config, load_pip_settings(None, os.environ, Path.home()))
     repository = f"bench-grocker-{run_id}"
 
     def build(release: str, tag: str, *extra: str) -> tuple[float, str]:

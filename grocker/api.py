@@ -175,7 +175,7 @@ def build(request: BuildRequest, env: Mapping[str, str] | None = None) -> BuildR
 def dry_run(request: BuildRequest) -> str:
     """The resolved configuration and the four rendered build contexts, as text."""
     config = request.config
-    names = naming.internal_names(config)
+    names = naming.internal_names(config, request.pip)
     lines = ["# Resolved configuration (value  [source])"]
     lines += [f"{key}: {value}  [{source}]" for key, value, source in describe(config)]
     lines += [

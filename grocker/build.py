@@ -30,7 +30,7 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     """Run the enabled phases of the chain for one release and return what they produced."""
     start = time.monotonic()
     config = request.config
-    names = internal_names(config)
+    names = internal_names(config, request.pip)
     result = BuildResult(release=request.release.text, image=request.image_name, runtime=config.runtime.name)
     session = Session(engine, request, names, result, request.pip.secrets())
     lock: WheelLock | None = None
@@ -53,7 +53,9 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     if config.sbom is not None:
         # In a build, the gate's container has collected the SBOM's facts: no container starts for them.
         gathered = gate.sbom if gate is not None else None
-        sbom_text = sbom_step.write(engine, config, request.image_name, request.release, names.volume, lock, gathered)
+        sbom_text = sbom_step.write(
+            engine, config, request.image_name, request.release, names.volume, names.index_domain, lock, gathered
+        )
         result.sbom = str(config.sbom)
     if request.push:
         result.hash = push.push(session)

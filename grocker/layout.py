@@ -9,7 +9,9 @@ COMPILE_MOUNT = "/home/grocker/wheels"
 SERVE_MOUNT = "/wheels"
 """Where the wheel server mounts the wheel volume (read-only) and serves it from."""
 LOCKS_DIR = ".grocker/locks"
-"""The wheel locks, relative to the volume's root: one JSON file per release and constraints."""
+"""The wheel locks, relative to the volume's root: one JSON file per release, constraints and index settings."""
+ORIGINS_DIR = ".grocker/origins"
+"""Where each wheel came from, relative to the volume's root: the resolve offers pip only those of an index."""
 
 
 def lock_file(key: str) -> str:

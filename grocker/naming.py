@@ -14,7 +14,9 @@ from grocker import __version__
 from grocker import labels as keys
 from grocker.errors import UsageError, cut, shown
 from grocker.labels import Role
+from grocker.pipconf import PipSettings
 from grocker.release import Release
+from grocker.trust import index_domain
 
 if TYPE_CHECKING:
     # Only for annotations: config imports this module to check the image prefix.
@@ -35,13 +37,16 @@ MAX_TAG = 128
 
 @dataclass(frozen=True)
 class InternalNames:
-    """Names of the objects shared by every build of one configuration."""
+    """Names of the objects shared by every build of one configuration (the volume: and index settings)."""
 
     config_hash: str
     root: str
     compiler: str
     wheel_server: str
     volume: str
+    """The wheel volume of the configuration and the index settings' trust domain (grocker.trust)."""
+    index_domain: str
+    """The digest of the index settings (grocker.trust.index_domain) the volume belongs to."""
 
 
 def config_hash(config: ProjectConfig) -> str:
@@ -89,9 +94,14 @@ def _resources_digest() -> str:
     return digest.hexdigest()
 
 
-def internal_names(config: ProjectConfig) -> InternalNames:
-    """Names of the root, compiler and wheel-server images and of the wheel volume."""
+def internal_names(config: ProjectConfig, pip: PipSettings) -> InternalNames:
+    """Names of the root, compiler and wheel-server images and of the wheel volume.
+
+    The images are shared by every build of the configuration; the wheel volume only by those
+    with the same index settings too (`pip`): its wheels are what those indexes offered.
+    """
     digest = config_hash(config)
+    domain = index_domain(pip)
     prefix = f"{config.image_prefix}/" if config.image_prefix else ""
     slug = config.runtime.slug
     tag = f"{__version__}-{digest[:16]}"
@@ -100,7 +110,8 @@ def internal_names(config: ProjectConfig) -> InternalNames:
         root=f"{prefix}grocker-{slug}-root:{tag}",
         compiler=f"{prefix}grocker-{slug}-compiler:{tag}",
         wheel_server=f"{prefix}grocker-{slug}-wheel-server:{tag}",
-        volume=f"grocker-wheel-cache-{__version__}-{slug}-{digest[:16]}",
+        volume=f"grocker-wheel-cache-{__version__}-{slug}-{digest[:16]}-{domain[:12]}",
+        index_domain=domain,
     )
 
 

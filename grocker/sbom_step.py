@@ -44,12 +44,14 @@ def write(
     image_name: str,
     release: Release,
     volume: str,
+    domain: str,
     lock: WheelLock | None,
     gathered: Mapping[str, Any] | None = None,
 ) -> str:
     """Write the SBOM of the final image to `config.sbom` and return its text.
 
-    `lock` is the compile step's, or None when this run did not compile: the lock of the
+    `volume` is the wheel volume of the index settings whose digest is `domain`. `lock` is the
+    compile step's, or None when this run did not compile: the lock of the
     release is then read from the wheel volume. `gathered` is the facts the ABI gate's container
     collected in this build; without them, a container of the final image collects them.
     """
@@ -62,7 +64,7 @@ def write(
         request = sbom_facts.SbomRequest(
             image_name=image_name,
             volume=volume,
-            lock_key=lock_key(release, config.pip_constraint),
+            lock_key=lock_key(release, config.pip_constraint, domain),
             lock=lock,
             extras=release.extras,
             gathered=gathered,

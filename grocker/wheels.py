@@ -90,10 +90,15 @@ class WheelLock:
         return self.application.file.split("-")[1]
 
 
-def lock_key(release: Release, constraint: Path | None) -> str:
-    """Name of the lock of `release` in the volume: what was asked, and with what constraints."""
+def lock_key(release: Release, constraint: Path | None, domain: str) -> str:
+    """Name of the lock of `release` in the volume: what was asked, with what constraints, from where.
+
+    `domain` is the digest of the index settings (grocker.trust.index_domain): a project that
+    moves to another index resolves again, even in a volume that holds a lock of the old one.
+    """
     digest = hashlib.sha256()
     digest.update(release.requirement.encode("utf-8"))
+    digest.update(b"\0domain\0" + domain.encode("ascii"))
     if release.path is not None:
         digest.update(b"\0file\0" + _file_digest(release.path).encode("ascii"))
     if constraint is not None:

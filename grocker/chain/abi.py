@@ -135,7 +135,7 @@ def check_wheels(
             with phase("check wheels against the runtime") as note:
                 note(passed)
             return Report(findings=(), runtime={}, wheels=len(_lock_wheels(lock)), memo=memo)
-    key = lock_key(release, config.pip_constraint)
+    key = lock_key(release, config.pip_constraint, names.index_domain)
     request: dict[str, object] = {"lock": key}
     if lock is not None:
         request = {"wheels": [wheel.file for wheel in _lock_wheels(lock)]}

@@ -2,11 +2,12 @@
 
 A runner records in its INPUTS_LABEL a digest of what it was built from: Grocker's version, the
 runner's configuration (its Dockerfile rendered without the lock: env, ports, volumes,
-entrypoint, runtime, root image name), the key of the release's wheel lock and the ID of the
-root image. With lock reuse (grocker.chain.wheelhouse), a pinned release's lock is decided by
-that key once it exists, so equal digests mean that a build would make the same image again:
-the build is skipped. Never with --no-cache or --refresh, and never for a version range (the
-newest version it allows may have changed).
+entrypoint, runtime, root image name), the key of the release's wheel lock (with the digest of
+the index settings, grocker.trust) and the ID of the root image. With lock reuse
+(grocker.chain.wheelhouse), a pinned release's lock is decided by that key once it exists, so
+equal digests mean that a build would make the same image again: the build is skipped. Never
+with --no-cache or --refresh, and never for a version range (the newest version it allows may
+have changed).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def inputs_digest(session: Session, root_id: str) -> str:
     content = {
         "grocker": __version__,
         "runner": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(context.files.items())},
-        "lock": lock_key(release, config.pip_constraint),
+        "lock": lock_key(release, config.pip_constraint, session.names.index_domain),
         "root": root_id,
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()

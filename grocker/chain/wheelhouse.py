@@ -4,8 +4,8 @@ Package code (an sdist's setup.py, a build backend) is untrusted: it runs only w
 volume is read-only or absent. The one step that writes the volume, the publisher
 (resources/wheelhouse/publish.py), runs no package code and publishes only checked files:
 
-1. resolve (untrusted, volume read-only): pip resolves the release against the volume and the
-   index with ``pip install --dry-run --report`` and prints what it chose;
+1. resolve (untrusted, volume read-only): pip resolves the release against the index and the
+   volume's wheels of that index with ``pip install --dry-run --report`` and prints what it chose;
 2. publish (trusted): files already published are reused; the others are downloaded from the
    index that lists them and checked against the SHA-256 it publishes; wheels go into the
    volume, sdists come back to the host;
@@ -17,10 +17,14 @@ volume is read-only or absent. The one step that writes the volume, the publishe
    the runner's steps run).
 The report of step 1 only chooses *what* to fetch: a forged one can pick nothing but checked
 files. When nothing is new, steps 3 and 4 do not run: one resolve and one publish container.
+The volume is the one of the build's index settings (grocker.trust, grocker.naming): a wheel
+another index offered is never a candidate, and a local RELEASE file never stands for a
+published one (resources/wheelhouse/publish.py).
 
 Freshness is explicit: a release that has no lock yet is always resolved against the index (the
 newest versions its requirements allow); a rebuild of a pinned release that has one reuses it
-(step 1 then only reads it, and nothing else runs); ``--refresh`` resolves it again. A version
+(the host reads it from the volume, through the publisher's container: never from the resolve's
+output, where package code could print one; nothing runs); ``--refresh`` resolves it again. A version
 range is resolved every time, since the newest version it allows may have changed.
 """
 
@@ -69,7 +73,6 @@ INPUT_DIR = "/tmp/grocker-input"
 """Where each wheelhouse container finds its request, pip settings, certificates and script."""
 PYTHON = "/opt/grocker/venv/bin/python"
 REPORT_MARK = "GROCKER-REPORT:"
-LOCKED_MARK = "GROCKER-LOCKED:"
 PUBLISH_MARK = "GROCKER-PUBLISH:"
 SDISTS_DIR = "/tmp/grocker-sdists"
 SDIST_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+\.(?:tar\.gz|zip)")
@@ -300,7 +303,7 @@ class _Wheelhouse:
             items = resolved
             application = self._application(items)
             lock_request = {
-                "key": lock_key(release, self.config.pip_constraint),
+                "key": self._lock_key(),
                 "application": application.name,
                 "names": [item.name for item in items],
             }
@@ -373,10 +376,11 @@ class _Wheelhouse:
         if release.path is not None:
             extras = f"[{release.extras_text}]" if release.extras else ""
             target = f"{INPUT_DIR}/dist/{release.path.name}{extras}"
-        request: dict[str, Any] = {"target": target, "constraint": None, "lock": None}
         if reuses_lock(self.request):
-            key = lock_key(release, self.config.pip_constraint)
-            request["lock"] = f"{layout.COMPILE_MOUNT}/{layout.lock_file(key)}"
+            existing = self._existing_lock()
+            if existing is not None:
+                return existing
+        request: dict[str, Any] = {"target": target, "constraint": None}
         extra = {"resolve.py": _script("resolve.py")}
         if self.config.pip_constraint is not None:
             extra["constraints.txt"] = self.config.pip_constraint.read_bytes()
@@ -389,10 +393,35 @@ class _Wheelhouse:
             status, lines = container.run(self.on_line)
         if status != 0:
             raise self._compile_error(status, lines)
-        locked = _marked(lines, LOCKED_MARK)
-        if locked is not None and request["lock"] is not None:
-            return check_lock(parse_lock(locked), release.name)
         return parse_report(lines)
+
+    def _lock_key(self) -> str:
+        return lock_key(self.request.release, self.config.pip_constraint, self.names.index_domain)
+
+    def _existing_lock(self) -> WheelLock | None:
+        """The release's lock, read by the host from the volume through the publisher's container.
+
+        Never from the resolve step's output: package code runs there and could print any lock.
+        """
+        path = f"{layout.COMPILE_MOUNT}/{layout.lock_file(self._lock_key())}"
+        if self.publisher is not None:
+            content = self.publisher.result().get_file(path)
+        else:
+            waiting = [PYTHON, "-I", "-c", "pass"]  # never started: the engine reads its volume as it is
+            with self._container(keys.PUBLISH, waiting, {self.names.volume: (layout.COMPILE_MOUNT, "ro")}) as reader:
+                content = reader.get_file(path)
+        if content is None:
+            return None
+        try:
+            data = json.loads(content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise BuildError(
+                f"The wheel lock of {self.request.release.requirement} in {self.names.volume} is not JSON ({err}). "
+                "Build again with --refresh to write it anew."
+            ) from err
+        if not isinstance(data, dict):
+            raise BuildError(f"The wheel lock in {self.names.volume} is malformed. Build again with --refresh.")
+        return check_lock(parse_lock(data), self.request.release.name)
 
     def _application(self, items: Sequence[ReportItem]) -> ReportItem:
         wanted = canonicalize_name(self.request.release.name)
@@ -617,14 +646,15 @@ def require_volume(session: Session) -> None:
     """Refuse to build the runner from a wheel volume that does not exist."""
     if session.engine.volume_labels(session.names.volume) is None:
         raise BuildError(
-            f"There is no wheel volume {session.names.volume} yet, so --no-build-dependencies has "
-            "nothing to build from. Run the build once with --build-dependencies (the default)."
+            f"There is no wheel volume {session.names.volume} yet (one per configuration and index "
+            "settings), so --no-build-dependencies has nothing to build from. Run the build once with "
+            "--build-dependencies (the default) and the same pip settings."
         )
 
 
 def read_lock(session: Session, server: Container) -> WheelLock:
     """The wheel lock of the release, read from the volume through the wheel server's container."""
-    key = lock_key(session.request.release, session.config.pip_constraint)
+    key = lock_key(session.request.release, session.config.pip_constraint, session.names.index_domain)
     content = server.get_file(f"{layout.SERVE_MOUNT}/{layout.lock_file(key)}")
     if content is None:
         raise BuildError(

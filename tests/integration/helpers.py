@@ -21,6 +21,10 @@ from typing import TypeVar
 import docker
 import pytest
 
+from grocker.api import load_config
+from grocker.naming import InternalNames, internal_names
+from grocker.pipconf import load_pip_settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
@@ -172,3 +176,13 @@ def package_fixture(name: str, dist: Path, kind: str = "sdist", version: str = "
         )
     (built,) = out.iterdir()
     return built
+
+
+def names_for(pip_conf: Path | None, workdir: Path) -> InternalNames:
+    """The internal names of a build of the default configuration run in `workdir` with `--pip-conf pip_conf`.
+
+    The wheel volume is the one of those pip settings' indexes (grocker.trust); without
+    `pip_conf`, of the settings the CLI reads from this environment, as a build without it does.
+    """
+    config = load_config(cwd=workdir)
+    return internal_names(config, load_pip_settings(pip_conf, os.environ, Path.home()))

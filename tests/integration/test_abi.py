@@ -15,7 +15,7 @@ import docker
 import pytest
 import yaml
 
-from tests.integration.helpers import Grocker, Run, package_fixture
+from tests.integration.helpers import Grocker, Run, names_for, package_fixture
 
 
 def _record_hash(content: bytes) -> str:
@@ -168,9 +168,9 @@ def test_wheel_for_another_python_abi_in_a_reused_lock_is_refused(
     grocker.build(str(app), "-n", grocker.name("abi-lock"), "--no-push")
     foreign = _make_wheel(tmp_path, "abioldabi", "cp312-cp312-linux_x86_64", {"abioldabi/__init__.py": b""})
     root = grocker.client.images.get(trixie_images["root_image"])
-    (volume,) = grocker.client.volumes.list(
-        filters={"label": ["grocker.image.role=wheel", f"grocker.config.hash={root.labels['grocker.config.hash']}"]}
-    )
+    # The wheel volume of this configuration and of the environment's pip settings (grocker.trust).
+    volume = grocker.client.volumes.get(names_for(None, grocker.workdir).volume)
+    assert volume.attrs["Labels"]["grocker.config.hash"] == root.labels["grocker.config.hash"]
     injected = grocker.client.containers.run(
         trixie_images["root_image"],
         ["python3", "-c", INJECT, f"/input/{foreign.name}", "grocker_fixture_pure-4.0.0-"],

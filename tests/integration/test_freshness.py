@@ -31,6 +31,7 @@ import pytest
 from grocker import __version__
 from grocker.api import load_config
 from grocker.naming import internal_names
+from grocker.pipconf import PipSettings
 from tests.integration.helpers import Grocker, package_fixture
 from tests.integration.private_index import PrivateIndex, serve
 
@@ -48,7 +49,7 @@ def _pip_conf(index: PrivateIndex, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def index(grocker: Grocker, dist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateIndex]:
     """Serve six, attrs and the first version of the dependency, behind basic auth."""
-    names = internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")))
+    names = internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")), PipSettings())
     downloads = tmp_path_factory.mktemp("fresh-pypi")
     subprocess.run(
         [*PIP_DOWNLOAD, "--dest", str(downloads), "six==1.16.0", "attrs"],

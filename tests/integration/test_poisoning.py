@@ -27,7 +27,8 @@ import pytest
 
 from grocker.api import load_config
 from grocker.naming import InternalNames, internal_names
-from tests.integration.helpers import Grocker, package_fixture
+from grocker.pipconf import PipSettings
+from tests.integration.helpers import Grocker, names_for, package_fixture
 from tests.integration.private_index import PrivateIndex, serve
 
 EVIL = "grocker-fixture-evil"
@@ -49,7 +50,8 @@ def _six_sha256(index: PrivateIndex) -> str:
 
 @pytest.fixture(scope="module")
 def names(tmp_path_factory: pytest.TempPathFactory) -> InternalNames:
-    return internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")))
+    """The images of the default configuration (each test's wheel volume is its index settings')."""
+    return internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")), PipSettings())
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +125,13 @@ def _history(image: str) -> str:
 def test_private_index_without_pip_and_a_fresh_volume(
     grocker: Grocker, index: PrivateIndex, names: InternalNames
 ) -> None:
+    pip_conf = grocker.workdir / "only-private.conf"
+    pip_conf.write_text(f"[global]\nindex-url = {index.url}\ntrusted-host = {index.address}\n")
+    # The wheel volume of these index settings (grocker.trust).
+    names = names_for(pip_conf, grocker.workdir)
     # A fresh volume: nothing an earlier build left (such as a pip wheel) can help.
     with contextlib.suppress(docker.errors.NotFound):
         grocker.client.volumes.get(names.volume).remove()
-    pip_conf = grocker.workdir / "only-private.conf"
-    pip_conf.write_text(f"[global]\nindex-url = {index.url}\ntrusted-host = {index.address}\n")
     image = grocker.name("private-only")
 
     result = grocker.build(f"{PURE}=={PURE_VERSION}", "-n", image, "--no-push", "--pip-conf", str(pip_conf))
@@ -156,6 +160,7 @@ def test_a_package_cannot_poison_the_wheel_volume(grocker: Grocker, index: Priva
         "cert = /etc/ssl/certs/ca-certificates.crt\n"
     )
     evil_image = grocker.name("evil")
+    names = names_for(pip_conf, grocker.workdir)
 
     evil = grocker.run("-v", "build", f"{EVIL_APP}==1.0.0", "-n", evil_image, "--no-push", "--pip-conf", str(pip_conf))
 

@@ -25,6 +25,7 @@ import yaml
 
 from grocker.api import load_config
 from grocker.naming import InternalNames, internal_names
+from grocker.pipconf import PipSettings
 from tests.integration.helpers import Grocker, package_fixture
 from tests.integration.private_index import PORT, USER, PrivateIndex, serve
 from tests.integration.test_bad_input import EngineWatch, Outcome, engine_socket, run_cli
@@ -37,7 +38,7 @@ VERSIONS = tuple(f"3.{_SERIAL}.{patch}" for patch in range(3))
 
 
 def _default_names(tmp_path_factory: pytest.TempPathFactory) -> InternalNames:
-    return internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")))
+    return internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")), PipSettings())
 
 
 @pytest.fixture(scope="module")

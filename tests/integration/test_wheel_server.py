@@ -96,7 +96,9 @@ def test_wheel_server_serves_only_the_lock_to_the_build_network(
     # compile, whose minutes would leave its first connection idle until the engine drops it.
     engine = connect(endpoint.from_environment(os.environ))
     request.addfinalizer(engine.api.close)
-    session = Session(engine, build, internal_names(config), BuildResult(build.release.text, build.image_name, "test"))
+    session = Session(
+        engine, build, internal_names(config, build.pip), BuildResult(build.release.text, build.image_name, "test")
+    )
 
     # The lock of the release, read from the volume, as a run with --no-build-dependencies does.
     with wheel_server.serve(session, None) as served:

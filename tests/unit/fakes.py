@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from grocker import layout
 from grocker.chain.abi import RESULT_MARK as ABI_MARK
-from grocker.chain.wheelhouse import LOCKED_MARK, PUBLISH_MARK, REPORT_MARK
+from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
 from grocker.protocol import (
     ChainEngine,
     Container,
@@ -64,9 +64,6 @@ class FakeContainer:
     def run(self, on_line: LineHandler) -> tuple[int, list[str]]:
         self.engine.step("run", self.role)
         status, lines = self.engine.outputs.get(self.role, (0, []))
-        locked = self._existing_lock()
-        if locked is not None:
-            status, lines = 0, [LOCKED_MARK + locked.decode()]
         for line in lines:
             on_line(line)
         if self.role == "publish" and status == 0:
@@ -82,13 +79,6 @@ class FakeContainer:
 
     def wait_until(self, command: Sequence[str], timeout: float, what: str) -> None:
         self.engine.step("wait_until", self.role)
-
-    def _existing_lock(self) -> bytes | None:
-        """What resolve.py does first: print the release's lock when the request names one that exists."""
-        if self.role != "compile" or "/tmp/grocker-input/request.json" not in self.files:
-            return None
-        path = json.loads(self.files["/tmp/grocker-input/request.json"]).get("lock")
-        return self.get_file(path) if path else None
 
     def _write_lock(self, lines: Sequence[str]) -> None:
         """What the publisher leaves in the wheel volume: the wheel lock of the request."""

@@ -20,7 +20,9 @@ from grocker.chain import abi
 from grocker.config import ProjectConfig
 from grocker.errors import BuildError
 from grocker.labels import ABI_CHECKED_LABEL
+from grocker.pipconf import PipSettings
 from grocker.release import parse_release
+from grocker.trust import index_domain
 from grocker.wheels import WheelFile, WheelLock, lock_key, parse_lock
 from tests.unit.fakes import FakeEngine
 
@@ -368,7 +370,7 @@ def test_a_library_without_version_definitions_satisfies_any_version(tmp_path: P
 
 def _gate_engine(config: ProjectConfig, **outputs: list[str]) -> FakeEngine:
     """An engine with the root and compiler images and the wheel volume; what each role prints."""
-    names = naming.internal_names(config)
+    names = naming.internal_names(config, PipSettings())
     engine = FakeEngine()
     engine.add_image(names.root)
     engine.add_image(names.compiler)
@@ -379,7 +381,7 @@ def _gate_engine(config: ProjectConfig, **outputs: list[str]) -> FakeEngine:
 
 def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
-    names = naming.internal_names(config)
+    names = naming.internal_names(config, PipSettings())
     finding = {"wheel": CEXT, "file": "cextapp/_y.so", "kind": "library", "library": "libyaml-0.so.2"}
     engine = _gate_engine(
         config,
@@ -398,14 +400,14 @@ def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> N
     assert checker["volumes"] == {names.volume: ("/home/grocker/wheels", "ro"), cache: ("/var/tmp", "rw")}
     assert engine.volume_labels(cache) == naming.internal_labels(config, "abi-cache")
     request = json.loads(engine.files_put["abi-check"]["/tmp/grocker-abi/request.json"])
-    assert request == {"lock": lock_key(parse_release("demo==1.0", tmp_path), None)}
+    assert request == {"lock": lock_key(parse_release("demo==1.0", tmp_path), None, names.index_domain)}
     assert suggest["image"] == names.compiler
     assert suggest["command"] == ["libyaml-0.so.2"]
 
 
 def test_the_gate_passes_a_clean_lock_without_asking_the_compiler_or_for_sbom_facts(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
-    names = naming.internal_names(config)
+    names = naming.internal_names(config, PipSettings())
     engine = _gate_engine(config, abi_check=["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 3}})])
 
     report = abi.check_wheels(
@@ -473,7 +475,7 @@ def test_with_an_sbom_the_gate_asks_its_container_for_the_sbom_facts_too(tmp_pat
     )
     release = parse_release("demo==1.0", tmp_path)
 
-    report = abi.check_wheels(engine, config, naming.internal_names(config), release, lock, print)
+    report = abi.check_wheels(engine, config, naming.internal_names(config, PipSettings()), release, lock, print)
 
     assert report is not None
     assert report.sbom == facts
@@ -482,7 +484,7 @@ def test_with_an_sbom_the_gate_asks_its_container_for_the_sbom_facts_too(tmp_pat
     request = json.loads(files["/tmp/grocker-abi/request.json"])
     # The runner installs the application and its dependencies, not pip: the SBOM lists those.
     assert request["sbom"] == {
-        "lock": lock_key(release, None),
+        "lock": lock_key(release, None, index_domain(PipSettings())),
         "files": ["demo-1.0-py3-none-any.whl", "six-1.16.0-py2.py3-none-any.whl"],
     }
     # The collector goes in beside the checker, which imports it.
@@ -555,7 +557,7 @@ def _passed_gate(engine: FakeEngine) -> None:
 
 def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
-    names = naming.internal_names(config)
+    names = naming.internal_names(config, PipSettings())
     engine = _gate_engine(config)
     _passed_gate(engine)
     release = parse_release("demo==1.1", tmp_path)
@@ -582,7 +584,7 @@ def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path)
 
 def test_a_lock_of_pure_wheels_without_elf_files_needs_no_gate(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
-    names = naming.internal_names(config)
+    names = naming.internal_names(config, PipSettings())
     engine = _gate_engine(config)
 
     report = abi.check_wheels(engine, config, names, parse_release("demo==1.0", tmp_path), _lock(PURE), print)
@@ -594,7 +596,7 @@ def test_a_lock_of_pure_wheels_without_elf_files_needs_no_gate(tmp_path: Path) -
 
 def test_a_gate_miss_is_checked_again_on_the_next_build(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
-    names = naming.internal_names(config)
+    names = naming.internal_names(config, PipSettings())
     finding = {"wheel": NATIVE.file, "file": "w/_x.so", "kind": "architecture", "machine": "aarch64"}
     engine = _gate_engine(config, abi_check=["GROCKER-ABI:" + json.dumps({"findings": [finding]})])
     release = parse_release("demo==1.0", tmp_path)

@@ -53,7 +53,7 @@ def request_for(tmp_path: Path, *, prefix: str | None = None, name: str = "app:1
 
 
 def names_of(request: BuildRequest) -> InternalNames:
-    return internal_names(request.config)
+    return internal_names(request.config, request.pip)
 
 
 def run(engine: FakeEngine, request: BuildRequest) -> BuildResult:

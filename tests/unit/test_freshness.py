@@ -1,7 +1,7 @@
 """When a build is skipped as up to date, and when the release's wheel lock is reused or resolved.
 
-Through the in-memory engine (tests/unit/fakes.py): its compile container prints the release's
-lock when the request names one that exists in the volume, as resources/wheelhouse/resolve.py does.
+Through the in-memory engine (tests/unit/fakes.py): the host reads an existing lock from the
+volume through the publisher's container; the resolve step (package code) never hands it one.
 """
 
 from __future__ import annotations
@@ -9,9 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,8 @@ import yaml
 
 from grocker import __version__, api, build, layout
 from grocker.build import BuildRequest, BuildResult
-from grocker.chain.wheelhouse import LOCKED_MARK, script_path
+from grocker.chain.wheelhouse import REPORT_MARK
+from grocker.errors import BuildError
 from grocker.labels import INPUTS_LABEL, VERSION_LABEL
 from grocker.naming import internal_names
 from grocker.wheels import lock_key
@@ -91,7 +89,7 @@ def test_an_unchanged_rebuild_starts_nothing_and_says_so(
     assert engine.calls == []
     assert result.up_to_date
     assert (result.image_id, result.size) == (image_id, 2000)
-    assert result.root_image == internal_names(request.config).root
+    assert result.root_image == internal_names(request.config, request.pip).root
     assert result.compiler_image is None
     assert caplog.messages == [
         f"app:1.0 is up to date (built from the same inputs by Grocker {__version__}): nothing to build"
@@ -229,7 +227,7 @@ def test_a_new_base_image_makes_the_image_out_of_date(engine: FakeEngine, tmp_pa
 
 def test_a_root_image_built_again_makes_the_image_out_of_date(engine: FakeEngine, tmp_path: Path) -> None:
     request = built(engine, tmp_path)
-    names = internal_names(request.config)
+    names = internal_names(request.config, request.pip)
     root = engine.image(names.root)
     assert root is not None
     engine.add_image(names.root, root.labels)  # same labels, another ID (purged and built again)
@@ -240,7 +238,7 @@ def test_a_root_image_built_again_makes_the_image_out_of_date(engine: FakeEngine
 
 def test_a_missing_root_image_makes_the_image_out_of_date(engine: FakeEngine, tmp_path: Path) -> None:
     request = built(engine, tmp_path)
-    del engine.tags[internal_names(request.config).root]
+    del engine.tags[internal_names(request.config, request.pip).root]
 
     assert not run(engine, request).up_to_date
     assert engine.did("build")[0] == "root image"
@@ -252,7 +250,7 @@ def test_a_version_range_is_never_up_to_date(engine: FakeEngine, tmp_path: Path)
     result = run(engine, request_for(tmp_path, "app>=1.0", name="app:latest"))
 
     assert not result.up_to_date
-    assert resolve_request(engine)["lock"] is None
+    assert "compile" in engine.did("run")
     assert result.dependencies == "resolved now"
 
 
@@ -261,8 +259,10 @@ def test_a_compile_only_run_is_never_skipped(engine: FakeEngine, tmp_path: Path)
 
     result = run(engine, request_for(tmp_path, build_image=False))
 
+    # Not skipped: the compile phase reads the release's lock from the volume (no container runs).
     assert not result.up_to_date
-    assert engine.did("run") == ["compile"]
+    assert engine.did("create_container") == ["publish"]
+    assert result.dependencies == "locked on an unknown date"
 
 
 # Lock reuse and --refresh
@@ -274,10 +274,9 @@ def test_a_new_release_is_resolved_against_the_index(
     with caplog.at_level(logging.INFO, logger="grocker"):
         result = run(engine, request_for(tmp_path))
 
-    # The request names where the lock would be; there is none yet: pip resolves, the publisher runs.
-    request = resolve_request(engine)
-    key = lock_key(request_for(tmp_path).release, None)
-    assert request["lock"] == f"{layout.COMPILE_MOUNT}/{layout.lock_file(key)}"
+    # There is no lock yet: pip resolves, the publisher runs. The resolve is not told where the
+    # lock would be: it reads none.
+    assert set(resolve_request(engine)) == {"target", "constraint"}
     assert engine.did("run")[:2] == ["compile", "publish"]
     assert result.dependencies == "resolved now"
     assert "dependencies resolved now" in caplog.messages[-1]
@@ -287,17 +286,17 @@ def test_a_rebuild_of_a_locked_release_reuses_its_lock(
     engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     request = built(engine, tmp_path)
-    volume = internal_names(request.config).volume
-    path = layout.lock_file(lock_key(request.release, None))
-    lock = json.loads(engine.volume_files[volume][path])
-    engine.volume_files[volume][path] = json.dumps({**lock, "locked": LOCKED}).encode()
+    names = internal_names(request.config, request.pip)
+    path = layout.lock_file(lock_key(request.release, None, names.index_domain))
+    lock = json.loads(engine.volume_files[names.volume][path])
+    engine.volume_files[names.volume][path] = json.dumps({**lock, "locked": LOCKED}).encode()
 
-    # Another name, so that the image is built: from the same lock, with no publisher.
+    # Another name, so that the image is built: from the same lock, with no resolve and no publish.
     with caplog.at_level(logging.INFO, logger="grocker"):
         result = run(engine, request_for(tmp_path, name="app:copy"))
 
-    # The publisher's container, started while the resolve ran, had nothing to do.
-    assert engine.did("create_container") == ["wheel-server", "publish", "compile", "check"]
+    # The host read the lock through the publisher's container, which then had nothing to do.
+    assert engine.did("create_container") == ["wheel-server", "publish", "check"]
     assert engine.did("execute") == []
     assert result.dependencies == "locked on 2026-11-02 10:20:30 UTC"
     assert "dependencies locked on 2026-11-02 10:20:30 UTC" in caplog.messages[-1]
@@ -309,7 +308,6 @@ def test_refresh_resolves_a_locked_release_again(engine: FakeEngine, tmp_path: P
 
     result = run(engine, request_for(tmp_path, refresh=True))
 
-    assert resolve_request(engine)["lock"] is None
     assert engine.did("run")[:2] == ["compile", "publish"]
     assert result.dependencies == "resolved now"
     assert not result.up_to_date
@@ -334,10 +332,10 @@ def test_a_lock_from_before_dates_were_recorded_says_so(engine: FakeEngine, tmp_
 
 def test_a_lock_date_that_is_not_a_plain_time_is_not_shown(engine: FakeEngine, tmp_path: Path) -> None:
     request = built(engine, tmp_path)
-    volume = internal_names(request.config).volume
-    path = layout.lock_file(lock_key(request.release, None))
-    lock = json.loads(engine.volume_files[volume][path])
-    engine.volume_files[volume][path] = json.dumps({**lock, "locked": "\x1b[31mred"}).encode()
+    names = internal_names(request.config, request.pip)
+    path = layout.lock_file(lock_key(request.release, None, names.index_domain))
+    lock = json.loads(engine.volume_files[names.volume][path])
+    engine.volume_files[names.volume][path] = json.dumps({**lock, "locked": "\x1b[31mred"}).encode()
 
     result = run(engine, request_for(tmp_path, name="app:copy"))
 
@@ -354,38 +352,45 @@ def test_a_push_phase_alone_never_resolves(engine: FakeEngine, tmp_path: Path) -
     assert engine.did("create_container") == []
 
 
-# resources/wheelhouse/resolve.py's first step, run as the compile container runs it (no pip needed)
+# The lock comes from the volume, never from the resolve step's output
 
 
-def _resolve_script(tmp_path: Path, lock_path: Path | None) -> subprocess.CompletedProcess[str]:
-    request = tmp_path / "request.json"
-    target = "no-such-project-for-grocker-tests==1.0"
-    lock = str(lock_path) if lock_path else None
-    request.write_text(json.dumps({"target": target, "constraint": None, "lock": lock}))
-    script = script_path("resolve.py")
-    return subprocess.run(
-        [sys.executable, str(script), str(request)], capture_output=True, text=True, check=False, timeout=60
-    )
+def test_a_lock_printed_by_package_code_during_a_first_resolve_is_not_taken(engine: FakeEngine, tmp_path: Path) -> None:
+    # An sdist's metadata hook prints a lock of its choosing before pip's report.
+    forged = {
+        "application": {"file": "app-1.0-py3-none-any.whl", "sha256": "f" * 64},
+        "dependencies": [{"file": "evil-6.6.6-py3-none-any.whl", "sha256": "e" * 64}],
+        "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "d" * 64},
+    }
+    report = [line for line in engine.outputs["compile"][1] if line.startswith(REPORT_MARK)]
+    engine.outputs["compile"] = (0, ["GROCKER-LOCKED:" + json.dumps(forged), *report])
+
+    result = run(engine, request_for(tmp_path))
+
+    # The publisher ran and its lock is the one the runner installs.
+    assert engine.did("run")[:2] == ["compile", "publish"]
+    assert result.dependencies == "resolved now"
+    dockerfile = engine.built["runner image"]["Dockerfile"]
+    assert b"evil-6.6.6" not in dockerfile
+    assert b"six-1.16.0-py2.py3-none-any.whl" in dockerfile
 
 
-def test_the_resolve_script_prints_an_existing_lock_without_running_pip(tmp_path: Path) -> None:
-    lock_path = tmp_path / "lock.json"
-    lock_path.write_text(json.dumps({"application": {"file": "app-1.0-py3-none-any.whl"}, "locked": LOCKED}))
+def test_an_existing_lock_is_read_from_the_volume_not_from_the_resolve(engine: FakeEngine, tmp_path: Path) -> None:
+    built(engine, tmp_path)
+    # Whatever a resolve would print, the lock is not asked of it: no compile container runs.
+    engine.outputs["compile"] = (0, ["GROCKER-LOCKED:{}"])
 
-    completed = _resolve_script(tmp_path, lock_path)
+    result = run(engine, request_for(tmp_path, name="app:copy"))
 
-    assert completed.returncode == 0, completed.stderr
-    expected = LOCKED_MARK + json.dumps(json.loads(lock_path.read_text()), sort_keys=True)
-    assert completed.stdout.splitlines() == [expected]
+    assert "compile" not in engine.did("create_container")
+    assert result.dependencies.startswith("locked on")
+    assert b"six-1.16.0-py2.py3-none-any.whl" in engine.built["runner image"]["Dockerfile"]
 
 
-def test_the_resolve_script_dates_an_older_lock_by_its_file(tmp_path: Path) -> None:
-    lock_path = tmp_path / "lock.json"
-    lock_path.write_text(json.dumps({"application": {"file": "app-1.0-py3-none-any.whl"}}))
-    os.utime(lock_path, (1_700_000_000, 1_700_000_000))
+def test_a_lock_that_is_not_json_fails_clearly(engine: FakeEngine, tmp_path: Path) -> None:
+    request = built(engine, tmp_path)
+    names = internal_names(request.config, request.pip)
+    engine.volume_files[names.volume][layout.lock_file(lock_key(request.release, None, names.index_domain))] = b"{"
 
-    completed = _resolve_script(tmp_path, lock_path)
-
-    assert completed.returncode == 0, completed.stderr
-    printed = json.loads(completed.stdout.splitlines()[-1][len(LOCKED_MARK) :])
-    assert printed["locked"] == "2023-11-14T22:13:20Z"
+    with pytest.raises(BuildError, match="is not JSON"):
+        run(engine, request_for(tmp_path, name="app:copy"))

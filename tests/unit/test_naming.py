@@ -11,7 +11,9 @@ import yaml
 from grocker import __version__, api, naming
 from grocker.config import ProjectConfig, Repository
 from grocker.errors import UsageError
+from grocker.pipconf import PipSettings
 from grocker.release import parse_release
+from grocker.trust import index_domain
 
 PGP_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBE50MmIBCAD+FPYK\n-----END PGP PUBLIC KEY BLOCK-----\n"
 
@@ -105,7 +107,7 @@ def test_internal_names(default_config: ProjectConfig) -> None:
     config = dataclasses.replace(default_config, image_prefix="registry.example.com/ci")
     digest = naming.config_hash(config)
 
-    names = naming.internal_names(config)
+    names = naming.internal_names(config, PipSettings())
 
     assert names.config_hash == digest
     assert names.root == f"registry.example.com/ci/grocker-trixie-3.13-root:{__version__}-{digest[:16]}"
@@ -113,13 +115,15 @@ def test_internal_names(default_config: ProjectConfig) -> None:
     assert names.wheel_server == (
         f"registry.example.com/ci/grocker-trixie-3.13-wheel-server:{__version__}-{digest[:16]}"
     )
-    assert names.volume == f"grocker-wheel-cache-{__version__}-trixie-3.13-{digest[:16]}"
+    domain = index_domain(PipSettings())
+    assert names.volume == f"grocker-wheel-cache-{__version__}-trixie-3.13-{digest[:16]}-{domain[:12]}"
+    assert names.index_domain == domain
     for name in (names.root, names.compiler, names.wheel_server):
         assert naming.check_image_name(name) == name
 
 
 def test_internal_names_without_prefix(default_config: ProjectConfig) -> None:
-    names = naming.internal_names(default_config)
+    names = naming.internal_names(default_config, PipSettings())
 
     assert names.root.startswith("grocker-trixie-3.13-root:")
     assert not naming.has_registry(names.root)

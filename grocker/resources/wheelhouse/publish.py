@@ -12,8 +12,15 @@ Python and the standard library only (no pip). Every file it publishes is either
   FROM the root image), which the runner's steps run: pip run from its plain wheel compiles its
   own code on every start, and that was most of a version bump's runner step.
 Files are written under a temporary name, synced, then linked into place: an existing name is
-never overwritten (the application's local file excepted), and every file published gets a
-record of its SHA-256 under .grocker/sha256, so that a file nobody published is never reused.
+never overwritten (an earlier local file of the application's excepted), and every file
+published gets a record of its SHA-256 under .grocker/sha256, so that a file nobody published is
+never reused.
+
+The volume belongs to one index-settings domain (grocker.trust): every build that mounts it has
+the same indexes. A wheel is reused only if its recorded origin is one of them (downloaded from
+an index, or built from an index's sdist), never a local RELEASE file another build published;
+a local file never replaces a file of the same name that came from an index or a build (the
+publish is refused when the contents differ).
 
 Input: a JSON request file (argv[1]). Output: one `GROCKER-PUBLISH:` line.
 """
@@ -176,6 +183,16 @@ def public_url(url):
     if parts.port:
         host = f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def is_local(origin):
+    """True for the origin of a local RELEASE file, or of a wheel built from a local sdist."""
+    return isinstance(origin, dict) and (origin.get("kind") == "file" or bool(origin.get("local")))
+
+
+def reusable(origin):
+    """True for a recorded origin that another build of these index settings may reuse."""
+    return isinstance(origin, dict) and origin.get("kind") in ("index", "built") and not is_local(origin)
 
 
 def origin_of(filename):
@@ -372,13 +389,13 @@ class Publisher:
             raise PublishError(f"the resolve step chose {filename!r} for {item['name']} {item['version']}, not a wheel of it")
         path = WHEELS / filename
         recorded = record_of(filename)
-        if path.is_file() and recorded is not None and sha256_of(path) == recorded:
+        if path.is_file() and recorded is not None and sha256_of(path) == recorded and reusable(origin_of(filename)):
             self.wheels[normalize(item["name"])] = filename
             self.reused.append(filename)
             return
         self.warnings.append(
-            f"{filename} in the wheel volume has no publisher record (an older Grocker, or planted): "
-            "fetching it from the index instead"
+            f"{filename} in the wheel volume has no publisher record of an index of these settings "
+            "(an older Grocker, a local file, or planted): fetching it from the index instead"
         )
         self.fetch(item, rebuild=True)
 
@@ -389,7 +406,7 @@ class Publisher:
         if not is_wheel and not sdist_of(filename, name, version):
             raise PublishError(f"the resolve step chose {filename!r} for {name} {version}, not a distribution of it")
         recorded = record_of(filename) if is_wheel else None
-        if recorded is not None and (WHEELS / filename).is_file():
+        if recorded is not None and (WHEELS / filename).is_file() and reusable(origin_of(filename)):
             self.wheels[normalize(name)] = filename
             self.reused.append(filename)
             return
@@ -453,14 +470,14 @@ class Publisher:
             raise PublishError(f"downloading {filename} from {index.url} failed ({err})") from err
 
     def publish_local(self, item):
-        """The application's own wheel, given by the user: it replaces an older file of that name."""
+        """The application's own wheel, given by the user: it replaces an older local file of that name only."""
         filename = item["filename"]
         if not wheel_of(filename, item["name"], item["version"]):
             raise PublishError(f"the application's file {filename!r} is not a wheel of {item['name']} {item['version']}")
         temporary, actual = write_temporary(file_chunks(item["path"]))
         try:
             self.wheels[normalize(item["name"])] = self.publish(
-                temporary, filename, actual, replace=True, origin={"kind": "file"}
+                temporary, filename, actual, local=True, origin={"kind": "file"}
             )
         finally:
             temporary.unlink(missing_ok=True)
@@ -487,10 +504,14 @@ class Publisher:
         filename = accepted[0]
         temporary, actual = write_temporary(file_chunks(folder / filename))
         try:
-            # Compiled here from an sdist (an index's, or the local file given as RELEASE).
+            # Compiled here from an sdist (an index's, or the local file given as RELEASE: then
+            # marked local, never a candidate for another build).
+            local = bool(outbox.get("replace"))
             origin = {"kind": "built", "compiler": self.request.get("compiler_image")}
+            if local:
+                origin["local"] = True
             self.wheels[normalize(name)] = self.publish(
-                temporary, filename, actual, replace=bool(outbox.get("replace")), replace_unrecorded=True, origin=origin
+                temporary, filename, actual, local=local, replace_unrecorded=True, origin=origin
             )
         finally:
             temporary.unlink(missing_ok=True)
@@ -585,19 +606,24 @@ class Publisher:
 
     # Publishing
 
-    def publish(self, temporary, filename, digest, replace=False, replace_unrecorded=False, origin=None):
+    def publish(self, temporary, filename, digest, local=False, replace_unrecorded=False, origin=None):
         """Link a checked temporary file into place under `filename`; return the name used.
 
         When the name exists already, the existing file stays if a publisher recorded it (it was
         checked too): two builds publishing one name concurrently both use the first one's file.
+        A `local` file (the user's RELEASE) replaces only an earlier local file; a local file and
+        a file from an index or a build never stand for each other unless their contents are equal.
         """
         if not (WHEEL_RE.fullmatch(filename) or COMPILED_RE.fullmatch(filename) or INSTALLER_RE.fullmatch(filename)):
             raise PublishError(f"refusing to publish {filename!r}: not a wheel file name")
         final = WHEELS / filename
-        if replace and final.is_file() and record_of(filename) == digest and sha256_of(final) == digest:
+        recorded = record_of(filename) if final.is_file() else None
+        if recorded is not None and recorded == digest and sha256_of(final) == digest:
             self.reused.append(filename)
             return filename
-        if replace:
+        if recorded is not None and is_local(origin_of(filename)) != local:
+            raise PublishError(self.collision(filename, local))
+        if local:
             os.replace(temporary, final)
             self.record(filename, digest, origin)
             return filename
@@ -626,6 +652,20 @@ class Publisher:
                 raise PublishError(f"{filename} in the wheel volume has no publisher record and other content")
         self.reused.append(filename)
         return filename
+
+    def collision(self, filename, local):
+        """What to do when a local file and a published one share a name but not their content."""
+        if local:
+            return (
+                f"the local file {filename} has other content than the {filename} an index or a build "
+                "published in the wheel volume, which other builds use: give the local build its own "
+                "version (a local version label, e.g. 1.0+mine) or build it from the index"
+            )
+        return (
+            f"{filename} in the wheel volume is a local file given as RELEASE, with other content than "
+            "the one this build chose: give the local build its own version (a local version label, "
+            "e.g. 1.0+mine), or remove the wheel volume (grocker purge -a)"
+        )
 
     def record(self, filename, digest, origin):
         """A file this publisher added: its SHA-256 and where it came from."""

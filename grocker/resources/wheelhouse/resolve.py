@@ -1,42 +1,45 @@
 """Grocker's resolve step: runs in a compiler container that must be treated as untrusted.
 
 Package code may run here (pip prepares the metadata of sdists), so the wheel volume is mounted
-read-only and nothing written here persists. pip resolves the request against the volume and
-the index without installing anything, and this script prints what it chose on one
-`GROCKER-REPORT:` line. The host validates that line; the trusted publisher then fetches or
-reuses exactly those files, verified, so a forged report can only choose among verified files.
+read-only and nothing written here persists. The volume is the one of this build's index
+settings (its trust domain, see grocker.trust). pip resolves the request against the index
+and the volume's candidates without installing anything, and this script prints what it chose
+on one `GROCKER-REPORT:` line. The host validates that line; the trusted publisher then fetches
+or reuses exactly those files, verified, so a forged report can only choose among verified files.
 
-A release that already has a wheel lock in the volume is not resolved again: this script then
-runs no pip at all and prints the lock on one `GROCKER-LOCKED:` line (the host checks it as it
-checks any lock; its wheels are installed against the SHA-256 it gives).
+The volume's candidates are only the wheels a publisher recorded as downloaded from one of these
+indexes or built from one of their sdists: a folder of links to them is pip's `--find-links`.
+A local RELEASE file another build published is not one (this build's own comes from its input
+folder), nor anything without a record. A version the index has yanked stays yanked: pip is
+not offered the volume's copy of it (a find-links file carries no yank flag).
 
-Input: a JSON request file (argv[1]): target, optional constraint, optional lock (the path of
-the release's lock in the volume, absent when the build asks to resolve again).
+An existing lock is not read here: the host reads it from the volume, so that package code can
+never hand it one.
+
+Input: a JSON request file (argv[1]): target, optional constraint.
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 
 WHEELS = "/home/grocker/wheels"
+ORIGINS = WHEELS + "/.grocker/origins"
+CANDIDATES = "/tmp/grocker-candidates"
 REPORT_MARK = "GROCKER-REPORT:"
-LOCKED_MARK = "GROCKER-LOCKED:"
+# Where a reusable wheel came from: an index of these settings, or built from one of its sdists.
+REUSABLE_KINDS = ("index", "built")
+WHEEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._!+-]*\.whl")
 
 
 def main():
     with open(sys.argv[1]) as stream:
         request = json.load(stream)
-    if request.get("lock") and os.path.isfile(request["lock"]):
-        with open(request["lock"]) as stream:
-            lock = json.load(stream)
-        if isinstance(lock, dict) and "locked" not in lock:  # written before locks recorded it
-            lock["locked"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.stat(request["lock"]).st_mtime))
-        print(LOCKED_MARK + json.dumps(lock, sort_keys=True), flush=True)
-        return 0
+    link_candidates(WHEELS, ORIGINS, CANDIDATES)
     report_path = os.path.join(tempfile.mkdtemp(prefix="grocker-resolve-"), "report.json")
     # Always against the index (the volume is only a cache of files): a new release gets the
     # newest versions its requirements allow, as pip would choose them, never just the ones an
@@ -56,7 +59,7 @@ def main():
                 "name": item["metadata"]["name"],
                 "version": item["metadata"]["version"],
                 "filename": urllib.parse.unquote(path.rsplit("/", 1)[-1]),
-                "in_volume": url.startswith("file://" + WHEELS + "/"),
+                "in_volume": url.startswith("file://" + CANDIDATES + "/"),
                 "requested": bool(item.get("requested")),
             }
         )
@@ -64,12 +67,37 @@ def main():
     return 0
 
 
-# pip, run as `python -m pip` would, with one preference added: between two files of the same
-# project, version and tags (and so of the same name), the one in the volume (a file: link) over
-# the index's. pip then reads that wheel's metadata in the volume instead of downloading the
+def reusable(origin):
+    """True for a recorded origin of an index of these settings, or a build of one of their sdists."""
+    return isinstance(origin, dict) and origin.get("kind") in REUSABLE_KINDS and not origin.get("local")
+
+
+def link_candidates(wheels, origins, folder):
+    """Make `folder` hold a link to each wheel of the volume this resolve may choose; return their names."""
+    os.makedirs(folder, exist_ok=True)
+    linked = []
+    for name in sorted(os.listdir(wheels)):
+        if not WHEEL_NAME_RE.fullmatch(name) or not os.path.isfile(os.path.join(wheels, name)):
+            continue
+        try:
+            with open(os.path.join(origins, name)) as stream:
+                origin = json.load(stream)
+        except (OSError, ValueError):
+            continue  # no record: not published by this volume's publisher for these indexes
+        if reusable(origin):
+            os.symlink(os.path.join(wheels, name), os.path.join(folder, name))
+            linked.append(name)
+    return linked
+
+
+# pip, run as `python -m pip` would, with two changes. One preference: between two files of the
+# same project, version and tags (and so of the same name), the one in the volume (a file: link)
+# over the index's. pip then reads that wheel's metadata in the volume instead of downloading the
 # index's copy (the index gives no metadata file, or pip could not use it). Which version pip
-# chooses, and from which index, does not change: the preference only breaks pip's own ties. A
-# pip without this ranking method runs unchanged.
+# chooses, and from which index, does not change: the preference only breaks pip's own ties. And
+# one filter: the volume's files of a version whose every file on the indexes is yanked are
+# dropped, so that pip applies PEP 592 to the index's files alone (a yanked version is chosen only
+# when pinned, as without the volume). A pip without these methods runs unchanged.
 PIP_PREFERRING_THE_VOLUME = """
 import runpy, sys
 try:
@@ -80,6 +108,22 @@ else:
     if hasattr(CandidateEvaluator, "_sort_key"):
         ranked = CandidateEvaluator._sort_key
         CandidateEvaluator._sort_key = lambda self, candidate: (*ranked(self, candidate), candidate.link.is_file)
+    if hasattr(CandidateEvaluator, "get_applicable_candidates"):
+        applicable = CandidateEvaluator.get_applicable_candidates
+
+        def not_yanked_by_the_index(self, candidates):
+            listed, kept = {}, []
+            for candidate in candidates:
+                if not candidate.link.is_file:
+                    listed.setdefault(str(candidate.version), []).append(bool(candidate.link.is_yanked))
+            for candidate in candidates:
+                flags = listed.get(str(candidate.version))
+                if candidate.link.is_file and flags and all(flags):
+                    continue
+                kept.append(candidate)
+            return applicable(self, kept)
+
+        CandidateEvaluator.get_applicable_candidates = not_yanked_by_the_index
 sys.argv[0] = "pip"
 runpy.run_module("pip", run_name="__main__", alter_sys=True)
 """
@@ -98,7 +142,7 @@ def resolve(request, report_path):
         "--report",
         report_path,
         "--find-links",
-        WHEELS,
+        CANDIDATES,
     ]
     if request.get("constraint"):
         command += ["--constraint", request["constraint"]]
