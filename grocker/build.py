@@ -64,7 +64,7 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     elif current is None:  # an up-to-date image said all there is to say in its one line
         push.explain_no_push(session)
     result.duration_seconds = time.monotonic() - start
-    _summary(result)
+    _summary(result, request)
     if request.result_file is not None:
         write_result(request.result_file, result)
     return result
@@ -108,10 +108,12 @@ def write_result(path: Path, result: BuildResult) -> None:
     path.write_text(yaml.safe_dump(result.as_dict(), sort_keys=True, default_flow_style=False), "utf-8")
 
 
-def _summary(result: BuildResult) -> None:
+def _summary(result: BuildResult, request: BuildRequest) -> None:
     if result.up_to_date:
         return  # said in one line before the push, if any
+    # A version range names the version it built (the runner step records it in the result).
+    built = f" ({result.release})" if result.release != request.release.text else ""
     size = f", {result.size / 1e6:.0f} MB" if result.size else ""
     dependencies = f"; dependencies {result.dependencies}" if result.dependencies else ""
     reused = f"; reused: {', '.join(result.reused)}" if result.reused else ""
-    logger.info("done %s in %.1fs%s%s%s", result.image, result.duration_seconds, size, dependencies, reused)
+    logger.info("done %s%s in %.1fs%s%s%s", result.image, built, result.duration_seconds, size, dependencies, reused)

@@ -85,6 +85,11 @@ def phase(title: str) -> Iterator[Callable[[str], None]]:
     logger.info("%s: %.1fs%s", title, time.monotonic() - start, detail)
 
 
+def counted(count: int, noun: str) -> str:
+    """`count` and `noun`, in the plural unless the count is one: "1 wheel", "0 wheels", "2 wheels"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def tail(lines: Sequence[str], count: int = 25) -> str:
     """The last `count` non-empty lines, for error messages."""
     kept = [line.rstrip() for line in lines if line.strip()]

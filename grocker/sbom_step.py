@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from grocker.config import ProjectConfig
-from grocker.log import phase
+from grocker.log import counted, phase
 from grocker.protocol import ChainEngine
 from grocker.release import Release
 from grocker.wheels import WheelLock, lock_key
@@ -72,7 +72,8 @@ def write(
         facts = sbom_facts.collect(engine, config, request)
         text = sbom.document(facts)
         sbom_facts.write(path, text)
-        note(f"{len(facts.dependencies) + 1} Python distributions, {len(facts.packages)} system packages")
+        distributions = counted(len(facts.dependencies) + 1, "Python distribution")
+        note(f"{distributions}, {counted(len(facts.packages), 'system package')}")
     return text
 
 

@@ -31,7 +31,7 @@ from grocker import labels as keys
 from grocker.config import ProjectConfig
 from grocker.errors import BuildError, EngineError, cut
 from grocker.families import family_of
-from grocker.log import logger, phase, tail
+from grocker.log import counted, logger, phase, tail
 from grocker.naming import InternalNames, internal_labels
 from grocker.protocol import NO_NETWORK, ChainEngine, LineHandler
 from grocker.release import Release
@@ -147,7 +147,7 @@ def check_wheels(
         report = _run_checker(engine, config, names, request, on_line)
         if report is None:
             return None
-        note(f"{report.wheels} wheels, {report.elf_files} ELF files")
+        note(f"{counted(report.wheels, 'wheel')}, {counted(report.elf_files, 'ELF file')}")
         if report.findings:
             missing = sorted({finding.library for finding in report.findings if finding.kind == "library"})
             packages = suggest_packages(engine, config, names, missing, on_line)
@@ -195,8 +195,7 @@ def _passed_before(engine: ChainEngine, lock: WheelLock, memo: str) -> str | Non
     image = engine.labelled_image(keys.ABI_CHECKED_LABEL, memo)
     if image is None:
         return None
-    plural = "s" if count > 1 else ""
-    return f"the same {count} wheel{plural} with ELF files or tags passed it on this root image for {image[:19]}"
+    return f"the same {counted(count, 'wheel')} with ELF files or tags passed it on this root image for {image[:19]}"
 
 
 def _with_packages(finding: Finding, packages: Sequence[str]) -> Finding:
@@ -342,7 +341,7 @@ def _printable(value: object) -> str:
 def gate_message(findings: Sequence[Finding], config: ProjectConfig) -> str:
     """The error's paragraph: what failed, why, and what to do for each kind of finding."""
     wheels = sorted({finding.wheel for finding in findings})
-    count = f"{len(wheels)} wheel{'s' if len(wheels) > 1 else ''}"
+    count = counted(len(wheels), "wheel")
     kinds = {finding.kind for finding in findings}
     advice = []
     if "library" in kinds:

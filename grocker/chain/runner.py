@@ -13,12 +13,14 @@ import json
 import re
 from collections.abc import Mapping
 
+from packaging.version import Version
+
 from grocker import labels as keys
 from grocker import render
 from grocker.chain import freshness, wheel_server
 from grocker.chain.session import Session
 from grocker.errors import BuildError, EngineError
-from grocker.log import phase, tail
+from grocker.log import counted, phase, tail
 from grocker.naming import internal_labels, runner_labels
 from grocker.protocol import NO_NETWORK
 from grocker.render import APP_VENV
@@ -113,8 +115,8 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served,
                 details=missing_python[-1].strip(),
             ) from err
         if cached:
-            note(f"{len(cached)} cached layers")
-            session.reused(f"{len(cached)} cached layers")
+            note(counted(len(cached), "cached layer"))
+            session.reused(counted(len(cached), "cached layer"))
     return image_id
 
 
@@ -123,6 +125,8 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served,
 # image's Python (3.8 at least): nothing of Grocker's. Other failures at import time depend on
 # where the image runs (configuration, services) and are not the build's to judge.
 MISSING_MODULE_MARK = "GROCKER-MISSING-MODULE "
+SETUPTOOLS_MARK = "GROCKER-SETUPTOOLS "
+"""After a missing pkg_resources: the version of setuptools installed in the image, or null."""
 _IMPORT_CHECK = f"""
 import json, os, signal, sys
 try:
@@ -146,6 +150,12 @@ for point in scripts:
             point.load()
         except ModuleNotFoundError as err:
             print({MISSING_MODULE_MARK!r} + json.dumps(err.name), flush=True)
+            if (err.name or "").split(".")[0] == "pkg_resources":
+                try:
+                    found = metadata.version("setuptools")
+                except Exception:
+                    found = None
+                print({SETUPTOOLS_MARK!r} + json.dumps(found), flush=True)
         except BaseException:
             pass
         break
@@ -186,24 +196,69 @@ def _check_entrypoint(session: Session, image_id: str) -> None:
         )
     missing = [line[len(MISSING_MODULE_MARK) :] for line in lines if line.startswith(MISSING_MODULE_MARK)]
     if missing:
-        raise BuildError(missing_module_message(entrypoint, app, _module_name(missing[-1])))
+        setuptools = [line[len(SETUPTOOLS_MARK) :] for line in lines if line.startswith(SETUPTOOLS_MARK)]
+        installed = _setuptools_version(setuptools[-1]) if setuptools else UNKNOWN
+        raise BuildError(missing_module_message(entrypoint, app, _module_name(missing[-1]), installed))
 
 
-def missing_module_message(entrypoint: str, app: str, module: str) -> str:
-    """What to do when the entrypoint's import fails because `module` is not in the image."""
+UNKNOWN = "?"
+"""The setuptools version when the check did not say whether setuptools is installed."""
+_NO_PKG_RESOURCES = Version("82")
+"""The first setuptools release without pkg_resources."""
+_REPLACE = (
+    "or replace pkg_resources in the code with importlib.metadata and importlib.resources (see "
+    "Troubleshooting in Grocker's documentation)."
+)
+
+
+def missing_module_message(entrypoint: str, app: str, module: str, setuptools: str | None = UNKNOWN) -> str:
+    """What to do when the entrypoint's import fails because `module` is not in the image.
+
+    `setuptools` is the version of setuptools installed in the image, None when there is none, or
+    UNKNOWN; it matters only for pkg_resources, which setuptools before 82 ships.
+    """
     failure = f'"No module named {module!r}"'
     start = f"The image's entrypoint {entrypoint!r} cannot start: importing it fails with {failure}."
     if module == "pkg_resources" or module.startswith("pkg_resources."):
+        if setuptools is None:
+            return (
+                f"{start} The runner image has no setuptools and no pip, and pkg_resources is part of "
+                f"setuptools. Declare setuptools as a dependency of the application {app} (install_requires, "
+                "or dependencies in pyproject.toml) with a version before 82, the first without "
+                f"pkg_resources (`setuptools<82`), {_REPLACE}"
+            )
+        if setuptools == UNKNOWN:
+            return (
+                f"{start} pkg_resources is part of setuptools before version 82: the application {app} needs "
+                f"setuptools<82 in the image (declared as its dependency, or constrained with a line "
+                f"`setuptools<82` in the pip_constraint file), {_REPLACE}"
+            )
+        if Version(setuptools) >= _NO_PKG_RESOURCES:
+            return (
+                f"{start} The image has setuptools {setuptools}, and setuptools 82 and later no longer ship "
+                "pkg_resources. Constrain setuptools to an older version: a line `setuptools<82` in a pip "
+                "constraints file named by pip_constraint in .grocker.yml (or --pip-constraint FILE), then "
+                f"build again; {_REPLACE}"
+            )
         return (
-            f"{start} The runner image has no setuptools and no pip, and pkg_resources is part of "
-            f"setuptools. Declare setuptools as a dependency of the application {app} (install_requires, "
-            "or dependencies in pyproject.toml), or replace pkg_resources with importlib.metadata and "
-            "importlib.resources."
+            f"{start} The image has setuptools {setuptools}, but no pkg_resources: check that no other "
+            f"distribution of the application {app}'s dependencies removes or replaces it, {_REPLACE}"
         )
     return (
         f"{start} No distribution installed in the image provides that module. Declare the one that "
         f"does as a dependency of the application {app} (or give the extra that brings it in RELEASE)."
     )
+
+
+def _setuptools_version(reported: str) -> str | None:
+    """The setuptools version the check printed (JSON), None for none, UNKNOWN for anything else."""
+    with contextlib.suppress(ValueError):
+        found = json.loads(reported)
+        if found is None:
+            return None
+        if isinstance(found, str) and len(found) <= 64:
+            return str(Version(found))  # InvalidVersion is a ValueError: a forged line says nothing
+    return UNKNOWN
 
 
 def _module_name(reported: str) -> str:

@@ -55,7 +55,7 @@ from grocker.chain.abi import package_sources
 from grocker.chain.background import Background, background
 from grocker.chain.session import BuildRequest, Session
 from grocker.errors import BuildError, GrockerError
-from grocker.log import logger, phase, tail
+from grocker.log import counted, logger, phase, tail
 from grocker.naming import internal_labels
 from grocker.pipconf import PipSettings, mask
 from grocker.protocol import Container
@@ -257,7 +257,7 @@ def compile_wheels(session: Session, publisher: Background[Container] | None = N
     """
     lock, resolved = _Wheelhouse(session, publisher).compile()
     if lock.reused:
-        session.reused(f"{len(set(lock.reused))} wheels")
+        session.reused(counted(len(set(lock.reused)), "wheel"))
     session.result.dependencies = "resolved now" if resolved else f"locked on {_date(lock.locked)}"
     return lock
 
@@ -298,10 +298,13 @@ class _Wheelhouse:
             resolved = self._resolve()
             if isinstance(resolved, WheelLock):
                 self._release_publisher()  # it has nothing to do
-                note(f"{len(resolved.dependencies) + 1} wheels of the lock of {_date(resolved.locked)}")
+                note(f"{counted(len(resolved.dependencies) + 1, 'wheel')} of the lock of {_date(resolved.locked)}")
                 return resolved, False
             items = resolved
             application = self._application(items)
+            if release.version is None:
+                # A range: say which version it resolved to (the summary names it too).
+                note(f"resolved to {release.pinned(application.version).requirement}")
             lock_request = {
                 "key": self._lock_key(),
                 "application": application.name,
@@ -332,7 +335,7 @@ class _Wheelhouse:
             if lock_data is None:
                 raise BuildError(f"The publisher wrote no lock for {release.requirement}. Run the build again with -v.")
             lock = check_lock(parse_lock(lock_data), release.name)
-            note(f"{len(set(totals.added))} new wheels, {len(set(totals.reused))} reused")
+            note(f"{counted(len(set(totals.added)), 'new wheel')}, {len(set(totals.reused))} reused")
         return replace(lock, added=tuple(totals.added), reused=tuple(totals.reused)), True
 
     # Inputs

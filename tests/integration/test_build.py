@@ -270,6 +270,52 @@ def test_entrypoint_importing_pkg_resources_says_to_declare_setuptools(grocker: 
     assert _grocker_containers(grocker.client) == []
 
 
+def test_entrypoint_importing_pkg_resources_names_the_setuptools_without_it(
+    grocker: Grocker, dist_dir: Path, tmp_path: Path
+) -> None:
+    """Declared setuptools, unpinned (as datasette 0.65.1): the newest has no pkg_resources; the fix works."""
+    wheel = package_fixture("pkgres-setuptools-app", dist_dir, kind="wheel")
+    name = grocker.name("pkgres-setuptools")
+
+    result = grocker.run("build", str(wheel), "-n", name, "--no-push", cwd=tmp_path)
+
+    assert result.returncode == 5, result.output
+    assert "importing it fails with \"No module named 'pkg_resources'\"" in result.stderr
+    found = re.search(
+        r"The image has setuptools (\d+)\.[\d.]+, and setuptools 82 and later no longer ship", result.stderr
+    )
+    assert found is not None, result.stderr
+    assert int(found.group(1)) >= 82
+    assert "a line `setuptools<82` in a pip constraints file named by pip_constraint" in result.stderr
+    assert "no setuptools" not in result.stderr
+    assert "Traceback" not in result.output
+    with pytest.raises(docker.errors.ImageNotFound):
+        grocker.client.images.get(name)
+    assert _grocker_containers(grocker.client) == []
+
+    # The fix the message gives: the constraint, through pip_constraint.
+    (tmp_path / "constraints.txt").write_text("setuptools<82\n")
+    (tmp_path / ".grocker.yml").write_text("pip_constraint: constraints.txt\n")
+    grocker.build(str(wheel), "-n", name, "--no-push", cwd=tmp_path)
+    assert grocker.docker_run(name).strip().splitlines()[-1] == "1.0.0"
+
+
+def test_a_version_range_names_the_version_it_built(grocker: Grocker) -> None:
+    name = grocker.name("range", "latest")
+
+    result = grocker.build("six>=1.15,<1.17", "-e", "python", "-n", name, "--no-push")
+
+    # six 1.16.0 may already be in the volume (another test's dependency), and the reused count
+    # includes the runner's installer (the pip wheel): new or reused, in the right number.
+    counts = r"(1 new wheel|[02-9]\d* new wheels), \d+ reused"
+    compiled = rf"compile wheels of six<1\.17,>=1\.15: [\d.]+s \(resolved to six==1\.16\.0, {counts}\)"
+    assert re.search(rf"^{compiled}$", result.stderr, re.MULTILINE), result.stderr
+    assert re.search(rf"^done {re.escape(name)} \(six==1\.16\.0\) in [\d.]+s", result.stderr, re.MULTILINE), (
+        result.stderr
+    )
+    assert _inspect(grocker.client, name)["Config"]["Labels"]["grocker.app.version"] == "1.16.0"
+
+
 def test_result_file_is_sorted_yaml(grocker: Grocker, pure_wheel: Path, tmp_path: Path) -> None:
     name = grocker.name("result")
     target = tmp_path / "deep" / "folder" / "result.yml"

@@ -22,7 +22,7 @@ import yaml
 from grocker import api, build, render
 from grocker.build import BuildRequest, BuildResult
 from grocker.chain import background, runner
-from grocker.chain.runner import MISSING_MODULE_MARK
+from grocker.chain.runner import MISSING_MODULE_MARK, SETUPTOOLS_MARK
 from grocker.errors import BuildError, ConfigError, EngineError, PushError
 from grocker.labels import ABI_CHECKED_LABEL, BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
 from grocker.naming import InternalNames, internal_names
@@ -116,7 +116,7 @@ def test_second_build_reuses_images_and_wheels(engine: FakeEngine, tmp_path: Pat
 
     assert engine.did("build") == ["runner image"]
     assert engine.did("mutex") == []
-    assert result.reused == ["root image", "wheel-server image", "compiler image", "1 wheels", "2 cached layers"]
+    assert result.reused == ["root image", "wheel-server image", "compiler image", "1 wheel", "2 cached layers"]
 
 
 def test_new_base_image_rebuilds_root_and_its_children(engine: FakeEngine, tmp_path: Path) -> None:
@@ -641,7 +641,8 @@ def test_interrupt_during_the_runner_build_removes_its_network(engine: FakeEngin
 def test_entrypoint_importing_pkg_resources_says_the_runner_has_no_setuptools(
     engine: FakeEngine, tmp_path: Path
 ) -> None:
-    engine.outputs["check"] = (0, ["starting", MISSING_MODULE_MARK + '"pkg_resources"'])
+    # The check's script says which setuptools the image has: none (null).
+    engine.outputs["check"] = (0, ["starting", MISSING_MODULE_MARK + '"pkg_resources"', SETUPTOOLS_MARK + "null"])
 
     with pytest.raises(BuildError) as raised:
         run(engine, request_for(tmp_path))
@@ -653,6 +654,7 @@ def test_entrypoint_importing_pkg_resources_says_the_runner_has_no_setuptools(
     )
     assert "The runner image has no setuptools and no pip" in message
     assert "Declare setuptools as a dependency of the application app" in message
+    assert "with a version before 82, the first without pkg_resources (`setuptools<82`)" in message
     assert "bug" not in message
     # As for a missing entrypoint: the new image goes, no name points at it.
     assert len(engine.did("remove_image")) == 1
