@@ -23,7 +23,7 @@ import yaml
 from grocker.errors import ConfigError, UsageError, cut, shown
 from grocker.families import family_of
 from grocker.naming import is_valid_base_name, is_valid_prefix
-from grocker.pipconf import mask
+from grocker.pipconf import mask, url_secrets
 from grocker.runtimes import Runtime, is_retired, select_runtime
 
 CLI_SOURCE = "command line"
@@ -490,16 +490,44 @@ def _check_repositories(source: str, value: Any) -> None:
                 _fail(source, f"{path}.{sub}", f"is missing; give {what}")
         if _CONTROL_RE.search(repo["uri"].strip()):
             _fail(source, f"{path}.uri", "must be a single line, without control characters")
-        if _URL_USERINFO_RE.search(repo["uri"]):
-            # The source line is written into the root image (its provision script, kept in a
-            # layer, and /etc/apt/sources.list.d): credentials there would ship with every image.
+        _check_repository_secrets(source, f"{path}.uri", repo["uri"])
+
+
+# What Grocker says instead of taking a secret into an apt source line.
+_APT_SECRET_ADVICE = (
+    "which would be written into the root image and every image built on it. Grocker puts no apt "
+    "credentials in an image (neither in a source line nor as an apt auth.conf): use a repository "
+    "that needs no secret in its URL, or a local mirror of it that needs none"
+)
+
+
+def _check_repository_secrets(source: str, key: str, uri: str) -> None:
+    """Refuse an apt or apk source line whose URL holds a secret: user info, a path token or a query token.
+
+    The source line is written into the root image (its provision script, kept in a layer, and
+    /etc/apt/sources.list.d): a secret there would ship with every image. A path token is what
+    the mask hides in a pip index URL (grocker.pipconf.url_secrets): a segment of 16 or more
+    letters, digits and `-._~+=` with letters and digits both, the first segment on Gemfury and
+    Cloudsmith, a query value named like a credential.
+    """
+    if _URL_USERINFO_RE.search(uri):
+        secrets = [secret for word in uri.split() for secret in url_secrets(word)]
+        _fail(
+            source,
+            key,
+            f"has credentials in its URL ({shown(mask(uri, secrets))}), {_APT_SECRET_ADVICE}, and give the URL "
+            "without `user:password@`",
+        )
+    for word in uri.split():
+        if "://" not in word:
+            continue
+        secrets = url_secrets(word)
+        if secrets:
             _fail(
                 source,
-                f"{path}.uri",
-                f"has credentials in its URL ({shown(mask(repo['uri']))}), which would be written into the "
-                "root image and every image built on it. Grocker does not pass apt credentials: use a "
-                "mirror of that repository that needs none, or a runtime whose base image already has "
-                "them configured (/etc/apt/auth.conf.d), and give the URL without `user:password@`",
+                key,
+                f"has a token in its URL ({shown(mask(uri, secrets))}), {_APT_SECRET_ADVICE}. A path segment counts as a token when it is 16 or more letters, digits "
+                "and `-._~+=` with both letters and digits, or the first one on pypi.fury.io and dl.cloudsmith.io",
             )
 
 
