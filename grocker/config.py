@@ -494,7 +494,7 @@ def _check_repositories(source: str, value: Any) -> None:
 
 
 # What Grocker says instead of taking a secret into an apt source line.
-_APT_SECRET_ADVICE = (
+_APT_ADVICE = (
     "which would be written into the root image and every image built on it. Grocker puts no apt "
     "credentials in an image (neither in a source line nor as an apt auth.conf): use a repository "
     "that needs no secret in its URL, or a local mirror of it that needs none"
@@ -515,7 +515,7 @@ def _check_repository_secrets(source: str, key: str, uri: str) -> None:
         _fail(
             source,
             key,
-            f"has credentials in its URL ({shown(mask(uri, secrets))}), {_APT_SECRET_ADVICE}, and give the URL "
+            f"has credentials in its URL ({shown(mask(uri, secrets))}), {_APT_ADVICE}, and give the URL "
             "without `user:password@`",
         )
     for word in uri.split():
@@ -526,8 +526,9 @@ def _check_repository_secrets(source: str, key: str, uri: str) -> None:
             _fail(
                 source,
                 key,
-                f"has a token in its URL ({shown(mask(uri, secrets))}), {_APT_SECRET_ADVICE}. A path segment counts as a token when it is 16 or more letters, digits "
-                "and `-._~+=` with both letters and digits, or the first one on pypi.fury.io and dl.cloudsmith.io",
+                f"has a token in its URL ({shown(mask(uri, secrets))}), {_APT_ADVICE}. A path segment counts "
+                "as a token when it is 16 or more letters, digits and `-._~+=` with both letters and digits, "
+                "or the first one on pypi.fury.io and dl.cloudsmith.io",
             )
 
 

@@ -681,3 +681,39 @@ def test_a_lost_ssh_connection_is_an_engine_error_not_a_bug(monkeypatch: pytest.
     assert "The ssh connection to the engine failed during the command: ChannelException" in message
     assert "MaxSessions" in message
     assert "bug in Grocker" not in message
+
+
+@pytest.mark.parametrize("verbosity", [[], ["-v"], ["-vv"]])
+def test_relayed_output_hides_tokens_and_control_characters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, verbosity: list[str]
+) -> None:
+    """Issue 20: a failed compile's tail and the engine output at -v, -vv: no token, no terminal control."""
+    from grocker.errors import BuildError
+    from grocker.log import logger
+    from grocker.pipconf import mask
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pip.conf").write_text(
+        "[global]\nindex-url = https://Tok3nTok3n:@pypi.fury.io/team/\n"
+        "extra-index-url = https://pypi.fury.io/Sh0rtT0k/team/ https://Tok4nTok4n:x@idx.example.com/simple\n"
+    )
+    pip_output = [
+        "Looking in indexes: https://Tok3nTok3n:****@pypi.fury.io/team/, https://pypi.fury.io/Sh0rtT0k/team/",
+        "\x1b]0;owned\x07\x1b[2J401 Client Error for user Tok4nTok4n\r",
+    ]
+
+    def failing_build(request: BuildRequest, env: object = None) -> None:
+        for line in pip_output:  # as Session.stream_line relays engine output
+            logger.debug("  %s", mask(line, request.pip.secrets()))
+        raise BuildError("The compile failed. Its output ends with:", details="\n".join(pip_output))
+
+    monkeypatch.setattr(api, "build", failing_build)
+    result = CliRunner().invoke(cli.main, [*verbosity, "build", "--pip-conf", "pip.conf", "demo==1.0"])
+
+    assert result.exit_code == 5
+    for token in ("Tok3nTok3n", "Sh0rtT0k", "Tok4nTok4n"):
+        assert token not in result.stderr
+    assert "\x1b" not in result.stderr
+    assert "\x07" not in result.stderr
+    assert "\r" not in result.stderr
+    assert "401 Client Error" in result.stderr
