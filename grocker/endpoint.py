@@ -178,12 +178,17 @@ def _check_host(host: str, origin: str) -> None:
         )
     if scheme in ("tcp", "http", "https", "ssh"):
         try:
-            urlsplit(host if "://" in host else f"tcp://{host}").port
+            port = urlsplit(host if "://" in host else f"tcp://{host}").port  # ValueError when out of range
         except ValueError as err:
             raise EngineError(
                 f"Grocker cannot use the Docker engine at {host} ({origin}) because its address is not "
                 f"HOST:PORT with a port from 1 to 65535 ({err}). Fix {origin}, e.g. tcp://127.0.0.1:2375."
             ) from None
+        if port == 0:
+            raise EngineError(
+                f"Grocker cannot use the Docker engine at {host} ({origin}) because its address is not "
+                f"HOST:PORT with a port from 1 to 65535 (port 0). Fix {origin}, e.g. tcp://127.0.0.1:2375."
+            )
 
 
 def _tls_from_env(host: str, env: Mapping[str, str], config_dir: Path) -> TLSFiles | None:

@@ -399,7 +399,8 @@ def _resolve_in_child(config_dir: Path, env: dict[str, str]) -> subprocess.Compl
     """resolve() in a child process, so that a hang fails the test instead of stopping the suite."""
     code = (
         "import sys; from pathlib import Path; from grocker.endpoint import resolve; from grocker.errors import "
-        "EngineError\ntry:\n    print(resolve(dict(arg.split('=', 1) for arg in sys.argv[2:]), Path(sys.argv[1])).host)\n"
+        "EngineError\ntry:\n    env = dict(arg.split('=', 1) for arg in sys.argv[2:])\n"
+        "    print(resolve(env, Path(sys.argv[1])).host)\n"
         "except EngineError as err:\n    print('EngineError:', err)\n"
     )
     args = [sys.executable, "-c", code, str(config_dir), *(f"{key}={value}" for key, value in env.items())]
