@@ -717,3 +717,28 @@ def test_relayed_output_hides_tokens_and_control_characters(
     assert "\x07" not in result.stderr
     assert "\r" not in result.stderr
     assert "401 Client Error" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "how", [["--sbom", "blocker/sbom.cdx.json"], ["--sbom", "blocker/deeper/sbom.json"], ["-c", "sbom.yml"]]
+)
+def test_sbom_path_is_checked_before_any_engine_work(grocker, tmp_path: Path, how: list[str]) -> None:
+    """Issue 20: an SBOM path that cannot be written failed only after the whole build."""
+    (tmp_path / "blocker").write_text("")
+    (tmp_path / "sbom.yml").write_text("sbom: blocker/sbom.cdx.json\n")
+
+    for extra in ([], ["--dry-run"]):
+        run = grocker("build", *extra, *how, "ipython==8.18.1")
+
+        assert run.exit_code == 3, run.stderr
+        assert run.requests == []
+        assert "The SBOM file" in run.stderr
+        assert run.stderr.count("\n") == 1
+
+
+def test_the_request_carries_the_docker_config_folder(grocker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "ci-docker"))
+
+    run = grocker("build", "ipython==8.18.1")
+
+    assert run.request.docker_config == tmp_path / "ci-docker"
