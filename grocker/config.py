@@ -21,9 +21,8 @@ from typing import Any
 import yaml
 
 from grocker.errors import ConfigError, UsageError, cut, shown
-from grocker.families import family_of
+from grocker.families import family_of, source_line_secret
 from grocker.naming import is_valid_base_name, is_valid_prefix
-from grocker.pipconf import mask, url_secrets
 from grocker.runtimes import Runtime, is_retired, select_runtime
 
 CLI_SOURCE = "command line"
@@ -58,7 +57,6 @@ _PORT_RE = re.compile(r"([0-9]{1,5})(/(tcp|udp|sctp))?")
 _ENTRYPOINT_RE = re.compile(r"[^\s\"'\\]+")
 # User info in a URL of an apt source line (`https://user:pass@host/...`): one character class
 # between the literal `://` and `@`, so the search is linear.
-_URL_USERINFO_RE = re.compile(r"://[^/\s]*@")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but the tab
 _PYTHON_COMMAND_RE = re.compile(r"[A-Za-z0-9_./+-]+")
 _VOLUME_RE = re.compile(r"/[^\x00-\x1f\x7f]*")
@@ -490,46 +488,9 @@ def _check_repositories(source: str, value: Any) -> None:
                 _fail(source, f"{path}.{sub}", f"is missing; give {what}")
         if _CONTROL_RE.search(repo["uri"].strip()):
             _fail(source, f"{path}.uri", "must be a single line, without control characters")
-        _check_repository_secrets(source, f"{path}.uri", repo["uri"])
-
-
-# What Grocker says instead of taking a secret into an apt source line.
-_APT_ADVICE = (
-    "which would be written into the root image and every image built on it. Grocker puts no apt "
-    "credentials in an image (neither in a source line nor as an apt auth.conf): use a repository "
-    "that needs no secret in its URL, or a local mirror of it that needs none"
-)
-
-
-def _check_repository_secrets(source: str, key: str, uri: str) -> None:
-    """Refuse an apt or apk source line whose URL holds a secret: user info, a path token or a query token.
-
-    The source line is written into the root image (its provision script, kept in a layer, and
-    /etc/apt/sources.list.d): a secret there would ship with every image. A path token is what
-    the mask hides in a pip index URL (grocker.pipconf.url_secrets): a segment of 16 or more
-    letters, digits and `-._~+=` with letters and digits both, the first segment on Gemfury and
-    Cloudsmith, a query value named like a credential.
-    """
-    if _URL_USERINFO_RE.search(uri):
-        secrets = [secret for word in uri.split() for secret in url_secrets(word)]
-        _fail(
-            source,
-            key,
-            f"has credentials in its URL ({shown(mask(uri, secrets))}), {_APT_ADVICE}, and give the URL "
-            "without `user:password@`",
-        )
-    for word in uri.split():
-        if "://" not in word:
-            continue
-        secrets = url_secrets(word)
-        if secrets:
-            _fail(
-                source,
-                key,
-                f"has a token in its URL ({shown(mask(uri, secrets))}), {_APT_ADVICE}. A path segment counts "
-                "as a token when it is 16 or more letters, digits and `-._~+=` with both letters and digits, "
-                "or the first one on pypi.fury.io and dl.cloudsmith.io",
-            )
+        problem = source_line_secret(repo["uri"])
+        if problem:
+            _fail(source, f"{path}.uri", problem)
 
 
 _NEW_DEPENDENCIES = (
