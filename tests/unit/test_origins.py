@@ -25,6 +25,7 @@ def test_urls_lose_their_credentials_query_and_fragment(publisher: ModuleType) -
     [
         ("https://pypi.fury.io/Sh0rtT0k/team/-/six.whl", None),
         ("https://pypi.fury.io/team/", None),
+        ("https://PyPI.Fury.IO./Sh0rtT0k/team/", None),
         ("https://Tok3n:@pypi.fury.io/team/six.whl?x=1", None),
         ("https://dl.cloudsmith.io/CsT0ken9/org/repo/python/simple/", None),
         ("https://dl.cloudsmith.io/public/org/repo/python/simple/", None),

@@ -189,7 +189,7 @@ def public_url(url, index=None):
     tokens = {segment for segment in urllib.parse.urlsplit(index or url).path.split("/") if is_token(segment)}
     segments = parts.path.split("/")
     first = segments[1] if len(segments) > 1 else ""
-    name = parts.hostname or ""
+    name = (parts.hostname or "").rstrip(".")
     known = bool(first) and (
         ((name == "fury.io" or name.endswith(".fury.io")) and len(segments) > 2 and bool(segments[2]))
         or (name == "dl.cloudsmith.io" and first.lower() not in ("public", "basic"))
