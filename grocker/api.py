@@ -61,6 +61,9 @@ def prepare_build(
     env = os.environ if env is None else env
     if result_file is not None:
         check_result_file(cwd / result_file)
+    if config.sbom is not None:
+        # Written after the build and before the push: a path that cannot be written fails now.
+        check_output_file(cwd / config.sbom, f"The SBOM file {cut(str(config.sbom))} (--sbom or `sbom`)")
     release = parse_release(release_text, cwd)
     check_wheel_platform(release, config.runtime.python_version, config.runtime.family)
     # `-n ""` is a mistake, not a request for the default name.
@@ -85,6 +88,7 @@ def prepare_build(
         no_cache=no_cache,
         refresh=refresh,
         source_date_epoch=source_date_epoch(env),
+        docker_config=endpoint.docker_config_dir(env),
     )
 
 
@@ -130,7 +134,11 @@ def check_result_file(path: Path) -> Path:
     Nothing is created here (a dry run writes nothing): the nearest existing folder must be a
     writable directory, and the file itself, if it exists, a writable non-directory.
     """
-    where = f"--result-file {cut(str(path))}"
+    return check_output_file(path, f"--result-file {cut(str(path))}")
+
+
+def check_output_file(path: Path, where: str) -> Path:
+    """Refuse a file Grocker writes after the build (result file, SBOM) when it could not be written."""
     try:
         _check_result_path(path, where)
     except (OSError, ValueError) as err:  # a name too long, a NUL character

@@ -60,7 +60,7 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     if request.push:
         result.hash = push.push(session)
         if sbom_text is not None and result.hash is not None:
-            result.sbom_digest = sbom_step.push(config, request.image_name, result.hash, sbom_text)
+            result.sbom_digest = sbom_step.push(request.image_name, result.hash, sbom_text, request.docker_config)
     elif current is None:  # an up-to-date image said all there is to say in its one line
         push.explain_no_push(session)
     result.duration_seconds = time.monotonic() - start

@@ -21,9 +21,8 @@ from typing import Any
 import yaml
 
 from grocker.errors import ConfigError, UsageError, cut, shown
-from grocker.families import family_of
+from grocker.families import family_of, source_line_secret
 from grocker.naming import is_valid_base_name, is_valid_prefix
-from grocker.pipconf import mask
 from grocker.runtimes import Runtime, is_retired, select_runtime
 
 CLI_SOURCE = "command line"
@@ -58,7 +57,6 @@ _PORT_RE = re.compile(r"([0-9]{1,5})(/(tcp|udp|sctp))?")
 _ENTRYPOINT_RE = re.compile(r"[^\s\"'\\]+")
 # User info in a URL of an apt source line (`https://user:pass@host/...`): one character class
 # between the literal `://` and `@`, so the search is linear.
-_URL_USERINFO_RE = re.compile(r"://[^/\s]*@")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but the tab
 _PYTHON_COMMAND_RE = re.compile(r"[A-Za-z0-9_./+-]+")
 _VOLUME_RE = re.compile(r"/[^\x00-\x1f\x7f]*")
@@ -490,17 +488,9 @@ def _check_repositories(source: str, value: Any) -> None:
                 _fail(source, f"{path}.{sub}", f"is missing; give {what}")
         if _CONTROL_RE.search(repo["uri"].strip()):
             _fail(source, f"{path}.uri", "must be a single line, without control characters")
-        if _URL_USERINFO_RE.search(repo["uri"]):
-            # The source line is written into the root image (its provision script, kept in a
-            # layer, and /etc/apt/sources.list.d): credentials there would ship with every image.
-            _fail(
-                source,
-                f"{path}.uri",
-                f"has credentials in its URL ({shown(mask(repo['uri']))}), which would be written into the "
-                "root image and every image built on it. Grocker does not pass apt credentials: use a "
-                "mirror of that repository that needs none, or a runtime whose base image already has "
-                "them configured (/etc/apt/auth.conf.d), and give the URL without `user:password@`",
-            )
+        problem = source_line_secret(repo["uri"])
+        if problem:
+            _fail(source, f"{path}.uri", problem)
 
 
 _NEW_DEPENDENCIES = (

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from grocker.errors import EngineError
 
@@ -29,6 +32,9 @@ DEFAULT_CONTEXT = "default"
 # What docker-py can connect to; a host without a scheme is a TCP address, as for the CLI.
 _SCHEMES = ("unix", "tcp", "ssh", "npipe", "http", "https")
 _TLS_SCHEMES = ("tcp", "https")
+
+# config.json and a context's meta.json are a few kilobytes; a bigger one is a mistake (or /dev/zero).
+MAX_FILE_BYTES = 1 << 20
 
 Source = Literal["DOCKER_HOST", "DOCKER_CONTEXT", "config", "default"]
 
@@ -111,7 +117,7 @@ def known_contexts(config_dir: Path) -> list[str]:
     names = []
     for meta in sorted((config_dir / "contexts" / "meta").glob("*/meta.json")):
         try:
-            name = json.loads(meta.read_text(encoding="utf-8")).get("Name")
+            name = json.loads(read_small_file(meta)).get("Name")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(name, str) and name:
@@ -140,6 +146,28 @@ def engine_summary(version: Mapping[str, Any], info: Mapping[str, Any]) -> str:
     return f"{product} {version.get('Version', '?')}, API {version.get('ApiVersion', '?')}, image store {store}"
 
 
+def read_small_file(path: Path) -> str:
+    """The text of a regular file of at most MAX_FILE_BYTES; OSError or ValueError otherwise.
+
+    Opened without blocking, so that a FIFO in its place never hangs the run (and a signal is
+    not waited on in `open`); a device (`/dev/zero`) or a huge file is refused, not read whole.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ValueError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB")
+    return data.decode("utf-8")
+
+
 def _check_host(host: str, origin: str) -> None:
     scheme = _scheme(host)
     if scheme not in _SCHEMES:
@@ -148,6 +176,19 @@ def _check_host(host: str, origin: str) -> None:
             "engine address it knows. Use unix:///PATH/docker.sock, tcp://HOST:PORT or "
             "ssh://[USER@]HOST[:PORT] (ssh needs `pip install 'grocker[ssh]'`)."
         )
+    if scheme in ("tcp", "http", "https", "ssh"):
+        try:
+            port = urlsplit(host if "://" in host else f"tcp://{host}").port  # ValueError when out of range
+        except ValueError as err:
+            raise EngineError(
+                f"Grocker cannot use the Docker engine at {host} ({origin}) because its address is not "
+                f"HOST:PORT with a port from 1 to 65535 ({err}). Fix {origin}, e.g. tcp://127.0.0.1:2375."
+            ) from None
+        if port == 0:
+            raise EngineError(
+                f"Grocker cannot use the Docker engine at {host} ({origin}) because its address is not "
+                f"HOST:PORT with a port from 1 to 65535 (port 0). Fix {origin}, e.g. tcp://127.0.0.1:2375."
+            )
 
 
 def _tls_from_env(host: str, env: Mapping[str, str], config_dir: Path) -> TLSFiles | None:
@@ -173,7 +214,7 @@ def _tls_files(folder: Path, verify: bool) -> TLSFiles:
 def _current_context(config_file: Path) -> str:
     """The `currentContext` of config.json; like the CLI, a missing or unreadable file means none."""
     try:
-        data = json.loads(config_file.read_text(encoding="utf-8"))
+        data = json.loads(read_small_file(config_file))
     except (OSError, ValueError):
         return ""
     value = data.get("currentContext") if isinstance(data, dict) else None
@@ -185,7 +226,7 @@ def _context_endpoint(name: str, source: Source, config_dir: Path, config_file: 
     meta_file = config_dir / "contexts" / "meta" / context_id / "meta.json"
     named_by = "DOCKER_CONTEXT" if source == "DOCKER_CONTEXT" else f"the current context in {config_file}"
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        meta = json.loads(read_small_file(meta_file))
     except FileNotFoundError:
         known = ", ".join(f"`{known}`" for known in known_contexts(config_dir))
         remedy = (

@@ -252,12 +252,14 @@ class DockerEngine:
             return False
         return self.image(name) is not None
 
-    def labelled_image(self, label: str, value: str) -> str | None:
-        """The ID of one local image whose `label` is `value`, or None when there is none."""
+    def labelled_image(self, labels: Mapping[str, str]) -> str | None:
+        """The ID of one local image that carries every one of `labels` with its value, or None."""
+        # Several `label` filters: the engine keeps the images that match them all.
+        wanted = [f"{label}={value}" for label, value in sorted(labels.items())]
         try:
-            found = self.api.images(filters={"label": f"{label}={value}"}, quiet=True)
+            found = self.api.images(filters={"label": wanted}, quiet=True)
         except docker.errors.APIError as err:
-            raise self.error("list images", label, err) from err
+            raise self.error("list images", ", ".join(wanted), err) from err
         return str(found[0]) if found else None
 
     def build(

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from grocker.errors import ConfigError
+from grocker.errors import ConfigError, shown
+from grocker.pipconf import mask, url_secrets
 
 _DEBIAN_SETTINGS = """\
 # Small images: no recommends, no documentation, no translations.
@@ -149,3 +150,38 @@ def family_of(name: str) -> Family:
             f"{', '.join(FAMILIES)} as the runtime's `family`."
         )
     return family
+
+
+# User info in a URL: `scheme://user[:password]@`.
+_URL_USERINFO_RE = re.compile(r"://[^/\s]*@")
+# What Grocker says instead of taking a secret into a source line.
+_REPOSITORY_ADVICE = (
+    "which would be written into the root image and every image built on it. Grocker puts no apt "
+    "credentials in an image (neither in a source line nor as an apt auth.conf): use a repository "
+    "that needs no secret in its URL, or a local mirror of it that needs none"
+)
+
+
+def source_line_secret(uri: str) -> str | None:
+    """What is wrong with a repository's source line holding a secret, or None when it holds none.
+
+    The source line is written into the root image (its provision script, kept in a layer, and
+    /etc/apt/sources.list.d): a secret there would ship with every image. A secret is user info,
+    or a path or query token as the mask finds one in a pip index URL (grocker.pipconf.url_secrets:
+    a segment of 16 or more letters, digits and `-._~+=` with letters and digits both, the first
+    segment on Gemfury and Cloudsmith, a query value named like a credential). The message quotes
+    the line masked.
+    """
+    secrets = [secret for word in uri.split() if "://" in word for secret in url_secrets(word)]
+    if _URL_USERINFO_RE.search(uri):
+        return (
+            f"has credentials in its URL ({shown(mask(uri, secrets))}), {_REPOSITORY_ADVICE}, and give the URL "
+            "without `user:password@`"
+        )
+    if secrets:
+        return (
+            f"has a token in its URL ({shown(mask(uri, secrets))}), {_REPOSITORY_ADVICE}. A path segment counts "
+            "as a token when it is 16 or more letters, digits and `-._~+=` with both letters and digits, "
+            "or the first one on pypi.fury.io and dl.cloudsmith.io"
+        )
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -11,6 +12,11 @@ from typing import TextIO
 
 LOGGER_NAME = "grocker"
 logger = logging.getLogger(LOGGER_NAME)
+
+# Control characters (C0 but tab and newline, DEL, C1) and the bidirectional overrides: build
+# output relayed from the engine must not move the cursor, clear the screen, set the terminal's
+# title or reorder what is shown. Grocker's own colours are added after this.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 _COLOURS = {
     logging.DEBUG: "\x1b[2m",
@@ -27,7 +33,7 @@ class _Formatter(logging.Formatter):
         self.mask = mask
 
     def format(self, record: logging.LogRecord) -> str:
-        text = self.mask(super().format(record))
+        text = printable(self.mask(super().format(record)))
         if record.levelno >= logging.WARNING:
             text = f"{record.levelname.lower()}: {text}"
         if self.colour and record.levelno in _COLOURS:
@@ -64,10 +70,18 @@ def set_mask(mask: Callable[[str], str]) -> None:
 
 
 def masked(text: str) -> str:
-    """`text` with the secrets hidden that every logged line hides, for text printed around the logger."""
+    """`text` with the secrets hidden that every logged line hides, for text printed around the logger.
+
+    Control characters become `?` too, as in every logged line.
+    """
     if _handler is not None and isinstance(_handler.formatter, _Formatter):
-        return _handler.formatter.mask(text)
-    return text
+        return printable(_handler.formatter.mask(text))
+    return printable(text)
+
+
+def printable(text: str) -> str:
+    """`text` with each control character (tab and newline kept) shown as `?`."""
+    return _CONTROL_RE.sub("?", text)
 
 
 @contextmanager

@@ -5,10 +5,12 @@ trusted-host, timeout, retries, cert, client-cert and remote find-links. Local f
 file:// indexes do not exist inside a container on the engine, so they are skipped with a
 warning. Credentials in URLs are masked in everything Grocker prints.
 
-What counts as a secret (see docs/security.rst): the password of a URL's user info, or its
-user name when there is no password (an index token given as `https://TOKEN@host`); and, in
-the URLs of the pip settings only, path segments and query values that look like tokens
-(`https://pypi.fury.io/TOKEN/team/`, `?token=...`). A user name next to a password is not a
+What counts as a secret (see docs/security.rst): the password of a URL's user info, and its
+user name when there is no password or only a placeholder one (an index token given as
+`https://TOKEN@host`, `https://TOKEN:@host`, `https://TOKEN:x@host`), or when the user name
+itself looks like a token; the path token of the hosts whose URLs carry one in a known place
+(Gemfury, Cloudsmith), in any URL; and, in the URLs of the pip settings only, path segments and
+query values that look like tokens (`?token=...`). A user name next to a real password is not a
 secret: masking it would hide ordinary words of the output (`apt`, `hello`) everywhere.
 """
 
@@ -22,7 +24,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from grocker.errors import ConfigError, UsageError, cut, shown
 
@@ -31,7 +33,9 @@ _SECTIONS = ("global", "wheel")
 # The authority of a URL: what follows `://` up to the path, query, fragment or the end of the
 # word. Anchored on the literal `://` and with a single character class, so matching is linear
 # in the text's length (no nested quantifier to backtrack through).
-_AUTHORITY_RE = re.compile(r"://([^/?#\s'\"<>]*)")
+# The first two path segments are kept with it, for the hosts whose URLs hold a token there;
+# the repetition is bounded and its class excludes `/`, so this stays linear too.
+_AUTHORITY_RE = re.compile(r"://([^/?#\s'\"<>]*)((?:/[^/?#\s'\"<>]*){0,2})")
 # A path segment or query value that reads as a token rather than a word: long, and made of
 # letters and digits both (`simple`, `packages`, `v1` are not).
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_.~+=-]{16,}")
@@ -39,6 +43,17 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_.~+=-]{16,}")
 # (after `:` or `=` and before `@`, `&`, `#`, `/`, a quote, a space or the end): short strings
 # are ordinary words too, and hiding `apt` would turn `apt-get` into `****-get`.
 MIN_LITERAL_SECRET = 8
+# A password this short, or one of these words, is a placeholder beside a token given as user
+# name (`https://TOKEN:x@host`, GitHub's `TOKEN:x-oauth-basic`): the user name is the secret.
+_PLACEHOLDER_LENGTH = 4
+_PLACEHOLDER_PASSWORDS = frozenset({"x-oauth-basic", "dummy", "unused", "none", "null"})
+# Hosts whose index URLs carry the token as the first path segment: Gemfury
+# (`https://pypi.fury.io/TOKEN/ACCOUNT/`; its public form `https://pypi.fury.io/ACCOUNT/` has a
+# single segment) and Cloudsmith (`https://dl.cloudsmith.io/TOKEN/ORG/REPO/python/simple/`; its
+# public and basic-auth forms start with `public` and `basic`).
+_FURY_SUFFIX = "fury.io"
+_CLOUDSMITH_HOST = "dl.cloudsmith.io"
+_CLOUDSMITH_WORDS = frozenset({"public", "basic"})
 _NUMBER_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
 _HOST_RE = re.compile(r"[A-Za-z0-9._\[\]:-]+")
 _KEYS = ("index-url", "extra-index-url", "trusted-host", "timeout", "retries", "cert", "client-cert", "find-links")
@@ -104,13 +119,14 @@ class PipSettings:
 def mask(text: str, secrets: Sequence[str] = ()) -> str:
     """Hide URL credentials and the known `secrets` in `text`, in time linear in its length.
 
-    In any URL, the password of the user info becomes `****` (`https://user:****@host`), or the
-    user name when there is no password (`https://****@host`, a token given as user name). The
-    user info ends at the last `@` before the host, as pip reads it, so a password may hold `@`.
+    In any URL, the password of the user info becomes `****` (`https://user:****@host`), and the
+    user name too when it is the secret (see user_is_secret: `https://****@host`,
+    `https://****:****@host`); so does the path token of a known host (`https://pypi.fury.io/****/team/`).
+    The user info ends at the last `@` before the host, as pip reads it, so a password may hold `@`.
     Then each secret of MIN_LITERAL_SECRET characters or more is hidden wherever it appears, and
     a shorter one only where it stands as a password or query value.
     """
-    text = _AUTHORITY_RE.sub(_mask_authority, text)
+    text = _AUTHORITY_RE.sub(_mask_url, text)
     short = []
     for secret in sorted(set(secrets), key=len, reverse=True):
         if len(secret) >= MIN_LITERAL_SECRET:
@@ -135,11 +151,17 @@ def url_secrets(url: str) -> list[str]:
     except ValueError:
         return [url]  # not even a URL: keep it all out of sight
     found: list[str] = []
-    userinfo, at, _host = parts.netloc.rpartition("@")
+    userinfo, at, host = parts.netloc.rpartition("@")
     if at:
         user, colon, password = userinfo.partition(":")
         found.append(password if colon else user)
-    found += [segment for segment in parts.path.split("/") if _looks_like_token(segment)]
+        if colon and user_is_secret(user, password):
+            found.append(user)
+    segments = parts.path.split("/")
+    found += [segment for segment in segments if _looks_like_token(segment)]
+    token = host_path_token(host, segments[1:3])
+    if token:
+        found.append(token)
     for pair in parts.query.split("&"):
         name, _eq, value = pair.partition("=")
         credential = any(word in name.lower() for word in ("token", "key", "secret", "pass", "auth", "sig"))
@@ -147,6 +169,54 @@ def url_secrets(url: str) -> list[str]:
             found.append(value)
     found = [secret for secret in found if secret]
     return found + [unquote(secret) for secret in found if unquote(secret) != secret]
+
+
+def user_is_secret(user: str, password: str) -> bool:
+    """Whether the user name of `user:password@` is a secret too: beside a placeholder password, or token-like."""
+    placeholder = len(password) < _PLACEHOLDER_LENGTH or password.lower() in _PLACEHOLDER_PASSWORDS
+    return bool(user) and (placeholder or _looks_like_token(user))
+
+
+def host_path_token(host: str, segments: Sequence[str]) -> str | None:
+    """The token that `host`'s URL layout puts first in the path (`segments`: its first two), if any.
+
+    Conservative: on Gemfury, any first segment followed by another one counts, so a public
+    account's project pages lose their account name in the output; better that than a token.
+    """
+    name = host.rpartition("@")[2].split(":")[0].lower().rstrip(".")
+    first = segments[0] if segments else ""
+    if not first:
+        return None
+    if name == _FURY_SUFFIX or name.endswith("." + _FURY_SUFFIX):
+        return first if len(segments) > 1 and segments[1] else None
+    if name == _CLOUDSMITH_HOST:
+        return None if first.lower() in _CLOUDSMITH_WORDS else first
+    return None
+
+
+def public_url(url: str, index: str | None = None) -> str:
+    """`url` as it may be recorded (origins, SBOMs): no user info, query or fragment, path tokens as `****`.
+
+    The path tokens: the segments of the index URL (`index`, else `url` itself, an index) that
+    look like tokens (see _looks_like_token), wherever they stand in `url`, and a known host's
+    token segment (see host_path_token). A file's own name and the hash folders of a file URL
+    are kept: they look like tokens but are not. The publisher (resources/wheelhouse/publish.py)
+    applies the same rule inside its container.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        tokens = {segment for segment in urlsplit(index or url).path.split("/") if _looks_like_token(segment)}
+    except ValueError:
+        return "****"
+    host = (parts.hostname or "") + (f":{port}" if port else "")
+    segments = parts.path.split("/")
+    token = host_path_token(host, segments[1:3])
+    cleaned = [
+        "****" if segment in tokens or (position == 1 and segment == token) else segment
+        for position, segment in enumerate(segments)
+    ]
+    return urlunsplit((parts.scheme, host, "/".join(cleaned), "", ""))
 
 
 def _looks_like_token(text: str) -> bool:
@@ -157,13 +227,22 @@ def _looks_like_token(text: str) -> bool:
     )
 
 
-def _mask_authority(match: re.Match[str]) -> str:
-    authority = match.group(1)
+def _mask_url(match: re.Match[str]) -> str:
+    authority, path = match.group(1), match.group(2)
     userinfo, at, host = authority.rpartition("@")
-    if not at:
-        return match.group(0)
-    user, colon, _password = userinfo.partition(":")
-    return f"://{user}:****@{host}" if colon else f"://****@{host}"
+    if at:
+        user, colon, password = userinfo.partition(":")
+        if not colon:
+            authority = f"****@{host}"
+        elif user_is_secret(user, password):
+            authority = f"****:****@{host}"
+        else:
+            authority = f"{user}:****@{host}"
+    segments = path.split("/")
+    token = host_path_token(host, segments[1:3])
+    if token:
+        path = "/****" + path[1 + len(token) :]
+    return f"://{authority}{path}"
 
 
 def config_files(env: Mapping[str, str], home: Path, system_dir: Path = Path("/etc")) -> list[Path]:

@@ -103,8 +103,8 @@ class ChainEngine(Protocol):
     def pull(self, name: str) -> bool:
         """Pull an image; False when the registry does not have it or cannot be reached."""
 
-    def labelled_image(self, label: str, value: str) -> str | None:
-        """The ID of one local image whose `label` is `value`, or None when there is none."""
+    def labelled_image(self, labels: Mapping[str, str]) -> str | None:
+        """The ID of one local image that carries every one of `labels` with its value, or None."""
 
     def build(
         self,

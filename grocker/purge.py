@@ -166,7 +166,7 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
             reason = engine.try_remove_image(image.id)
             if reason is None:
                 removed.append(_image_item(image))
-                _remove_intermediates(engine, intermediates, own_ids)
+                _remove_intermediates(engine, intermediates, own_ids | _parents(image))
             else:
                 refused[image.id] = reason
                 still.append(image)
@@ -239,13 +239,22 @@ def _untaggable(image: ImageInfo, options: PurgeOptions, used: set[str]) -> bool
     )
 
 
+def _parents(image: ImageInfo) -> set[str]:
+    """The images `image` was built FROM, as its labels record them: the base image, the root image.
+
+    The walk down the build steps stops there: a base image pulled by digest
+    (`debian@sha256:...`) has no name, and so looks like one more step image (issue 20).
+    """
+    return {value for key in (keys.BASE_ID_LABEL, keys.ROOT_ID_LABEL) if (value := image.labels.get(key))}
+
+
 def _remove_intermediates(engine: PurgeEngine, intermediates: Sequence[str], own_ids: set[str]) -> None:
     """Remove the build steps' images a removed image leaves on the containerd image store.
 
     Docker with overlay2 prunes them with the image (they are gone here); the containerd store
     keeps each as an image, so purge would leave Grocker's chain behind. Newest first, down to
     the first one that is Grocker's own image (purge handles it) or that the engine keeps (used
-    by another image or container).
+    by another image or container), or that the image was built FROM (its base or root image).
     """
     for image_id in intermediates:
         if image_id in own_ids or engine.try_remove_image(image_id) is not None:

@@ -25,6 +25,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
@@ -32,6 +33,7 @@ import oras.container
 import oras.provider
 import requests
 
+from grocker.endpoint import read_small_file
 from grocker.errors import PushError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -81,21 +83,44 @@ def fallback_tag(subject_digest: str) -> str:
 
 
 def add_referrer(index: bytes | None, manifest: bytes, artifact_type: str) -> bytes:
-    """The referrers index with the manifest's descriptor added once (a new index when None)."""
-    data: dict[str, Any] = json.loads(index) if index else {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    """The referrers index with the manifest's descriptor added once (a new index when None).
+
+    PushError when the registry's `index` is not an OCI image index (a JSON object whose
+    `manifests` is a list of objects): the run says so instead of crashing after the push.
+    """
+    data: Any = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    if index:
+        try:
+            data = json.loads(index)
+        except ValueError:
+            data = None
+    manifests = data.get("manifests", []) if isinstance(data, dict) else None
+    if not isinstance(manifests, list) or not all(isinstance(item, dict) for item in manifests):
+        raise PushError(
+            "The registry's referrers index of the image is not an OCI image index (a JSON object whose "
+            "`manifests` is a list of descriptors), so the SBOM cannot be listed in it; the SBOM's manifest "
+            "itself was pushed. Delete that tag in the registry (it is named sha256-<image digest>) and push again."
+        )
     entry = descriptor(OCI_MANIFEST, manifest, artifactType=artifact_type)
-    if not any(item.get("digest") == entry["digest"] for item in data.get("manifests", [])):
-        data.setdefault("manifests", []).append(entry)
+    if not any(item.get("digest") == entry["digest"] for item in manifests):
+        manifests.append(entry)
+    data["manifests"] = manifests
     return _json(data)
 
 
-def push_artifact(image: str, subject_digest: str, content: bytes, artifact_type: str, title: str) -> Pushed:
-    """Push `content` as an artifact referring to the image `image`@`subject_digest`."""
+def push_artifact(
+    image: str, subject_digest: str, content: bytes, artifact_type: str, title: str, docker_config: Path | None = None
+) -> Pushed:
+    """Push `content` as an artifact referring to the image `image`@`subject_digest`.
+
+    Registry logins come from `docker_config`/config.json (the folder DOCKER_CONFIG names, as for
+    the engine's push), never from another one; None: no login (anonymous push).
+    """
     try:
         container = oras.container.Container(image)
     except (ValueError, AttributeError) as err:
         raise PushError(f"The SBOM cannot be pushed because {image!r} is not a registry reference: {err}.") from err
-    registry = _Registry(container)
+    registry = _Registry(container, docker_config)
     try:
         subject = _subject(registry, subject_digest)
         for media_type, blob in ((EMPTY_CONFIG, EMPTY_CONTENT), (artifact_type, content)):
@@ -116,15 +141,20 @@ def push_artifact(image: str, subject_digest: str, content: bytes, artifact_type
         # oras-py raises ValueError when the registry asks for credentials it cannot give.
         raise PushError(
             f"The push of the SBOM of {image} failed: {err}. Check that the registry is reachable and "
-            "that you are logged in to it (`docker login`, read from ~/.docker/config.json) with the right to push."
+            f"that you are logged in to it (`docker login`, read from {_config_file(docker_config)}) with the "
+            "right to push."
         ) from err
 
 
 class _Registry:
     """One repository of a registry, spoken to through oras-py's authentication."""
 
-    def __init__(self, container: Any) -> None:
+    def __init__(self, container: Any, docker_config: Path | None) -> None:
         self.oras = oras.provider.Registry(hostname=container.registry, insecure=is_loopback(container.registry))
+        # oras-py's load_configs() always adds ~/.docker/config.json, whatever DOCKER_CONFIG says:
+        # the logins are read here from the folder the rest of Grocker uses, and handed to it.
+        # A non-empty settings mapping makes it skip its own reading.
+        self.oras.auth._auth_config = _logins(docker_config)
         self.oras.auth.load_configs(container)
         self.base = f"{self.oras.prefix}://{container.registry}/v2/{container.api_prefix}/"
         session = self.oras.session
@@ -143,6 +173,33 @@ class _Registry:
         """A request to `path` under the repository (or an absolute URL), authenticated."""
         response: requests.Response = self._request(self.oras, urljoin(self.base, path), method, **kwargs)
         return response
+
+
+def _config_file(docker_config: Path | None) -> str:
+    return str(docker_config / "config.json") if docker_config is not None else "no Docker configuration folder"
+
+
+def _logins(docker_config: Path | None) -> dict[str, Any]:
+    """The registry logins of config.json in `docker_config`, in the shape oras-py's auth expects.
+
+    Missing or unreadable (a FIFO, a device, not JSON): no login, as the Docker CLI does.
+    """
+    data: Any = {}
+    if docker_config is not None:
+        try:
+            data = json.loads(read_small_file(docker_config / "config.json"))
+        except (OSError, ValueError):
+            data = {}
+    if not isinstance(data, dict):
+        data = {}
+    auths = data.get("auths")
+    helpers = data.get("credHelpers")
+    store = data.get("credsStore")
+    return {
+        "auths": auths if isinstance(auths, dict) else {},
+        "credsStore": store if isinstance(store, str) else None,
+        "credHelpers": helpers if isinstance(helpers, dict) else {},
+    }
 
 
 def is_loopback(registry: str) -> bool:

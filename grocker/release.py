@@ -19,7 +19,18 @@ from packaging.utils import (
 from grocker.errors import UsageError, cut, shown
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
-_PATH_EXTRAS_RE = re.compile(r"(?P<path>.+?)(\[(?P<extras>[^\]]*)\])?", re.DOTALL)
+# What a wheel's file name may hold, as a whole: PEP 427's parts and nothing a shell or a
+# Dockerfile reads as syntax (grocker.wheels uses it for every name of a lock; the publisher's
+# WHEEL_RE is the same). packaging's parse_wheel_filename accepts more: non-ASCII letters in the
+# name, anything but `-` in the tags.
+WHEEL_NAME_RE = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+(?:-[0-9][A-Za-z0-9_.]*)?"
+    r"-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl"
+)
+# An sdist's file name as the publisher (resources/wheelhouse/publish.py, SDIST_RE) accepts it.
+SDIST_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+\.(?:tar\.gz|zip)")
+# RELEASE longer than this is refused before any parsing: no path or requirement is that long.
+MAX_RELEASE_LENGTH = 4096
 # A PEP 508 extra name (as packaging reads it); used with fullmatch.
 _EXTRA_RE = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
 # A wheel's Python tag: cp313, py3, pp310 ...; the digits are ASCII.
@@ -75,6 +86,11 @@ def parse_release(text: str, cwd: Path) -> Release:
     built for one application at one version.
     """
     text = text.strip()
+    if len(text) > MAX_RELEASE_LENGTH:
+        raise UsageError(
+            f"RELEASE {shown(text)} is {len(text)} characters long, more than any requirement or path "
+            f"({MAX_RELEASE_LENGTH}). Give it as NAME==VERSION or as the path of a wheel or sdist."
+        )
     if "\x00" in text or "\n" in text or "\r" in text:
         raise UsageError(
             f"RELEASE {shown(text)} holds a line break or a NUL character. Give it as NAME==VERSION "
@@ -126,15 +142,28 @@ def _exact_version(requirement: Requirement) -> str | None:
 def _looks_like_path(text: str) -> bool:
     if _URL_REQUIREMENT_RE.match(text) or "://" in text:
         return False
-    base = _PATH_EXTRAS_RE.fullmatch(text)
-    path = base.group("path") if base else text
+    path, _extras = split_extras(text)
     return "/" in path or path.endswith((".whl", *_SDIST_SUFFIXES))
 
 
+def split_extras(text: str) -> tuple[str, str]:
+    r"""A path RELEASE and its trailing `[extras]` (without brackets; "" when it has none).
+
+    The extras start at the first `[` after the last `]` before the closing one, the path keeping
+    at least one character: the split a lazy `(.+?)(\[[^]]*\])?` would make, in linear time
+    (that pattern took seconds on 100,000 `[`).
+    """
+    if len(text) < 3 or not text.endswith("]"):
+        return text, ""
+    inner_close = text.rfind("]", 0, len(text) - 1)
+    start = text.find("[", max(inner_close + 1, 1), len(text) - 1)
+    if start == -1:
+        return text, ""
+    return text[:start], text[start + 1 : -1]
+
+
 def _parse_path(text: str, cwd: Path) -> Release:
-    match = _PATH_EXTRAS_RE.fullmatch(text)
-    assert match is not None  # the pattern matches any non-empty text
-    extras_text = match.group("extras") or ""
+    path_text, extras_text = split_extras(text)
     names = [e.strip() for e in extras_text.split(",") if e.strip()]
     for extra in names:
         if not _EXTRA_RE.fullmatch(extra):
@@ -145,11 +174,11 @@ def _parse_path(text: str, cwd: Path) -> Release:
             )
     extras = tuple(sorted(canonicalize_name(extra) for extra in names))
     try:
-        path = (cwd / Path(match.group("path")).expanduser()).resolve()
+        path = (cwd / Path(path_text).expanduser()).resolve()
         is_file = path.is_file()
     except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop, before Python 3.13
         raise UsageError(
-            f"RELEASE {shown(text)} looks like a path, but it cannot be resolved ({err}). Give the "
+            f"RELEASE {shown(text)} looks like a path, but it cannot be resolved ({cut(str(err), 120)}). Give the "
             "path of a wheel or sdist."
         ) from err
     if not is_file:
@@ -173,6 +202,12 @@ def _parse_path(text: str, cwd: Path) -> Release:
             f"RELEASE {cut(path.name)} is not a standard package file name ({cut(str(err))}); keep the name "
             "`python -m build` gave it."
         ) from err
+    if not (WHEEL_NAME_RE if path.name.endswith(".whl") else SDIST_NAME_RE).fullmatch(path.name):
+        # packaging accepts it, but the wheel volume and the runner's scripts take ASCII names only.
+        raise UsageError(
+            f"RELEASE {shown(path.name)} has characters a package file name does not have (only ASCII "
+            "letters, digits and `._-!+` in its parts). Rename it to the name `python -m build` gives."
+        )
     if not os.access(path, os.R_OK) or not _readable(path):
         raise UsageError(f"RELEASE {cut(str(path))} cannot be read. Fix its permissions.")
     return Release(text=text, name=str(name), extras=extras, version=str(version), path=path)

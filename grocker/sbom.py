@@ -30,6 +30,7 @@ from packageurl import PackageURL
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from grocker import __version__
+from grocker.pipconf import public_url
 from grocker.wheels import Origin
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
@@ -149,16 +150,18 @@ def _python_component(dist: Distribution, kind: ComponentType) -> Component:
     ref = purl.to_string()
     properties = [Property(name=ORIGIN_PROPERTY, value=ORIGIN_TEXT.get(dist.origin.kind, dist.origin.kind))]
     references = []
+    # Recorded without secrets by the publisher; cleaned again for records of older Grocker
+    # versions, which kept a token in the path (Gemfury, Cloudsmith).
     if dist.origin.kind == "index" and dist.origin.url:
         references.append(
             ExternalReference(
                 type=ExternalReferenceType.DISTRIBUTION,
-                url=XsUri(dist.origin.url),
+                url=XsUri(public_url(dist.origin.url, dist.origin.index)),
                 hashes=[HashType(alg=HashAlgorithm.SHA_256, content=dist.sha256)],
             )
         )
     if dist.origin.index:
-        properties.append(Property(name="grocker:index", value=dist.origin.index))
+        properties.append(Property(name="grocker:index", value=public_url(dist.origin.index)))
     if dist.origin.compiler:
         properties.append(Property(name="grocker:compiler-image-id", value=dist.origin.compiler))
     properties.append(Property(name="grocker:wheel", value=dist.file))

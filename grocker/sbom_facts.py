@@ -4,9 +4,17 @@ The facts are what grocker/sbom.py needs: os-release, the package database and, 
 wheel of the lock, its metadata fields and PEP 770 SBOMs (resources/sbom/collect.py gathers
 them). In a build, the ABI gate's container has already gathered them (it runs the root image,
 whose package database is the runner's: the runner is FROM root and adds no system package),
-so no container starts here. Otherwise (the push phase alone) a container of the runner image
-itself runs the collector with the wheel volume mounted read-only. Either way the wheels are
-read in place, engine-side, so a remote engine sends back a few kilobytes of JSON, not the wheels.
+so no container starts here. Otherwise (the push phase alone, an up-to-date image, a remembered
+gate verdict) a container of the runner image itself runs the collector with the wheel volume
+mounted read-only. Either way the wheels are read in place, engine-side, so a remote engine sends
+back a few kilobytes of JSON, not the wheels.
+
+The runner's container runs none of the packages' code (issue 20): the collector is run by the
+system interpreter named by a reset PATH (never the venv's python3, whose `.pth` files would
+run), in isolated mode without `site` (`-I -S`: no PYTHON* variable, no user or system
+site-packages, no `.pth` file, no sitecustomize), with no network. It only opens the files of
+the lock (or, with no lock known, the lock of this release), so what it reports is what the
+image's package database and the wheels' metadata say, not what package code would print.
 """
 
 from __future__ import annotations
@@ -25,13 +33,16 @@ from grocker.config import ProjectConfig
 from grocker.errors import BuildError, UsageError
 from grocker.log import tail
 from grocker.naming import internal_labels
-from grocker.protocol import ChainEngine
+from grocker.protocol import NO_NETWORK, ChainEngine
 from grocker.sbom import Distribution, NestedSbom, SbomFacts, SystemPackage
 from grocker.wheels import WheelFile, WheelLock, parse_lock
 
 # A wheel file name as pip writes it; anything else never reaches the container's command line.
 _WHEEL_RE = re.compile(r"[A-Za-z0-9_.+!-]+\.whl")
 _LOCK_KEY_RE = re.compile(r"[A-Za-z0-9_.-]+")
+# The PATH of the collector's container: the distribution's folders only, not the venv's bin,
+# which the runner image puts first (its python3 would run the venv's .pth files).
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
@@ -95,9 +106,11 @@ def _run_collector(
         image_id,
         role=keys.SBOM,
         labels=internal_labels(config, keys.SBOM),
-        entrypoint=[config.runtime.python, "-c", script],
+        entrypoint=[config.runtime.python, "-I", "-S", "-c", script],
         command=[json.dumps({"lock": request.lock_key, "files": files})],
+        environment={"PATH": SYSTEM_PATH},
         volumes={request.volume: (layout.COMPILE_MOUNT, "ro")},
+        network=NO_NETWORK,
     ) as container:
         status, lines = container.run(lambda _line: None)
     output = next((line for line in reversed(lines) if line.startswith("{")), None)

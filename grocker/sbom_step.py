@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from grocker.config import ProjectConfig
@@ -77,13 +78,18 @@ def write(
     return text
 
 
-def push(config: ProjectConfig, image_name: str, image_digest: str, text: str) -> str:
-    """Push the SBOM next to the pushed image, as an artifact whose subject is the image; its digest."""
+def push(image_name: str, image_digest: str, text: str, docker_config: Path | None) -> str:
+    """Push the SBOM next to the pushed image, as an artifact whose subject is the image; its digest.
+
+    The registry's login is read from `docker_config`/config.json, as the engine's push reads it.
+    """
     with phase("push SBOM") as note:
         from grocker import referrers, sbom
 
         # One title whatever the local file's name: the artifact depends on the SBOM and the image
         # alone, so pushing the same SBOM again (a push phase run later) adds no second referrer.
-        pushed = referrers.push_artifact(image_name, image_digest, text.encode("utf-8"), sbom.MEDIA_TYPE, SBOM_TITLE)
+        pushed = referrers.push_artifact(
+            image_name, image_digest, text.encode("utf-8"), sbom.MEDIA_TYPE, SBOM_TITLE, docker_config
+        )
         note(pushed.digest + (f" (referrers tag {pushed.fallback_tag})" if pushed.fallback_tag else ""))
     return pushed.digest

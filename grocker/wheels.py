@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grocker import release as release_module
 from grocker.errors import BuildError
 from grocker.release import Release
 
 # What a wheel's file name may hold, as a whole: PEP 427's parts and nothing a shell or a
 # Dockerfile reads as syntax. Every name of a lock must match before it is used.
-WHEEL_NAME_RE = re.compile(
-    r"[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+(?:-[0-9][A-Za-z0-9_.]*)?"
-    r"-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl"
-)
+# Defined with RELEASE's parsing, which refuses a local file whose name would not pass it.
+WHEEL_NAME_RE = release_module.WHEEL_NAME_RE
 # The compiled installer (resources/wheelhouse/publish.py): the pip wheel's name without .whl,
 # then the interpreter its bytecode is for, e.g. pip-25.1.1-py3-none-any.cpython313.zip.
 COMPILED_INSTALLER_RE = re.compile(r"pip-[A-Za-z0-9_.!+]+-py3-none-any\.[a-z]+[0-9]+\.zip")

@@ -130,7 +130,7 @@ def check_wheels(
     root = engine.image(names.root)
     memo = memo_key(root.id, config.runtime.python, lock) if root is not None and lock is not None else None
     if lock is not None and memo is not None:
-        passed = _passed_before(engine, lock, memo)
+        passed = _passed_before(engine, config, lock, memo)
         if passed is not None:
             with phase("check wheels against the runtime") as note:
                 note(passed)
@@ -183,16 +183,25 @@ def memo_key(root_id: str, python: str, lock: WheelLock) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _passed_before(engine: ChainEngine, lock: WheelLock, memo: str) -> str | None:
+def _passed_before(engine: ChainEngine, config: ProjectConfig, lock: WheelLock, memo: str) -> str | None:
     """Why the gate need not run for `lock`, or None when it must.
 
-    Nothing to check, or an image on this engine records (ABI_CHECKED_LABEL) that the same
-    wheels passed the gate against the same root image: the check would say the same again.
+    Nothing to check, or a runner Grocker built on this engine records (ABI_CHECKED_LABEL) that
+    the same wheels passed the gate against the same root image: the check would say the same
+    again. Only a runner image of this Grocker version and runtime counts (its role, version
+    and runtime labels): any other image carrying the label, whoever built it, is no verdict.
     """
     count = sum(1 for wheel in _lock_wheels(lock) if gated(wheel))
     if count == 0:
         return "nothing to check: no wheel has an ELF file or tags for one interpreter"
-    image = engine.labelled_image(keys.ABI_CHECKED_LABEL, memo)
+    image = engine.labelled_image(
+        {
+            keys.ABI_CHECKED_LABEL: memo,
+            keys.ROLE_LABEL: keys.RUNNER,
+            keys.VERSION_LABEL: __version__,
+            keys.RUNTIME_LABEL: config.runtime.name,
+        }
+    )
     if image is None:
         return None
     return f"the same {counted(count, 'wheel')} with ELF files or tags passed it on this root image for {image[:19]}"

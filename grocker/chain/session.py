@@ -30,6 +30,8 @@ class BuildRequest:
     """Resolve the release's dependencies against the index again, even when it has a wheel lock."""
     source_date_epoch: int | None = None
     """The runner layers' file times (the user's SOURCE_DATE_EPOCH); None: derived from the wheels."""
+    docker_config: Path | None = None
+    """The Docker CLI's configuration folder (DOCKER_CONFIG, else ~/.docker): registry logins for the SBOM push."""
 
 
 @dataclass

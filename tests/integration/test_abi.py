@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
 import subprocess
 import textwrap
@@ -15,6 +16,7 @@ import docker
 import pytest
 import yaml
 
+from tests.integration.conftest import ENGINE_HOSTS, MatrixEngine
 from tests.integration.helpers import Grocker, Run, names_for, package_fixture
 
 
@@ -186,3 +188,31 @@ def test_wheel_for_another_python_abi_in_a_reused_lock_is_refused(
     _assert_gate_failed(grocker, result, name)
     assert "abioldabi-1.0-cp312-cp312-linux_x86_64.whl: its tags (cp312-cp312-linux_x86_64) match none" in result.stderr
     assert "the most specific it accepts is cp313-cp313-" in result.stderr
+
+
+def test_the_memo_is_read_only_from_an_image_carrying_every_label(engine: MatrixEngine) -> None:
+    """Issue 20: the engine's label filter must require the runner's role, version and runtime with the memo."""
+    from grocker import endpoint
+    from grocker.engine import connect
+
+    host = ENGINE_HOSTS[engine.name]
+    chosen = endpoint.from_environment(os.environ) if host is None else endpoint.Endpoint(host, "DOCKER_HOST")
+    docker_engine = connect(chosen)
+    memo = hashlib.sha256(engine.grocker.name("memo").encode()).hexdigest()
+    runner = {"grocker.abi.checked": memo, "grocker.image.role": "runner", "grocker.version": "0.0.0-test"}
+    forged = {"grocker.abi.checked": memo, "grocker.image.role": "root", "grocker.version": "0.0.0-test"}
+    made = []
+    try:
+        for labels in (forged, runner):
+            made.append(
+                docker_engine.build(
+                    {"Dockerfile": b"FROM debian:trixie\n"}, labels=labels, what="memo test image", on_line=print
+                )
+            )
+        assert docker_engine.labelled_image(runner) == made[1]
+        assert docker_engine.labelled_image(forged) == made[0]
+        assert docker_engine.labelled_image({**runner, "grocker.runtime": "trixie/3.13"}) is None
+        assert docker_engine.labelled_image({"grocker.abi.checked": memo, "grocker.version": "0.0.1"}) is None
+    finally:
+        for image_id in reversed(made):
+            engine.client.images.remove(image_id)

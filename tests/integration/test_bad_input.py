@@ -339,7 +339,7 @@ VALIDATION_CASES = [
         [],
         "ipython==8.18.1",
         3,
-        ["repositories.corp.uri", "credentials", "auth.conf.d", "deploy:****@"],
+        ["repositories.corp.uri", "credentials", "auth.conf", "local mirror", "deploy:****@"],
     ),
     (
         "constraint-outside-the-config-folder",

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import json
 import re
-import shutil
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -31,17 +30,20 @@ NESTED = {
 
 def _with_pep770_sbom(wheel: Path, target: Path) -> Path:
     """A copy of the wheel shipping a CycloneDX SBOM in .dist-info/sboms/, listed in RECORD."""
-    out = target / wheel.name
-    shutil.copy(wheel, out)
-    content = json.dumps(NESTED).encode()
-    with zipfile.ZipFile(out, "a") as archive:
+    with zipfile.ZipFile(wheel) as archive:
         record = next(name for name in archive.namelist() if name.endswith(".dist-info/RECORD"))
-        path = record.rsplit("/", 1)[0] + "/sboms/vendored.cdx.json"
-        archive.writestr(path, content)
-    # RECORD must list every file: rewrite the archive with the line added.
-    digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
-    with zipfile.ZipFile(out) as archive:
+    return _with_file(wheel, target, record.rsplit("/", 1)[0] + "/sboms/vendored.cdx.json", json.dumps(NESTED).encode())
+
+
+def _with_file(wheel: Path, target: Path, path: str, content: bytes) -> Path:
+    """A copy of the wheel with one more file, listed in RECORD."""
+    out = target / wheel.name
+    with zipfile.ZipFile(wheel) as archive:
         items = {name: archive.read(name) for name in archive.namelist()}
+    record = next(name for name in items if name.endswith(".dist-info/RECORD"))
+    items[path] = content
+    # RECORD must list every file: the archive is rewritten with the line added.
+    digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
     items[record] = items[record] + f"{path},sha256={digest},{len(content)}\n".encode()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in items.items():
@@ -155,3 +157,33 @@ def test_wheel_compiled_from_an_sdist_names_its_compiler(grocker: Grocker, dist_
     assert _properties(root)["grocker:origin"] == "compiled here from an sdist"
     assert _properties(root)["grocker:compiler-image-id"] == grocker.client.images.get(compiler).id
     assert set(sbom.python_components(target.read_text())) == _dist_infos(grocker, image)
+
+
+# A .pth file runs whenever the venv's Python starts. This one acts only in the SBOM collector
+# (its script's text is on its command line): it prints forged facts and ends the process.
+FORGER = (
+    b"import os; c = open('/proc/self/cmdline', 'rb').read(); "
+    b'b\'SBOM collector\' in c and (print(\'{"os": {"id": "forged", "version_id": "0"}, '
+    b'"packages": [], "wheels": {}}\', flush=True), os._exit(0))\n'
+)
+
+
+def test_package_code_cannot_forge_the_sbom_of_the_push_phase(grocker: Grocker, dist_dir: Path, tmp_path: Path) -> None:
+    """Issue 20: the collector ran the venv's python3 in the runner, and so its .pth files."""
+    wheel = _with_file(
+        package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.9"), tmp_path, "zz_forger.pth", FORGER
+    )
+    image = grocker.name("sbom-forge")
+    grocker.build(str(wheel), "-n", image, "--no-push")
+    target = tmp_path / "sbom.json"
+
+    # The push phase alone: no gate, so a container of the runner collects the facts.
+    grocker.build(str(wheel), "-n", image, "--no-build-dependencies", "--no-build-image", "--sbom", str(target))
+
+    text = target.read_text()
+    assert "forged" not in text
+    document = json.loads(text)
+    assert any(ref.startswith("pkg:deb/debian/libc6@") for ref in _components(document))
+    # The control: the venv's python, given the collector's words, does run the .pth file.
+    forged = grocker.docker_run(image, "-c", "'SBOM collector'", entrypoint="/home/grocker/app.venv/bin/python3")
+    assert '"id": "forged"' in forged

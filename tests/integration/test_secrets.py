@@ -230,3 +230,28 @@ def test_token_not_quoted_by_a_pip_conf_error(tmp_path: Path, verbosity: int) ->
     assert "[global]" in outcome.stderr
     assert token not in outcome.output
     assert ("Traceback" in outcome.stderr) == (verbosity == 2)
+
+
+@pytest.mark.parametrize("verbosity", ["-v", "-vv"])
+def test_a_token_given_as_user_is_hidden_in_relayed_output(
+    grocker: Grocker, private_index: PrivateIndex, tmp_path: Path, verbosity: str
+) -> None:
+    """Issue 20: `https://TOKEN:@host` (Gemfury's form): pip prints the user name, so the token, in clear."""
+    pip_conf = tmp_path / "token-as-user.conf"
+    pip_conf.write_text(
+        "[global]\n"
+        "index-url = https://pypi.org/simple\n"
+        f"extra-index-url = http://{private_index.token}:@{private_index.address}:{PORT}/simple/\n"
+        f"trusted-host = {private_index.address}\n"
+        "cert = /etc/ssl/certs/ca-certificates.crt\n"
+    )
+    # A version no index has: the compile fails, and its output's tail is relayed.
+    release = f"{PACKAGE}==3.{VERSIONS[0].split('.')[1]}.8"
+    image = grocker.name("token-as-user")
+
+    outcome = run_cli([verbosity, "build", release, "-n", image, "--no-push", "--pip-conf", str(pip_conf)], tmp_path)
+
+    assert outcome.returncode == 5, outcome.output
+    assert "Looking in indexes" in outcome.stderr
+    assert f"http://****:****@{private_index.address}:{PORT}/simple/" in outcome.stderr
+    assert private_index.token not in outcome.output

@@ -173,9 +173,16 @@ class FakeEngine:
         self.add_image(name, labels)
         return True
 
-    def labelled_image(self, label: str, value: str) -> str | None:
-        self.step("labelled_image", label)
-        return next((info.id for info in self.images.values() if info.labels.get(label) == value), None)
+    def labelled_image(self, labels: Mapping[str, str]) -> str | None:
+        self.step("labelled_image", ",".join(sorted(labels)))
+        return next(
+            (
+                info.id
+                for info in self.images.values()
+                if all(info.labels.get(label) == value for label, value in labels.items())
+            ),
+            None,
+        )
 
     def build(
         self,

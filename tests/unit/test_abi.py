@@ -19,7 +19,7 @@ from grocker import api, naming
 from grocker.chain import abi
 from grocker.config import ProjectConfig
 from grocker.errors import BuildError
-from grocker.labels import ABI_CHECKED_LABEL
+from grocker.labels import ABI_CHECKED_LABEL, ROLE_LABEL, RUNTIME_LABEL, VERSION_LABEL
 from grocker.pipconf import PipSettings
 from grocker.release import parse_release
 from grocker.trust import index_domain
@@ -569,7 +569,7 @@ def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path)
 
     # A runner built after that gate records its memo: the next build of the same wheels (a new
     # version of the pure application) starts no container for the gate.
-    engine.add_image("demo:1.0", {ABI_CHECKED_LABEL: first.memo})
+    engine.add_image("demo:1.0", {ABI_CHECKED_LABEL: first.memo, **_runner_labels(config)})
     bumped = _lock(PURE, NATIVE, application=WheelFile("demo-1.1-py3-none-any.whl", "6" * 64, elf=False))
     second = abi.check_wheels(engine, config, names, release, bumped, print)
     assert second is not None
@@ -580,6 +580,39 @@ def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path)
     rebuilt = _lock(PURE, replace(NATIVE, sha256="7" * 64))
     abi.check_wheels(engine, config, names, release, rebuilt, print)
     assert [made["role"] for made in engine.containers_made] == ["abi-check", "abi-check"]
+
+
+def _runner_labels(config: ProjectConfig, **changes: str) -> dict[str, str]:
+    release = parse_release("demo==1.0", Path("."))
+    return {**naming.runner_labels(release, config, "2026-12-06T00:00:00Z"), **changes}
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pytest.param({}, id="any image carrying the label"),
+        pytest.param({ROLE_LABEL: "root"}, id="another role"),
+        pytest.param({VERSION_LABEL: "0.0.1"}, id="another Grocker version"),
+        pytest.param({RUNTIME_LABEL: "bookworm/3.11"}, id="another runtime"),
+    ],
+)
+def test_the_memo_counts_only_on_grocker_s_own_runner_of_this_version_and_runtime(
+    tmp_path: Path, labels: dict[str, str]
+) -> None:
+    """Issue 20: `grocker.abi.checked=<memo>` on any other image does not skip the gate."""
+    config = api.load_config(cwd=tmp_path)
+    names = naming.internal_names(config, PipSettings())
+    engine = _gate_engine(config)
+    _passed_gate(engine)
+    release = parse_release("demo==1.0", tmp_path)
+    lock = _lock(PURE, NATIVE)
+    memo = abi.memo_key(str(engine.id_of(names.root)), config.runtime.python, lock)
+    forged = {ABI_CHECKED_LABEL: memo} if not labels else {ABI_CHECKED_LABEL: memo, **_runner_labels(config, **labels)}
+    engine.add_image("someone/else:1", forged)
+
+    abi.check_wheels(engine, config, names, release, lock, print)
+
+    assert [made["role"] for made in engine.containers_made] == ["abi-check"]
 
 
 def test_a_lock_of_pure_wheels_without_elf_files_needs_no_gate(tmp_path: Path) -> None:

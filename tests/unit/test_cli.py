@@ -681,3 +681,64 @@ def test_a_lost_ssh_connection_is_an_engine_error_not_a_bug(monkeypatch: pytest.
     assert "The ssh connection to the engine failed during the command: ChannelException" in message
     assert "MaxSessions" in message
     assert "bug in Grocker" not in message
+
+
+@pytest.mark.parametrize("verbosity", [[], ["-v"], ["-vv"]])
+def test_relayed_output_hides_tokens_and_control_characters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, verbosity: list[str]
+) -> None:
+    """Issue 20: a failed compile's tail and the engine output at -v, -vv: no token, no terminal control."""
+    from grocker.errors import BuildError
+    from grocker.log import logger
+    from grocker.pipconf import mask
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pip.conf").write_text(
+        "[global]\nindex-url = https://Tok3nTok3n:@pypi.fury.io/team/\n"
+        "extra-index-url = https://pypi.fury.io/Sh0rtT0k/team/ https://Tok4nTok4n:x@idx.example.com/simple\n"
+    )
+    pip_output = [
+        "Looking in indexes: https://Tok3nTok3n:****@pypi.fury.io/team/, https://pypi.fury.io/Sh0rtT0k/team/",
+        "\x1b]0;owned\x07\x1b[2J401 Client Error for user Tok4nTok4n\r",
+    ]
+
+    def failing_build(request: BuildRequest, env: object = None) -> None:
+        for line in pip_output:  # as Session.stream_line relays engine output
+            logger.debug("  %s", mask(line, request.pip.secrets()))
+        raise BuildError("The compile failed. Its output ends with:", details="\n".join(pip_output))
+
+    monkeypatch.setattr(api, "build", failing_build)
+    result = CliRunner().invoke(cli.main, [*verbosity, "build", "--pip-conf", "pip.conf", "demo==1.0"])
+
+    assert result.exit_code == 5
+    for token in ("Tok3nTok3n", "Sh0rtT0k", "Tok4nTok4n"):
+        assert token not in result.stderr
+    assert "\x1b" not in result.stderr
+    assert "\x07" not in result.stderr
+    assert "\r" not in result.stderr
+    assert "401 Client Error" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "how", [["--sbom", "blocker/sbom.cdx.json"], ["--sbom", "blocker/deeper/sbom.json"], ["-c", "sbom.yml"]]
+)
+def test_sbom_path_is_checked_before_any_engine_work(grocker, tmp_path: Path, how: list[str]) -> None:
+    """Issue 20: an SBOM path that cannot be written failed only after the whole build."""
+    (tmp_path / "blocker").write_text("")
+    (tmp_path / "sbom.yml").write_text("sbom: blocker/sbom.cdx.json\n")
+
+    for extra in ([], ["--dry-run"]):
+        run = grocker("build", *extra, *how, "ipython==8.18.1")
+
+        assert run.exit_code == 3, run.stderr
+        assert run.requests == []
+        assert "The SBOM file" in run.stderr
+        assert run.stderr.count("\n") == 1
+
+
+def test_the_request_carries_the_docker_config_folder(grocker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "ci-docker"))
+
+    run = grocker("build", "ipython==8.18.1")
+
+    assert run.request.docker_config == tmp_path / "ci-docker"

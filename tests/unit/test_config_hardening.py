@@ -62,8 +62,54 @@ def test_repository_credentials_are_refused(tmp_path: Path, uri: str) -> None:
 
     assert "`repositories.private.uri` has credentials in its URL" in error.message
     assert "S3cretPassw0rd" not in error.message
-    assert "auth.conf.d" in error.message
+    assert "auth.conf" in error.message
     assert "mirror" in error.message
+
+
+@pytest.mark.parametrize(
+    ("uri", "token"),
+    [
+        ("deb https://apt.example.com/Ab12Cd34Ef56Gh78Ij90/debian trixie main", "Ab12Cd34Ef56Gh78Ij90"),
+        ("deb https://dl.cloudsmith.io/CsT0ken9/org/repo/deb/debian trixie main", "CsT0ken9"),
+        ("deb [signed-by=/k.gpg] https://apt.fury.io/Sh0rtT0k/team/ /", "Sh0rtT0k"),
+        ("deb https://apt.example.com/debian?token=abc123 trixie main", "abc123"),
+        ("https://apk.example.com/Ab12Cd34Ef56Gh78Ij90/alpine/v3.22/main", "Ab12Cd34Ef56Gh78Ij90"),
+    ],
+)
+def test_repository_path_tokens_are_refused(tmp_path: Path, uri: str, token: str) -> None:
+    """Issue 20: a token in the path (or query) of an apt URL would ship in every layer, as user info would."""
+    error = config_error(tmp_path, repository(uri))
+
+    assert "`repositories.private.uri` has a token in its URL" in error.message
+    assert token not in error.message
+    assert "local mirror" in error.message
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "deb http://deb.debian.org/debian trixie main",
+        "deb https://dl.cloudsmith.io/public/org/repo/deb/debian trixie main",
+        "deb https://download.docker.com/linux/debian trixie stable",
+        "deb [arch=amd64] https://repo.example.com/apt/debian-13 trixie main",
+    ],
+)
+def test_repository_urls_without_a_token_are_accepted(tmp_path: Path, uri: str) -> None:
+    project = tmp_path / "tokenless.yml"
+    write(project, repository(uri))
+
+    config = api.load_config([project], cwd=tmp_path)
+
+    assert config.repositories[0].uri == uri
+
+
+def test_repository_path_tokens_never_reach_the_dry_run(grocker, tmp_path: Path) -> None:
+    write(tmp_path / "conf.yml", repository("deb https://dl.cloudsmith.io/CsT0ken9/org/repo/deb/debian trixie main"))
+
+    run = grocker("build", "--dry-run", "-c", "conf.yml", "ipython==8.18.1")
+
+    assert run.exit_code == 3
+    assert "CsT0ken9" not in run.stdout + run.stderr
 
 
 def test_repository_credentials_never_reach_the_dry_run(grocker, tmp_path: Path) -> None:

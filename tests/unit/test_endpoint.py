@@ -393,3 +393,95 @@ def test_docker_py_imports_paramiko_for_ssh_engines_only(tmp_path: Path, host: s
 
     # Hidden only while docker-py was imported: paramiko and the ssh transport import later.
     assert ran.stdout.split() == [imported, "SSHHTTPAdapter"]
+
+
+def _resolve_in_child(config_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """resolve() in a child process, so that a hang fails the test instead of stopping the suite."""
+    code = (
+        "import sys; from pathlib import Path; from grocker.endpoint import resolve; from grocker.errors import "
+        "EngineError\ntry:\n    env = dict(arg.split('=', 1) for arg in sys.argv[2:])\n"
+        "    print(resolve(env, Path(sys.argv[1])).host)\n"
+        "except EngineError as err:\n    print('EngineError:', err)\n"
+    )
+    args = [sys.executable, "-c", code, str(config_dir), *(f"{key}={value}" for key, value in env.items())]
+    return subprocess.run(args, capture_output=True, text=True, timeout=20, check=False)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_config_json_that_is_a_fifo_or_a_device_is_no_current_context(tmp_path: Path, kind: str) -> None:
+    """Issue 20: reading it hung (FIFO) or ran out of memory (/dev/zero)."""
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "config.json")
+    else:
+        (tmp_path / "config.json").symlink_to(kind)
+
+    done = _resolve_in_child(tmp_path, {})
+
+    assert (done.returncode, done.stdout.strip()) == (0, DEFAULT_HOST), done.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_context_meta_json_that_is_a_fifo_or_a_device_is_an_error(tmp_path: Path, kind: str) -> None:
+    make_context(tmp_path, "ci", "tcp://10.0.0.1:2375")
+    meta = next((tmp_path / "contexts" / "meta").glob("*/meta.json"))
+    meta.unlink()
+    if kind == "fifo":
+        os.mkfifo(meta)
+    else:
+        meta.symlink_to(kind)
+
+    done = _resolve_in_child(tmp_path, {"DOCKER_CONTEXT": "ci"})
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("EngineError: Grocker cannot read the Docker context `ci`")
+    assert "not a regular file" in done.stdout
+    assert "Recreate the context" in done.stdout
+
+
+def test_a_fifo_meta_json_ends_the_command_at_once_with_exit_4(tmp_path: Path) -> None:
+    """Issue 20: the command waited on the FIFO, and the first SIGTERM went unanswered there."""
+    make_context(tmp_path / "docker", "ci", "tcp://10.0.0.1:2375")
+    meta = next((tmp_path / "docker" / "contexts" / "meta").glob("*/meta.json"))
+    meta.unlink()
+    os.mkfifo(meta)
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker"), "DOCKER_CONTEXT": "ci"}
+    env.pop("DOCKER_HOST", None)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "grocker", "build", "--no-push", "demo==1.0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+
+    assert done.returncode == 4, done.stderr
+    assert "not a regular file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("host", ["tcp://127.0.0.1:99999", "127.0.0.1:70000", "ssh://me@host:123456", "tcp://[::1"])
+def test_a_port_out_of_range_is_an_engine_error_not_a_traceback(tmp_path: Path, host: str) -> None:
+    with pytest.raises(EngineError) as raised:
+        resolve({"DOCKER_HOST": host}, tmp_path)
+
+    assert "port from 1 to 65535" in str(raised.value)
+    assert "DOCKER_HOST" in str(raised.value)
+
+
+def test_a_port_out_of_range_ends_the_command_with_exit_4(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": "tcp://127.0.0.1:99999"}
+    done = subprocess.run(
+        [sys.executable, "-m", "grocker", "build", "--no-push", "demo==1.0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "bug in Grocker" not in done.stderr

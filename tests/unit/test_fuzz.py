@@ -8,6 +8,7 @@ traceback, never "failed unexpectedly", never a hang, and nothing written.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -97,6 +98,8 @@ class Case:
     exit_code: int
     files: dict[str, str | bytes] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    secret: str = ""
+    """A token the input holds, which no output may show (issue 20)."""
 
 
 def _config_cases() -> Iterator[tuple[str, Case]]:
@@ -285,11 +288,102 @@ def _pip_cases() -> Iterator[tuple[str, Case]]:
         yield f"pip-variable-{name}", Case((RELEASE,), 3, env={name: value})
 
 
-CASES = dict([*_config_cases(), *_option_cases(), *_release_cases(), *_pip_cases()])
+# URLs holding a token (issue 20): in the path of the known hosts or of any host, in the
+# query, as the user name beside an empty or placeholder password. Each with the token.
+TOKEN_URLS = {
+    "fury-path": ("https://pypi.fury.io/Sh0rtT0k/team/", "Sh0rtT0k"),
+    "fury-repo-path": ("https://repo.fury.io/Fury7Tok/team/", "Fury7Tok"),
+    "cloudsmith-path": ("https://dl.cloudsmith.io/CsT0ken9/org/repo/python/simple/", "CsT0ken9"),
+    "long-path": ("https://idx.example.com/Ab12Cd34Ef56Gh78Ij90/simple/", "Ab12Cd34Ef56Gh78Ij90"),
+    "query-token": ("https://idx.example.com/simple/?token=Qu3ryT0k", "Qu3ryT0k"),
+    "query-key": ("https://idx.example.com/simple/?key=K3yK3yK3y", "K3yK3yK3y"),
+    "user-empty-password": ("https://Us3rT0ken:@idx.example.com/simple/", "Us3rT0ken"),
+    "user-x-password": ("https://Us3rT0kenX:x@idx.example.com/simple/", "Us3rT0kenX"),
+    "user-oauth-password": ("https://Us3rT0kenO:x-oauth-basic@idx.example.com/simple/", "Us3rT0kenO"),
+    "user-only": ("https://Us3rT0kenU@idx.example.com/simple/", "Us3rT0kenU"),
+    "password": ("https://deploy:Passw0rdPassw0rd@idx.example.com/simple/", "Passw0rdPassw0rd"),
+}
+
+
+def _token_cases() -> Iterator[tuple[str, Case]]:
+    """Tokens in apt source lines (refused, exit 3) and in pip settings that fail (exit 3): never shown."""
+    lines = {
+        "deb": "deb {url} trixie main",
+        "deb-options": "deb [arch=amd64] {url} trixie main",
+        "deb-signed-by": "deb [signed-by=/usr/share/keyrings/k.gpg] {url} ./",
+    }
+    for url_name, (url, token) in TOKEN_URLS.items():
+        apt_url = url.replace("/python/simple/", "/deb/debian").replace("/simple/", "/debian")
+        for line_name, line in lines.items():
+            uri = line.format(url=apt_url)
+            conf = f"repositories: {{r: {{uri: {uri!r}, key: {PGP_KEY!r}}}}}\n"
+            yield (
+                f"token-repository-{url_name}-{line_name}",
+                Case(("-c", "conf.yml", RELEASE), 3, {"conf.yml": conf}, secret=token),
+            )
+    failing = {
+        "timeout-word": "timeout = soon\n",
+        "retries-shell": "retries = $(id)\n",
+        "trusted-host-shell": "trusted-host = a.example.com b;rm\n",
+        "two-index-urls": None,
+    }
+    for url_name, (url, token) in TOKEN_URLS.items():
+        for fail_name, extra in failing.items():
+            text = f"[global]\nindex-url = {url} {url}\n" if extra is None else f"[global]\nindex-url = {url}\n{extra}"
+            yield (
+                f"token-pip-{url_name}-{fail_name}",
+                Case(("--pip-conf", "pip.conf", RELEASE), 3, {"pip.conf": text}, secret=token),
+            )
+        yield (
+            f"token-pip-variable-{url_name}",
+            Case((RELEASE,), 3, env={"PIP_EXTRA_INDEX_URL": url, "PIP_TIMEOUT": "soon"}, secret=token),
+        )
+
+
+def _issue_20_cases() -> Iterator[tuple[str, Case]]:
+    """RELEASE and --sbom inputs of issue 20's Lows."""
+    huge = {
+        "brackets": "[" * 100_000,
+        "path-brackets": "a/[" * 100_000,
+        "root-brackets": "/[" * 50_000 + "]",
+        "extras-brackets": "./x.whl[" * 20_000 + "]",
+        "closing-brackets": "]" * 100_000,
+        "long-path": "./" + "a/" * 3000 + "app-1.0.tar.gz",
+    }
+    for name, release in huge.items():
+        yield f"release-huge-{name}", Case((release,), 2)
+    hostile_names = [
+        "app-1.0-py3-none-any$(id).whl",
+        "app-1.0-py3-none-any`id`.whl",
+        "app-1.0-py3-none-any;id.whl",
+        "äpp-1.0-py3-none-any.whl",
+        "app-1.0-py3-none-an\u0660.whl",
+        "app bar-1.0.tar.gz",
+        "app-1.0$(id).tar.gz",
+        "app-1.0-py3-none-any\u202e.whl",
+    ]
+    for index, name in enumerate(hostile_names):
+        yield f"release-hostile-name-{index}", Case((f"./{name}",), 2, {name: b"PK"})
+    sbom_paths = {
+        "under-a-file": ("--sbom", "blocker/sbom.json"),
+        "under-a-file-deeper": ("--sbom", "blocker/a/sbom.json"),
+    }
+    for name, args in sbom_paths.items():
+        yield f"sbom-{name}", Case((*args, RELEASE), 3, {"blocker": ""})
+        yield f"sbom-{name}-dry-run", Case(("--dry-run", *args, RELEASE), 3, {"blocker": ""})
+    yield (
+        "sbom-config-under-a-file",
+        Case(("-c", "c.yml", RELEASE), 3, {"blocker": "", "c.yml": "sbom: blocker/s.json\n"}),
+    )
+
+
+CASES = dict(
+    [*_config_cases(), *_option_cases(), *_release_cases(), *_pip_cases(), *_token_cases(), *_issue_20_cases()]
+)
 
 
 def test_the_table_is_large_enough() -> None:
-    assert len(CASES) >= 150
+    assert len(CASES) + len(ENGINE_CASES) >= 500
 
 
 def _snapshot(folder: Path) -> set[str]:
@@ -330,3 +424,90 @@ def test_hostile_input_ends_in_one_paragraph(
     assert len(run.stderr) < 2000, "values in messages are shortened"
     assert _snapshot(tmp_path) == before, "nothing is written"
     assert not os.path.lexists(tmp_path / "out" / "r.yml")
+    if case.secret:
+        assert case.secret not in run.stderr
+
+
+def _context_meta(name: str) -> str:
+    return f"docker/contexts/meta/{hashlib.sha256(name.encode()).hexdigest()}/meta.json"
+
+
+# Engine settings (issue 20): each ends in an engine error (exit 4) before any engine is reached.
+ENGINE_CASES: dict[str, tuple[dict[str, str], dict[str, str | bytes], str]] = {
+    **{
+        f"docker-host-{index}": ({"DOCKER_HOST": host}, {}, "")
+        for index, host in enumerate(
+            [
+                "tcp://127.0.0.1:99999",
+                "tcp://127.0.0.1:65536",
+                "127.0.0.1:70000",
+                "tcp://[::1",
+                "tcp://h:port",
+                "ssh://me@host:123456",
+                "https://h:0",
+                "ftp://h:21",
+                "tcp://h:" + "9" * 500,
+            ]
+        )
+    },
+    "context-meta-fifo": ({"DOCKER_CONTEXT": "ci"}, {}, "fifo"),
+    "context-meta-dev-zero": ({"DOCKER_CONTEXT": "ci"}, {}, "/dev/zero"),
+    "context-meta-not-json": ({"DOCKER_CONTEXT": "ci"}, {_context_meta("ci"): "{"}, ""),
+    "context-meta-list": ({"DOCKER_CONTEXT": "ci"}, {_context_meta("ci"): "[]"}, ""),
+    "context-meta-host-number": (
+        {"DOCKER_CONTEXT": "ci"},
+        {_context_meta("ci"): '{"Endpoints": {"docker": {"Host": 3}}}'},
+        "",
+    ),
+    "context-meta-bad-port": (
+        {"DOCKER_CONTEXT": "ci"},
+        {_context_meta("ci"): '{"Endpoints": {"docker": {"Host": "tcp://h:99999"}}}'},
+        "",
+    ),
+    "context-missing": ({"DOCKER_CONTEXT": "nowhere"}, {}, ""),
+    "current-context-missing": ({}, {"docker/config.json": '{"currentContext": "gone"}'}, ""),
+}
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(("env", "files", "special"), ENGINE_CASES.values(), ids=ENGINE_CASES.keys())
+def test_hostile_engine_settings_end_in_an_engine_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], files: dict[str, str | bytes], special: str
+) -> None:
+    """The real api.build: the engine is chosen from the hostile settings, and never reached."""
+    from click.testing import CliRunner
+
+    from grocker import cli, engine
+
+    def no_engine(endpoint: object) -> None:
+        raise AssertionError(f"reached the engine {endpoint}")
+
+    monkeypatch.setattr(engine, "connect", no_engine)
+    monkeypatch.chdir(tmp_path)
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    if special:
+        meta = tmp_path / _context_meta("ci")
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        if special == "fifo":
+            os.mkfifo(meta)
+        else:
+            meta.symlink_to(special)
+    for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    start = time.monotonic()
+
+    run = CliRunner().invoke(cli.main, ["build", "--no-push", RELEASE], catch_exceptions=False)
+
+    assert time.monotonic() - start < 5.0
+    assert run.exit_code == 4, run.stderr
+    assert run.stderr.startswith("error: ")
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "unexpectedly" not in run.stderr
+    assert len(run.stderr) < 2000

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
+from grocker import pipconf
 from grocker.wheels import Origin, parse_lock
 from tests.unit.test_abi import _wheel
 
@@ -15,6 +18,32 @@ SIX = "six-1.16.0-py2.py3-none-any.whl"
 def test_urls_lose_their_credentials_query_and_fragment(publisher: ModuleType) -> None:
     url = "https://user:s3cret@pypi.example.com:8443/packages/six.whl?token=abc#sha256=00"
     assert publisher.public_url(url) == "https://pypi.example.com:8443/packages/six.whl"
+
+
+@pytest.mark.parametrize(
+    ("url", "index"),
+    [
+        ("https://pypi.fury.io/Sh0rtT0k/team/-/six.whl", None),
+        ("https://pypi.fury.io/team/", None),
+        ("https://PyPI.Fury.IO./Sh0rtT0k/team/", None),
+        ("https://Tok3n:@pypi.fury.io/team/six.whl?x=1", None),
+        ("https://dl.cloudsmith.io/CsT0ken9/org/repo/python/simple/", None),
+        ("https://dl.cloudsmith.io/public/org/repo/python/simple/", None),
+        ("https://idx.example.com/Ab12Cd34Ef56Gh78Ij90/simple/", None),
+        (
+            "https://idx.example.com/Ab12Cd34Ef56Gh78Ij90/packages/0123456789abcdef0123456789/six-1.0-py3-none-any.whl",
+            "https://idx.example.com/Ab12Cd34Ef56Gh78Ij90/simple/",
+        ),
+        ("https://u:p@files.example.com:8443/packages/ab/six-1.16.0-py2.py3-none-any.whl", "https://pypi.org/simple/"),
+    ],
+)
+def test_the_publisher_records_urls_as_grocker_masks_them(publisher: ModuleType, url: str, index: str | None) -> None:
+    # The publisher runs with the standard library only: its copy of the rule must stay grocker's.
+    recorded = publisher.public_url(url, index)
+
+    assert recorded == pipconf.public_url(url, index)
+    for secret in ("Sh0rtT0k", "Tok3n", "CsT0ken9", "Ab12Cd34Ef56Gh78Ij90", "u:p@"):
+        assert secret not in recorded
 
 
 def test_the_publisher_records_the_origin_of_what_it_adds_and_locks_it(publisher: ModuleType) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from grocker.errors import ConfigError, UsageError
-from grocker.pipconf import PipSettings, config_files, load_pip_settings, mask
+from grocker.pipconf import PipSettings, config_files, load_pip_settings, mask, public_url
 
 
 @pytest.fixture
@@ -273,7 +273,7 @@ def test_config_text_for_the_compile_container() -> None:
         ("https://user:token@pypi.example.com/simple", "https://user:****@pypi.example.com/simple"),
         ("https://tokenonly@pypi.example.com/simple", "https://****@pypi.example.com/simple"),
         (
-            "pip wheel --index-url https://u:p@a.example.com/simple --extra-index-url http://v:q@b.example.com/",
+            "pip wheel --index-url https://u:pass1@a.example.com/simple --extra-index-url http://v:pass2@b.example.com/",
             "pip wheel --index-url https://u:****@a.example.com/simple --extra-index-url http://v:****@b.example.com/",
         ),
         ("https://pypi.example.com/simple", "https://pypi.example.com/simple"),
@@ -282,6 +282,92 @@ def test_config_text_for_the_compile_container() -> None:
 )
 def test_mask_hides_url_credentials(text: str, expected: str) -> None:
     assert mask(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A token given as user name beside an empty or placeholder password (issue 20).
+        ("https://Tok3nTok3n:@pypi.fury.io/team/", "https://****:****@pypi.fury.io/team/"),
+        ("https://Tok3nTok3n:x@pypi.example.com/simple", "https://****:****@pypi.example.com/simple"),
+        ("https://ghp0tok:x-oauth-basic@git.example.com/", "https://****:****@git.example.com/"),
+        # A user name that looks like a token is hidden whatever its password.
+        ("https://Ab12Cd34Ef56Gh78Ij90:longpassword@h.example.com/", "https://****:****@h.example.com/"),
+        # A real password: the user name stays readable.
+        ("https://deploy:longpassword@h.example.com/", "https://deploy:****@h.example.com/"),
+        # The path token of the known hosts, in any URL of any line.
+        ("GET https://pypi.fury.io/sh0rt/team/six/", "GET https://pypi.fury.io/****/team/six/"),
+        ("at https://repo.fury.io/abc/acct/", "at https://repo.fury.io/****/acct/"),
+        (
+            "https://dl.cloudsmith.io/AbCdEf/org/repo/python/simple/",
+            "https://dl.cloudsmith.io/****/org/repo/python/simple/",
+        ),
+        # Their public forms and every other host keep their paths.
+        ("https://pypi.fury.io/team/", "https://pypi.fury.io/team/"),
+        (
+            "https://dl.cloudsmith.io/public/org/repo/python/simple/",
+            "https://dl.cloudsmith.io/public/org/repo/python/simple/",
+        ),
+        (
+            "https://dl.cloudsmith.io/basic/org/repo/python/simple/",
+            "https://dl.cloudsmith.io/basic/org/repo/python/simple/",
+        ),
+        ("https://pypi.example.com/abc/team/", "https://pypi.example.com/abc/team/"),
+        ("https://notfury.io.example.com/abc/team/", "https://notfury.io.example.com/abc/team/"),
+    ],
+)
+def test_mask_hides_tokens_as_user_and_in_known_paths(text: str, expected: str) -> None:
+    assert mask(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "line", "token"),
+    [
+        ("https://Tok3nTok3n:@pypi.fury.io/team/", "ERROR: 401 for user Tok3nTok3n", "Tok3nTok3n"),
+        ("https://Tok3nTok3n:x@pypi.example.com/simple", "Looking in indexes: user Tok3nTok3n", "Tok3nTok3n"),
+        ("https://pypi.fury.io/Sh0rtT0k/team/", "token Sh0rtT0k in a relayed line", "Sh0rtT0k"),
+        ("https://dl.cloudsmith.io/CsT0ken9/org/repo/python/simple/", "CsT0ken9 leaked", "CsT0ken9"),
+    ],
+)
+def test_tokens_of_the_pip_settings_are_hidden_in_any_line(url: str, line: str, token: str) -> None:
+    masked = mask(line, PipSettings(extra_index_urls=(url,)).secrets())
+
+    assert token not in masked
+    assert "****" in masked
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:s3cret@pypi.example.com:8443/simple/?token=abc#frag", "https://pypi.example.com:8443/simple/"),
+        ("https://pypi.fury.io/Sh0rtT0k/team/", "https://pypi.fury.io/****/team/"),
+        ("https://Tok3nTok3n:@pypi.fury.io/team/", "https://pypi.fury.io/team/"),
+        (
+            "https://dl.cloudsmith.io/CsT0ken9/org/repo/python/simple/",
+            "https://dl.cloudsmith.io/****/org/repo/python/simple/",
+        ),
+        (
+            "https://dl.cloudsmith.io/public/org/repo/python/simple/",
+            "https://dl.cloudsmith.io/public/org/repo/python/simple/",
+        ),
+        ("https://idx.example.com/Ab12Cd34Ef56Gh78Ij90/simple/", "https://idx.example.com/****/simple/"),
+        ("https://pypi.org/simple/", "https://pypi.org/simple/"),
+    ],
+)
+def test_public_url_keeps_no_secret(url: str, expected: str) -> None:
+    assert public_url(url) == expected
+
+
+def test_a_file_url_loses_the_tokens_of_its_index_and_keeps_its_name() -> None:
+    index = "https://idx.example.com/Ab12Cd34Ef56Gh78Ij90/simple/"
+    digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+    file_url = f"https://idx.example.com/Ab12Cd34Ef56Gh78Ij90/packages/{digest}/six-1.16.0-py2.py3-none-any.whl"
+
+    assert (
+        public_url(file_url, index) == f"https://idx.example.com/****/packages/{digest}/six-1.16.0-py2.py3-none-any.whl"
+    )
+    pypi = f"https://files.pythonhosted.org/packages/ab/cd/{digest}/six-1.16.0-py2.py3-none-any.whl"
+    assert public_url(pypi, "https://pypi.org/simple/") == pypi
 
 
 def test_mask_hides_known_secrets_anywhere() -> None:
@@ -317,7 +403,7 @@ def test_secrets_are_found_in_every_index_url(tmp_path: Path, home: Path, etc: P
             "Looking in indexes: https://TOKEN123@host.example.com/simple",
             "Looking in indexes: https://****@host.example.com/simple",
         ),
-        ("'https://u:pw@h.example.com'", "'https://u:****@h.example.com'"),
+        ("'https://u:pw@h.example.com'", "'https://****:****@h.example.com'"),  # pw: a placeholder
         ("https://host.example.com/simple?x=a@b", "https://host.example.com/simple?x=a@b"),
         ("git+ssh://git@github.com/org/repo.git", "git+ssh://****@github.com/org/repo.git"),
     ],

@@ -594,3 +594,20 @@ def test_an_intermediate_the_engine_keeps_stops_the_walk() -> None:
     assert compiler not in engine.images_
     assert {shared, below} <= set(engine.images_)
     assert ("image", below) not in engine.calls
+
+
+def test_an_untagged_digest_pinned_base_image_is_never_removed() -> None:
+    """Issue 20: a base pulled by digest has no name, and the walk down the steps took it for a step image."""
+    engine = FakePurgeEngine()
+    base = engine.image({}, ['/bin/sh -c #(nop)  CMD ["bash"]'], label_steps=False)  # debian@sha256:..., no tag
+    root = engine.image({**grocker_labels("6.0", "root"), "grocker.base.id": base}, ["/bin/sh -c provision"])
+    steps = [engine.image({}, ["/bin/sh -c #(nop)  LABEL a=b"], label_steps=False) for _ in range(2)]
+    engine.intermediates[root] = [*steps, base]
+
+    report = purge.purge(NONE, {}, engine=engine)
+
+    assert root not in engine.images_
+    assert not set(steps) & set(engine.images_)
+    assert base in engine.images_
+    assert ("image", base) not in engine.calls
+    assert [item.role for item in report.removed] == ["root"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
+from pathlib import Path
 
+import oras.container
 import pytest
 
 from grocker import referrers
@@ -98,3 +102,39 @@ def test_unreachable_registry_is_a_push_error() -> None:
         referrers.push_artifact("127.0.0.1:9/team/app:1", "sha256:" + "9" * 64, b"{}", "application/json", "x.json")
 
     assert caught.value.exit_code == 6
+
+
+@pytest.mark.parametrize(
+    "index",
+    [b"[]", b"null", b'"x"', b'{"manifests": {}}', b'{"manifests": [1]}', b'{"manifests": "a"}', b"\xff\xfe", b"{"],
+)
+def test_an_odd_referrers_index_is_a_push_error(index: bytes) -> None:
+    """Issue 20: a registry's odd answer crashed the run after the push."""
+    with pytest.raises(PushError, match="not an OCI image index"):
+        referrers.add_referrer(index, b"{}", "application/vnd.cyclonedx+json")
+
+
+def _login(path: Path, registry: str, user: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    auth = base64.b64encode(f"{user}:secret".encode()).decode()
+    (path / "config.json").write_text(json.dumps({"auths": {registry: {"auth": auth}}}))
+
+
+def test_the_sbom_push_reads_logins_from_docker_config_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20: oras-py read ~/.docker/config.json while the engine's push honours DOCKER_CONFIG."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    _login(tmp_path / "home" / ".docker", "registry.example.com", "from-home")
+    _login(tmp_path / "ci-docker", "registry.example.com", "from-docker-config")
+    container = oras.container.Container("registry.example.com/team/app:1")
+
+    chosen = referrers._Registry(container, tmp_path / "ci-docker")
+    none = referrers._Registry(container, tmp_path / "empty")
+
+    assert base64.b64decode(chosen.oras.auth._basic_auth).decode() == "from-docker-config:secret"
+    assert getattr(none.oras.auth, "_basic_auth", None) is None
+
+
+def test_a_fifo_as_docker_config_json_is_no_login(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "config.json")
+
+    assert referrers._logins(tmp_path) == {"auths": {}, "credsStore": None, "credHelpers": {}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,81 @@ def test_a_directory_as_release_is_not_a_file(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="is not a regular file"):
         parse_release("./app-1.0.tar.gz", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "foo-1.0-py3-none-any$(id).whl",
+        "fóo-1.0-py3-none-any.whl",
+        "foo-1.0-py3-none-an\u0660.whl",
+        "foo bar-1.0.tar.gz",
+        "foo-1.0-py3-none-any;x.whl",
+        "foo-1.0-py3-none-any`x`.whl",
+    ],
+)
+def test_hostile_local_file_names_are_refused_at_once(tmp_path: Path, name: str) -> None:
+    """Issue 20: packaging accepts them; the build refused them late, saying the volume was tampered with."""
+    (tmp_path / name).write_bytes(b"PK")
+
+    with pytest.raises(UsageError) as raised:
+        parse_release(str(tmp_path / name), tmp_path)
+
+    assert "has characters a package file name does not have" in raised.value.message
+    assert "tampered" not in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "name", ["zope.interface-6.0.tar.gz", "My_App-1.0rc1+local.1-py3-none-any.whl", "pkg-1.0.post1.zip"]
+)
+def test_standard_local_file_names_pass(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_bytes(b"PK")
+
+    assert parse_release(str(tmp_path / name), tmp_path).path == tmp_path / name
+
+
+def test_the_local_name_patterns_are_the_publishers(tmp_path: Path) -> None:
+    import importlib.util
+
+    from grocker import release
+
+    script = Path(release.__file__).parent / "resources" / "wheelhouse" / "publish.py"
+    spec = importlib.util.spec_from_file_location("grocker_publish_names", script)
+    assert spec is not None
+    assert spec.loader is not None
+    publisher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publisher)
+    for name in ("a-1.0-py3-none-any.whl", "a_b.c-1.0-1abc-cp313-cp313-manylinux_2_17_x86_64.whl", "a-1-x-y-z$.whl"):
+        assert bool(release.WHEEL_NAME_RE.fullmatch(name)) == bool(publisher.WHEEL_RE.fullmatch(name))
+    for name in ("a-1.0.tar.gz", "a.b-c-1.0.zip", "a b-1.0.tar.gz", "-a-1.tar.gz"):
+        assert bool(release.SDIST_NAME_RE.fullmatch(name)) == bool(publisher.SDIST_RE.fullmatch(name))
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, "a/[" * 100_000, "/[" * 50_000 + "]", "x[" * 100_000 + "]"])
+def test_a_huge_release_is_refused_in_linear_time(tmp_path: Path, text: str) -> None:
+    """Issue 20: 100,000 `[` took quadratic time in the path/extras pattern."""
+    start = time.monotonic()
+
+    with pytest.raises(UsageError) as raised:
+        parse_release(text, tmp_path)
+
+    assert time.monotonic() - start < 1.0
+    assert len(raised.value.message) < 600
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dist/a.whl", ("dist/a.whl", "")),
+        ("dist/a.whl[x,y]", ("dist/a.whl", "x,y")),
+        ("dist/a.whl[]", ("dist/a.whl", "")),
+        ("a[b[c]", ("a", "b[c")),
+        ("a]b[c]", ("a]b", "c")),
+        ("[x]", ("[x]", "")),
+        ("a[b]c", ("a[b]c", "")),
+    ],
+)
+def test_split_extras(text: str, expected: tuple[str, str]) -> None:
+    from grocker.release import split_extras
+
+    assert split_extras(text) == expected

@@ -242,6 +242,7 @@ class _CollectorEngine:
     def __init__(self, output: dict[str, object] | None) -> None:
         self.output = output
         self.containers: list[str] = []
+        self.options: list[dict[str, object]] = []
 
     def image(self, name: str) -> ImageInfo:
         return ImageInfo("sha256:" + "1" * 64, (name,), {"org.opencontainers.image.created": "2026-11-28T18:00:00Z"}, 1)
@@ -254,6 +255,7 @@ class _CollectorEngine:
         if self.output is None:
             raise AssertionError("the SBOM step started a container")
         self.containers.append(str(options["role"]))
+        self.options.append(options)
         lines = [json.dumps(self.output, sort_keys=True)]
         yield SimpleNamespace(run=lambda _on_line: (0, lines))
 
@@ -285,3 +287,51 @@ def test_facts_gathered_by_the_gate_start_no_container_and_give_the_same_sbom(tm
     assert by_container.containers == ["sbom"]
     assert from_gate == from_container
     assert [name for name, _version in sbom.python_components(from_gate)] == ["demo", "six"]
+
+
+def test_the_collector_runs_no_package_code_and_reaches_no_network(tmp_path: Path) -> None:
+    """In the runner image, the collector's python is the system's, isolated, offline (issue 20)."""
+    config = api.load_config(cwd=tmp_path)
+    engine = _CollectorEngine({"os": {}, "packages": [], "wheels": {}, "lock": _LOCK})
+    request = sbom_facts.SbomRequest(image_name="demo:1.0", volume="wheels", lock_key="demo-1")
+
+    sbom_facts.collect(engine, config, request)  # type: ignore[arg-type]
+
+    options = engine.options[0]
+    entrypoint = list(options["entrypoint"])  # type: ignore[call-overload]
+    assert entrypoint[:4] == [config.runtime.python, "-I", "-S", "-c"]
+    path = options["environment"]["PATH"]  # type: ignore[index]
+    assert "app.venv" not in path
+    assert path.split(":")[0] == "/usr/local/sbin"
+    assert options["network"] == "none"
+    assert options["volumes"] == {"wheels": ("/home/grocker/wheels", "ro")}
+
+
+_LOCK = {
+    "application": {"file": "demo-1.0-py3-none-any.whl", "sha256": "a" * 64},
+    "dependencies": [],
+    "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "c" * 64},
+}
+
+
+def test_no_path_token_reaches_the_sbom() -> None:
+    """Origins recorded by an older Grocker kept Gemfury's and Cloudsmith's path tokens (issue 20)."""
+    fury = Origin(
+        "index",
+        "https://pypi.fury.io/Sh0rtT0k/team/-/six-1.16.0-py2.py3-none-any.whl",
+        "https://pypi.fury.io/Sh0rtT0k/team/",
+    )
+    smith = Origin(
+        "index",
+        "https://dl.cloudsmith.io/CsT0ken9/org/repo/python/simple/six/six-1.16.0-py2.py3-none-any.whl",
+        "https://dl.cloudsmith.io/CsT0ken9/org/repo/python/simple/",
+    )
+    for origin in (fury, smith):
+        six = Distribution("six-1.16.0-py2.py3-none-any.whl", "b" * 64, origin, name="six")
+        text = sbom.document(_facts(dependencies=(six,)))
+
+        assert "Sh0rtT0k" not in text
+        assert "CsT0ken9" not in text
+        assert (
+            "six-1.16.0-py2.py3-none-any.whl" in _component(text, "pkg:pypi/six@1.16.0")["externalReferences"][0]["url"]
+        )

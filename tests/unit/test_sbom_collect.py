@@ -149,3 +149,40 @@ def test_the_abi_checker_gathers_no_sbom_facts_unless_asked(tmp_path: Path, caps
     report = json.loads(capsys.readouterr().out.strip()[len("GROCKER-ABI:") :])
     assert report["checked"] == {"elf_files": 0, "wheels": 1}
     assert "sbom" not in report
+
+
+def test_package_code_in_the_venv_cannot_run_in_the_collector(tmp_path: Path) -> None:
+    """The runner's venv: a .pth file there runs with its python, never with the collector's flags (issue 20)."""
+    import subprocess
+    import venv
+
+    from grocker.sbom_facts import SYSTEM_PATH
+
+    env_dir = tmp_path / "app.venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
+    site = next(env_dir.glob("lib/python3*/site-packages"))
+    marker = tmp_path / "ran"
+    forged = 'print(\'{"os": {"id": "forged"}}\')'
+    (site / "evil.pth").write_text(f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x'); {forged}\n")
+    python = str(env_dir / "bin" / "python3")
+    script = COLLECT_SCRIPT.read_text()
+    request = json.dumps({"lock": "none", "files": []})
+
+    # The control: the venv's interpreter, as the runner's PATH finds it, runs the .pth file.
+    subprocess.run([python, "-c", "pass"], check=True, env={"PATH": f"{env_dir / 'bin'}:{SYSTEM_PATH}"})
+    assert marker.exists()
+    marker.unlink()
+
+    # The collector's flags: even this very interpreter runs none of it, and its output is its own.
+    done = subprocess.run(
+        [python, "-I", "-S", "-c", script, request],
+        check=True,
+        env={"PATH": SYSTEM_PATH, "PYTHONPATH": str(site), "PYTHONSTARTUP": str(site / "evil.pth")},
+        capture_output=True,
+        text=True,
+    )
+    assert not marker.exists()
+    assert "forged" not in done.stdout
+    assert json.loads(done.stdout.splitlines()[-1])["wheels"] == {}
+    # And the reset PATH does not lead to the venv's interpreter at all.
+    assert str(env_dir) not in SYSTEM_PATH

@@ -176,13 +176,43 @@ def write_record(filename, digest):
     os.replace(temporary, RECORDS / filename)
 
 
-def public_url(url):
-    """`url` without its credentials, query or fragment: what may be written in an SBOM."""
+# A path segment that looks like a token (grocker/pipconf.py's rule, kept the same here: this
+# script has the standard library only): 16 or more of these, with letters and digits both.
+PATH_TOKEN_RE = re.compile(r"[A-Za-z0-9_.~+=-]{16,}")
+
+
+def public_url(url, index=None):
+    """`url` without its credentials, query, fragment or path tokens: what may be written in an SBOM.
+
+    The same rule as grocker.pipconf.public_url (tests/unit/test_origins.py holds them together):
+    the token-like segments of the index URL (`index`, else `url` itself) wherever they stand in
+    `url`, Gemfury's first segment when another follows, Cloudsmith's first segment unless
+    `public` or `basic`: each becomes `****`. A file's own name and hash folders are kept.
+    """
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    tokens = {segment for segment in urllib.parse.urlsplit(index or url).path.split("/") if is_token(segment)}
+    segments = parts.path.split("/")
+    first = segments[1] if len(segments) > 1 else ""
+    name = (parts.hostname or "").rstrip(".")
+    known = bool(first) and (
+        ((name == "fury.io" or name.endswith(".fury.io")) and len(segments) > 2 and bool(segments[2]))
+        or (name == "dl.cloudsmith.io" and first.lower() not in ("public", "basic"))
+    )
+    cleaned = [
+        "****" if segment in tokens or (index_ == 1 and known) else segment for index_, segment in enumerate(segments)
+    ]
+    return urllib.parse.urlunsplit((parts.scheme, host, "/".join(cleaned), "", ""))
+
+
+def is_token(segment):
+    return (
+        PATH_TOKEN_RE.fullmatch(segment) is not None
+        and any(char.isdigit() for char in segment)
+        and any(char.isalpha() for char in segment)
+    )
 
 
 def is_local(origin):
@@ -426,7 +456,7 @@ class Publisher:
                     f"{filename} downloaded from {index.url} has SHA-256 {actual}, not the {digest} the index publishes"
                 )
             if filename.endswith(".whl"):
-                origin = {"kind": "index", "url": public_url(url), "index": public_url(index.url)}
+                origin = {"kind": "index", "url": public_url(url, index.url), "index": public_url(index.url)}
                 self.wheels[normalize(name)] = self.publish(
                     temporary, filename, actual, replace_unrecorded=True, origin=origin
                 )
