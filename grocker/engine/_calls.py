@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,7 @@ LOST_REMEDY = (
 _FAILURES: tuple[type[BaseException], ...] = (
     docker.errors.DockerException,
     docker.errors.StreamParseError,
+    docker.utils.socket.SocketError,
     requests.exceptions.RequestException,
     urllib3.exceptions.HTTPError,
     http.client.HTTPException,
@@ -187,7 +189,8 @@ class GuardedApi:
     def _guarded(self, result: Any, action: str) -> Any:
         if isinstance(result, tuple):
             return tuple(self._guarded(item, action) for item in result)
-        if isinstance(result, Iterator):
+        # Streams only: the attached socket of attach_socket is an iterator of lines too.
+        if isinstance(result, (types.GeneratorType, docker.types.daemon.CancellableStream)):
             return GuardedStream(result, lambda: self.door(action))
         return result
 

@@ -227,7 +227,11 @@ class DockerContainer:
 
 
 def _left(what: str, err: EngineError, command: str) -> None:
-    logger.warning("could not remove %s: %s; the next Grocker command removes it, or `%s`", what, err, command)
+    # The build's own error says what happened to the engine; this says what stays behind.
+    why = err.explanation if isinstance(err, EngineRefusalError) else "the engine does not answer"
+    logger.warning(
+        "could not remove %s (%s); the next Grocker command on this engine removes it, or `%s`", what, why, command
+    )
 
 
 def name_in_use(status: int | None, explanation: str) -> bool:
