@@ -160,6 +160,8 @@ class GuardedApi:
     def __init__(self, api: Any, described: str) -> None:
         self._api = api
         self._described = described
+        self.lost: EngineError | None = None
+        """The first failure to talk to the engine: later calls fail at once with it (see `door`)."""
 
     @property
     def raw(self) -> Any:
@@ -181,10 +183,27 @@ class GuardedApi:
 
         return call
 
-    def door(self, action: str) -> contextlib.AbstractContextManager[None]:
-        """The door for one call of this engine (named in the message, with the client's timeout)."""
+    @contextlib.contextmanager
+    def door(self, action: str) -> Iterator[None]:
+        """The door for calls of this engine (named in the message, with the client's timeout).
+
+        Once the engine was lost (a connection cut, a timeout: not a refusal), every later call
+        fails at once with that error: the command is failing already, and the removals on its
+        way out would each wait for the timeout again. The next command removes what they could
+        not (grocker.engine.cleanup's sweep).
+        """
+        if self.lost is not None:
+            raise EngineError(self.lost.message, details=self.lost.details)
         timeout = getattr(self._api, "timeout", None)
-        return door(self._described, action, timeout if isinstance(timeout, (int, float)) else None)
+        try:
+            with door(self._described, action, timeout if isinstance(timeout, (int, float)) else None):
+                yield
+        except EngineRefusalError:
+            raise
+        except EngineError as err:
+            if err.__cause__ is not None and is_failure(err.__cause__):
+                self.lost = err
+            raise
 
     def _guarded(self, result: Any, action: str) -> Any:
         if isinstance(result, tuple):

@@ -221,8 +221,9 @@ class DockerContainer:
                 if attempt == 2:
                     _left(f"container {self.name}", err, f"docker rm -f {self.name}")
             except EngineError as err:
-                if attempt == 2:
-                    _left(f"container {self.name}", err, f"docker rm -f {self.name}")
+                # The engine is lost: retrying would only wait again.
+                _left(f"container {self.name}", err, f"docker rm -f {self.name}")
+                return
             time.sleep(0.5)
 
 

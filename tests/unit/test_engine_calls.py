@@ -324,3 +324,29 @@ def test_connect_waits_at_most_the_timeout_then_sweeps(
     assert (client.first_timeout, client.api.timeout) == (first, timeout)
     assert engine.build_network_dns
     assert [method for method, _ in client.api.calls] == ["containers", "networks"]  # the sweep
+
+
+def test_once_the_engine_is_lost_later_calls_fail_at_once_without_reaching_it() -> None:
+    api = FakeApi({"start": FAILURES["read-timeout"]})
+    container = _container(api)
+    with pytest.raises(EngineError) as first:
+        container.start()
+    api.failing.clear()
+
+    # The removals on the way out would each wait for the timeout again.
+    with pytest.raises(EngineError) as later:
+        container.ip_address()
+    container.remove()
+
+    assert str(later.value) == str(first.value)
+    assert api.calls == ["start"]
+
+
+def test_a_refusal_does_not_count_as_a_lost_engine() -> None:
+    api = FakeApi({"start": _api_error(500, "cannot start: no space left on device")})
+    container = _container(api)
+    with pytest.raises(EngineRefusalError):
+        container.start()
+
+    assert container.ip_address() == "10.0.0.2"
+    assert api.calls == ["start", "inspect_container"]
