@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from grocker.engine._calls import EngineRefusalError, GuardedApi
 from grocker.errors import BuildError, EngineError
@@ -142,16 +143,27 @@ class DockerContainer:
         self.start()
         lines: list[str] = []
         pending = ""
-        for chunk in self.api.logs(self.id, stream=True, follow=True, stdout=True, stderr=True):
-            pending += chunk.decode("utf-8", "replace")
-            *complete, pending = pending.split("\n")
-            for line in complete:
-                lines.append(line)
-                on_line(line)
+        stream = self.api.logs(self.id, stream=True, follow=True, stdout=True, stderr=True)
+        with _Watchdog(self, stream) as watchdog:
+            try:
+                for chunk in stream:
+                    watchdog.fed()
+                    pending += chunk.decode("utf-8", "replace")
+                    *complete, pending = pending.split("\n")
+                    for line in complete:
+                        lines.append(line)
+                        on_line(line)
+            except EngineError:
+                if watchdog.failure is not None:
+                    raise watchdog.failure from None
+                raise
+        if watchdog.failure is not None:
+            raise watchdog.failure
         if pending:
             lines.append(pending)
             on_line(pending)
-        status = self.api.wait(self.id)
+        # Its output has ended, so it has stopped: the engine answers at once (docker-py waits for ever).
+        status = self.api.wait(self.id, timeout=self.api.raw.timeout)
         return int(status.get("StatusCode", 1)), lines
 
     def ip_address(self) -> str:
@@ -225,6 +237,54 @@ class DockerContainer:
                 _left(f"container {self.name}", err, f"docker rm -f {self.name}")
                 return
             time.sleep(0.5)
+
+
+class _Watchdog:
+    """Asks the engine whether it still answers when a followed output has been silent for a while.
+
+    docker-py reads a container's output with no timeout (a compile may print nothing for
+    minutes), so an engine that stops answering would hold the read for ever. Each time the
+    output has been silent for the client's timeout, the container is inspected, with that
+    timeout; when the engine does not answer, the stream is closed, which ends the read, and
+    `failure` says why.
+    """
+
+    def __init__(self, container: DockerContainer, stream: Any) -> None:
+        self._container = container
+        self._stream = stream
+        self._fed = threading.Event()
+        self._done = threading.Event()
+        self.failure: EngineError | None = None
+        timeout = getattr(container.api.raw, "timeout", None)
+        self._timeout = float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
+
+    def __enter__(self) -> _Watchdog:
+        if self._timeout is not None:
+            threading.Thread(target=self._watch, name="grocker-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+
+    def fed(self) -> None:
+        """The output goes on: no need to ask the engine."""
+        self._fed.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._timeout):
+            if self._fed.is_set():
+                self._fed.clear()
+                continue
+            try:
+                self._container.api.inspect_container(self._container.id)
+            except EngineRefusalError:
+                continue  # it answers
+            except EngineError as err:
+                self.failure = err
+                close = getattr(self._stream, "close", None)
+                if close is not None:
+                    close()
+                return
 
 
 def _left(what: str, err: EngineError, command: str) -> None:

@@ -27,7 +27,7 @@ from grocker.endpoint import from_environment
 from grocker.engine import connect
 from tests.integration.fault_proxy import FaultProxy, fault_proxy
 from tests.integration.helpers import Grocker, Run, package_fixture, poll_until
-from tests.integration.test_failures import Background, Project, Projects
+from tests.integration.test_failures import TRIXIE, Background, Project, Projects
 
 RUNTIME_LABEL = "grocker.runtime"
 ROLE_LABEL = "grocker.image.role"
@@ -38,11 +38,9 @@ TIMEOUT = 10
 """GROCKER_ENGINE_TIMEOUT of the build whose engine stops answering: longer than any silence of
 a build whose images are cached, short enough for CI."""
 
-# The moment of each cut, and the container whose appearance shows it: a role of the runtime's.
-# Build steps of the runner run in containers of the root image, which carry its role; by the
-# runner's turn, the compiler and wheel-server images are built (by the earlier cuts), so no
-# other build's steps run from it.
-MOMENTS = {"image build": "lock", "compile": "compile", "wheel server": "wheel-server", "runner build": "root"}
+# The moments of the cuts, each shown by a running container the test sees through its own
+# client (see _moment_reached).
+MOMENTS = ("image build", "compile", "wheel server", "runner build")
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +48,11 @@ def faults_projects(docker_client: docker.DockerClient, tmp_path_factory: pytest
     made = Projects(docker_client, tmp_path_factory.mktemp("fault-projects"))
     yield made
     if os.environ.get("GROCKER_TEST_KEEP") != "1":
+        # A mutex or a build step the engine is removing may go meanwhile.
+        for project in made.made:
+            for container in _objects(docker_client, project.runtime):
+                with contextlib.suppress(docker.errors.NotFound):
+                    docker_client.api.remove_container(container["Id"], force=True)
         made.cleanup()
 
 
@@ -141,7 +144,27 @@ def _left(client: docker.DockerClient, runtime: str) -> list[str]:
     return containers + networks
 
 
-@pytest.mark.parametrize("moment", list(MOMENTS))
+def _moment_reached(client: docker.DockerClient, runtime: str, moment: str, build: Background) -> bool:
+    """Whether the build is at `moment`: a running container shows it.
+
+    The root image's build: a step of it, a container of the base image without Grocker's
+    labels, while the build holds the root image's mutex. The runner's build: a step of it, a
+    container of the root image (it carries the root's role), once the compile is over; by then
+    the compiler and wheel-server images were built by the earlier cuts, so no other build's
+    steps run from the root image.
+    """
+    if moment == "image build":
+        steps = client.api.containers(filters={"ancestor": TRIXIE["image"]})
+        return bool(_objects(client, runtime, "lock", running=True)) and any(
+            RUNTIME_LABEL not in (step.get("Labels") or {}) for step in steps
+        )
+    if moment == "runner build":
+        compiled = "compile wheels of " in build.stderr_path.read_text()
+        return compiled and bool(_objects(client, runtime, "root", running=True))
+    return bool(_objects(client, runtime, moment.replace(" ", "-"), running=True))
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
 def test_a_cut_engine_connection_is_an_engine_error_and_the_next_command_removes_what_was_left(
     grocker: Grocker,
     faults_project: Project,
@@ -159,7 +182,14 @@ def test_a_cut_engine_connection_is_an_engine_error_and_the_next_command_removes
         {"DOCKER_HOST": proxy.host},
     )
     started.append(build)
-    _wait_for_role(client, runtime, MOMENTS[moment], build)
+    poll_until(
+        lambda: _moment_reached(client, runtime, moment, build),
+        300,
+        f"the build at its {moment}",
+        interval=0.1,
+        stop_if=lambda: build.process.poll() is not None,
+        explain=lambda: build.wait(1).output if build.process.poll() is not None else "",
+    )
 
     proxy.cut()
     run = build.wait(timeout=120)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import threading
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -100,7 +102,7 @@ class FakeApi:
             return self._stream([b"compiling\n", b"half a li"])
         return b"nginx: [emerg] bind() failed\n"
 
-    def wait(self, container: str) -> dict[str, Any]:
+    def wait(self, container: str, **kwargs: Any) -> dict[str, Any]:
         self._call("wait")
         return {"StatusCode": 0}
 
@@ -350,3 +352,60 @@ def test_a_refusal_does_not_count_as_a_lost_engine() -> None:
 
     assert container.ip_address() == "10.0.0.2"
     assert api.calls == ["start", "inspect_container"]
+
+
+class _SilentOutput:
+    """A container's output followed: one line, then silence until closed (or `ends` is set)."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+        self.ends = threading.Event()
+        self._sent = False
+
+    def __iter__(self) -> _SilentOutput:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._sent:
+            self._sent = True
+            return b"compiling\n"
+        while not (self.closed.is_set() or self.ends.is_set()):
+            time.sleep(0.01)
+        raise StopIteration
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class _SilentApi(FakeApi):
+    timeout = 0.05  # type: ignore[assignment]  # seconds: the watchdog's period
+
+    def __init__(self, failing: dict[str, BaseException] | None = None) -> None:
+        super().__init__(failing)
+        self.output = _SilentOutput()
+
+    def logs(self, container: str, **kwargs: Any) -> Any:
+        self._call("logs")
+        return self.output
+
+
+def test_a_followed_output_on_an_engine_that_stops_answering_ends_after_the_timeout() -> None:
+    api = _SilentApi({"inspect_container": FAILURES["read-timeout"]})
+
+    with pytest.raises(EngineError) as raised:
+        _container(api).run(print)
+
+    assert api.output.closed.is_set()
+    assert "did not answer within 0.05 s" in str(raised.value)
+    assert "wait" not in api.calls
+
+
+def test_a_silent_output_on_an_engine_that_answers_is_waited_for() -> None:
+    api = _SilentApi()
+    threading.Timer(0.5, api.output.ends.set).start()
+
+    status, lines = _container(api).run(print)
+
+    assert (status, lines) == (0, ["compiling"])
+    assert not api.output.closed.is_set()
+    assert api.calls.count("inspect_container") >= 3  # asked, while it was silent, whether it answers
