@@ -152,6 +152,19 @@ def missing_packages(lines: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(match.group(1) for match in found if match))
 
 
+def missing_packages_message(what: str, lines: Iterable[str]) -> str | None:
+    """Why the build of `what` failed when its log says that a system package does not exist; else None."""
+    missing = missing_packages(lines)
+    if not missing:
+        return None
+    return (
+        f"The {what} build failed because the distribution has no system package named "
+        f"{', '.join(missing)}. Correct the name in dependencies.run or dependencies.build of the "
+        "configuration (or in the runtime's packages), or add the repository that provides it "
+        "under `repositories`."
+    )
+
+
 def family_of(name: str) -> Family:
     """The family called `name`; ConfigError naming the known ones when there is none."""
     family = FAMILIES.get(name)

@@ -20,7 +20,6 @@ from grocker.engine.containers import ContainerOps, tar
 from grocker.engine.lease import Lease
 from grocker.engine.mutex import MutexOps
 from grocker.errors import BuildError, EngineError, PushError
-from grocker.families import missing_packages
 from grocker.log import logger, tail
 from grocker.protocol import ImageInfo, LineHandler
 
@@ -220,7 +219,7 @@ def _read_build(stream: Any, what: str, lines: list[str], on_line: LineHandler) 
             image_id = chunk["aux"]["ID"]
         if "error" in chunk:
             lines.append(chunk["error"])
-            raise BuildError(build_failure(what, chunk["error"].strip(), lines), details=tail(lines))
+            raise BuildError(f"The {what} build failed: {chunk['error'].strip()}", details=tail(lines))
     if pending:
         lines.append(_ANSI_RE.sub("", pending))
         on_line(lines[-1])
@@ -252,19 +251,6 @@ def split_tag(name: str) -> tuple[str, str]:
         repository, _, tag = name.rpartition(":")
         return repository, tag
     return name, "latest"
-
-
-def build_failure(what: str, error: str, lines: Sequence[str]) -> str:
-    """The message of a failed build: the engine's error, and the cause when the log shows it."""
-    missing = missing_packages(lines)
-    if not missing:
-        return f"The {what} build failed: {error}"
-    return (
-        f"The {what} build failed because the distribution has no system package named "
-        f"{', '.join(missing)}. Correct the name in dependencies.run or "
-        "dependencies.build of the configuration (or in the runtime's packages), or add the "
-        "repository that provides it under `repositories`."
-    )
 
 
 def image_info(attrs: Mapping[str, Any]) -> ImageInfo:

@@ -68,9 +68,12 @@ def app(dist_dir: Path) -> Path:
 
 @pytest.fixture
 def proxy() -> Iterator[FaultProxy]:
-    """A proxy in front of the session's engine, on a free port of this module's range."""
+    """A proxy in front of the session's engine (its unix socket), on a free port of this module's range."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        pytest.fail(f"the engine-fault tests need the session's engine on a unix socket, not {host}")
     for port in PORTS:
-        with contextlib.suppress(OSError), fault_proxy(port) as made:
+        with contextlib.suppress(OSError), fault_proxy(port, host.removeprefix("unix://")) as made:
             yield made
             return
     pytest.fail(f"no free port in {PORTS} for the fault proxy")
