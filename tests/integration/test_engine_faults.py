@@ -137,7 +137,7 @@ def _assert_lost_engine(run: Run, host: str, *fragments: str) -> None:
 
 def _direct_env(grocker: Grocker) -> dict[str, str]:
     """The environment of a command that reaches the session's engine directly (the engine is back)."""
-    return {key: value for key, value in {**os.environ, **grocker.env}.items() if not key.startswith("DOCKER_")}
+    return {**os.environ, **grocker.env}
 
 
 def _left(client: docker.DockerClient, runtime: str) -> list[str]:
