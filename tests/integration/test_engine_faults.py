@@ -140,6 +140,22 @@ def _direct_env(grocker: Grocker) -> dict[str, str]:
     return {**os.environ, **grocker.env}
 
 
+def _next_command(grocker: Grocker, runtime: str) -> None:
+    """Start the next Grocker command on the engine, reached directly, once the lost build's lease has ended.
+
+    The lease ends by itself when the engine sees the lost build's connection close, a moment
+    after the build has exited; a command that starts before that still sees a live build.
+    """
+    client = grocker.client
+    leases = {
+        str(labels[LEASE_LABEL])
+        for found in [*_objects(client, runtime), *client.api.networks(filters={"label": f"{RUNTIME_LABEL}={runtime}"})]
+        if LEASE_LABEL in (labels := found.get("Labels") or {})
+    }
+    poll_until(lambda: not any(_lease_runs(client, lease) for lease in leases), 20, "the lease ended", interval=0.2)
+    connect(from_environment(_direct_env(grocker)))
+
+
 def _left(client: docker.DockerClient, runtime: str) -> list[str]:
     """The containers and networks of the runtime's builds that are still on the engine."""
     containers = [f"{c['Names'][0].lstrip('/')} ({c['State']})" for c in _objects(client, runtime)]
@@ -202,7 +218,7 @@ def test_a_cut_engine_connection_is_an_engine_error_and_the_next_command_removes
     if moment == "wheel server":
         assert any(name.startswith("grocker-wheel-server-") for name in left), left  # nginx runs for ever
     # The engine is back, reached directly: the next command's start removes what the lost build left.
-    connect(from_environment(_direct_env(grocker)))
+    _next_command(grocker, runtime)
     poll_until(lambda: not _left(client, runtime), 20, f"nothing left of the lost build (was: {left})", interval=0.5)
 
 
@@ -229,7 +245,7 @@ def test_an_engine_that_stops_answering_fails_after_the_client_timeout(
 
     _assert_lost_engine(run, proxy.host, f"did not answer within {TIMEOUT} s", "GROCKER_ENGINE_TIMEOUT")
     assert waited < TIMEOUT * 4, waited  # the timeout, and the removals that time out too, not 600 s
-    connect(from_environment(_direct_env(grocker)))
+    _next_command(grocker, runtime)
     assert _of_lease(client, seen["Labels"][LEASE_LABEL]) == []
     poll_until(lambda: not _left(client, runtime), 20, "nothing left of the stalled build", interval=0.5)
 
@@ -262,6 +278,7 @@ def test_the_next_command_never_touches_a_live_concurrent_build(
 
     proxy.cut()
     _assert_lost_engine(lost.wait(timeout=120), proxy.host)
+    poll_until(lambda: not _lease_runs(client, lost_lease), 20, "the lost build's lease ended", interval=0.2)
     live_objects = _of_lease(client, live_lease)
     connect(from_environment(_direct_env(grocker)))
 
