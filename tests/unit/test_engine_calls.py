@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -409,3 +411,11 @@ def test_a_silent_output_on_an_engine_that_answers_is_waited_for() -> None:
     assert (status, lines) == (0, ["compiling"])
     assert not api.output.closed.is_set()
     assert api.calls.count("inspect_container") >= 3  # asked, while it was silent, whether it answers
+
+
+def test_import_grocker_stays_light() -> None:
+    # docker-py (and requests, urllib3) come in only when a command reaches an engine.
+    code = "import sys, grocker, grocker.api, grocker.cli; print(sorted({'docker', 'requests'} & set(sys.modules)))"
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert ran.stdout.strip() == "[]"
