@@ -75,6 +75,9 @@ def connect(endpoint: Endpoint) -> DockerEngine:
         podman="Podman Engine" in components,
         containerd_store=uses_containerd_store(info),
         parallel=endpoint.scheme != "ssh",
+        # Over ssh, each attached stdin is an ssh session held for the whole command, and sshd
+        # limits the sessions of a connection (MaxSessions): the mutex needs its own.
+        leases=endpoint.scheme != "ssh",
     )
     engine.sweep()
     return engine

@@ -39,12 +39,13 @@ class DockerEngine(ContainerOps, MutexOps, CleanupOps):
         podman: bool = False,
         containerd_store: bool = False,
         parallel: bool = True,
+        leases: bool = True,
     ) -> None:
         self.client = client
         # "the Docker engine at HOST (how it was chosen)": every error names it.
         self.described = described
         self.api = GuardedApi(client.api, described)
-        self.lease = Lease(self.api)
+        self.lease = Lease(self.api, enabled=leases)
         # Podman's Docker-compatible API reads the build's extra hosts as JSON, and its builds do
         # not resolve names through the build network's DNS.
         self._podman = podman

@@ -33,15 +33,17 @@ from grocker.log import logger
 class Lease:
     """The lease of one command on one engine: started with its first object, ended with its last."""
 
-    def __init__(self, api: GuardedApi) -> None:
+    def __init__(self, api: GuardedApi, *, enabled: bool = True) -> None:
         self._api = api
         self._lock = threading.Lock()
         self._count = 0
         self.id = uuid.uuid4().hex
         self._holder: str | None = None
         self._connection: Any = None
-        # An image whose `cat` did not start: the objects then go unleased (kept, as before leases).
-        self._failed = False
+        # Off over ssh (an attached stdin is one more ssh session for the whole command, and sshd
+        # limits them), or when an image's `cat` did not start: the objects then go unleased, and
+        # the sweep never removes them (purge does, once they have stopped).
+        self._failed = not enabled
 
     @contextlib.contextmanager
     def held(self, image: str | None) -> Iterator[Mapping[str, str]]:

@@ -125,3 +125,15 @@ def test_a_command_s_own_objects_survive_another_command_s_sweep() -> None:
         assert other.sweep() == []
         assert len(api.containers_by_id) == 2
     assert api.containers_by_id == {}
+
+
+def test_without_leases_nothing_is_labelled_nor_attached() -> None:
+    # Over ssh: an attached stdin is one more ssh session for the whole command.
+    api = FakeLowLevelApi()
+    engine = DockerEngine(SimpleNamespace(api=api), "the Docker engine at ssh://builder@host", leases=False)
+
+    with engine.network({}) as network, engine.container("root:1", role="wheel-server", labels={}) as server:
+        assert LEASE_LABEL not in api.networks_by_name[network]["Labels"]
+        assert LEASE_LABEL not in api.containers_by_id[server.id].labels
+        assert _lease_containers(api) == []
+    assert ("attach_socket", server.id) not in api.calls
