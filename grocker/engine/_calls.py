@@ -228,6 +228,13 @@ class GuardedStream(Iterator[Any]):
     def close(self) -> None:
         """Close the underlying response (docker-py's CancellableStream), when it can be."""
         close = getattr(self._stream, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()
+        if close is None:
+            return
+        try:
+            close()
+        except Exception:
+            # Over ssh, docker-py refuses to cancel a stream: close its HTTP response instead.
+            response = getattr(self._stream, "_response", None)
+            if response is not None:
+                with contextlib.suppress(Exception):
+                    response.close()

@@ -7,6 +7,7 @@ reaches the user as an EngineError (exit 4) naming the engine, with the remedy; 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import subprocess
@@ -27,7 +28,7 @@ import urllib3.exceptions
 
 from grocker.endpoint import Endpoint, engine_timeout, from_environment
 from grocker.engine import DockerEngine, connection
-from grocker.engine._calls import EngineRefusalError, GuardedApi, is_failure
+from grocker.engine._calls import EngineRefusalError, GuardedApi, GuardedStream, is_failure
 from grocker.engine.containers import DockerContainer
 from grocker.errors import BuildError, ConfigError, EngineError, GrockerError
 from tests.unit.api_fakes import FakeLowLevelApi
@@ -419,3 +420,22 @@ def test_import_grocker_stays_light() -> None:
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert ran.stdout.strip() == "[]"
+
+
+def test_a_stream_docker_py_cannot_cancel_is_closed_by_its_response() -> None:
+    closed: list[str] = []
+
+    class _SshStream:
+        """docker-py's CancellableStream over ssh: close() refuses; its response closes."""
+
+        _response = SimpleNamespace(close=lambda: closed.append("response"))
+
+        def __next__(self) -> bytes:
+            raise StopIteration
+
+        def close(self) -> None:
+            raise docker.errors.DockerException("Cancellable streams not supported for the SSH protocol")
+
+    GuardedStream(_SshStream(), lambda: contextlib.nullcontext()).close()
+
+    assert closed == ["response"]
