@@ -15,7 +15,7 @@ import click
 
 from grocker import __version__, api
 from grocker.config import parse_env_options
-from grocker.errors import EngineError, GrockerError, InterruptError, shown
+from grocker.errors import GrockerError, InterruptError, shown
 from grocker.log import logger, masked, set_mask, setup
 from grocker.pipconf import mask
 from grocker.purge import PurgeOptions
@@ -227,14 +227,6 @@ def _handle(ctx: click.Context, run: Callable[[], None]) -> None:
         _report(InterruptError("SIGINT", 130), verbosity)
         ctx.exit(130)
     except Exception as err:
-        if type(err).__module__.split(".")[0] == "paramiko":  # the ssh connection to an ssh:// engine
-            lost = EngineError(
-                f"The ssh connection to the engine failed during the command: {type(err).__name__}: {err}. "
-                "Check that the engine's host answers (`docker system dial-stdio` over ssh) and that its sshd "
-                "allows several sessions on one connection (MaxSessions), then run the command again."
-            )
-            _report(lost, verbosity)
-            ctx.exit(lost.exit_code)
         _report(
             GrockerError(
                 f"Grocker failed unexpectedly: {type(err).__name__}: {err}. This is a bug in Grocker: "

@@ -15,9 +15,11 @@ This module is pure: it reads files, never reaches an engine and does not import
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from grocker.errors import EngineError
+from grocker.errors import ConfigError, EngineError, shown
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DEFAULT_CONTEXT = "default"
@@ -37,6 +39,11 @@ _TLS_SCHEMES = ("tcp", "https")
 MAX_FILE_BYTES = 1 << 20
 
 Source = Literal["DOCKER_HOST", "DOCKER_CONTEXT", "config", "default"]
+
+TIMEOUT_VARIABLE = "GROCKER_ENGINE_TIMEOUT"
+DEFAULT_TIMEOUT = 600
+"""Seconds Grocker waits for the engine to answer a request (builds and pushes send output as they go)."""
+_TIMEOUT_RE = re.compile(r"[0-9]{1,6}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class Endpoint:
     tls: TLSFiles | None = None
     context: str | None = None
     config_file: Path | None = None
+    timeout: int = DEFAULT_TIMEOUT
+    """Seconds to wait for an answer before the engine counts as unresponsive (GROCKER_ENGINE_TIMEOUT)."""
 
     @property
     def scheme(self) -> str:
@@ -89,7 +98,22 @@ def docker_config_dir(env: Mapping[str, str]) -> Path:
 
 def from_environment(env: Mapping[str, str]) -> Endpoint:
     """The engine named by `env` and the Docker CLI configuration folder it points at."""
-    return resolve(env, docker_config_dir(env))
+    return dataclasses.replace(resolve(env, docker_config_dir(env)), timeout=engine_timeout(env))
+
+
+def engine_timeout(env: Mapping[str, str]) -> int:
+    """GROCKER_ENGINE_TIMEOUT: whole seconds, 1 to 86400; the default when unset or empty."""
+    text = env.get(TIMEOUT_VARIABLE) or ""
+    if not text:
+        return DEFAULT_TIMEOUT
+    value = int(text) if _TIMEOUT_RE.fullmatch(text) else 0
+    if not 1 <= value <= 86400:
+        raise ConfigError(
+            f"{TIMEOUT_VARIABLE} is {shown(text)}: it must be a whole number of seconds from 1 to 86400 "
+            f"(how long Grocker waits for the engine to answer; default {DEFAULT_TIMEOUT}). "
+            f"Correct or unset it."
+        )
+    return value
 
 
 def resolve(env: Mapping[str, str], config_dir: Path) -> Endpoint:

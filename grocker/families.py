@@ -8,6 +8,7 @@ table), not an edit of three templates.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from grocker.errors import ConfigError, shown
@@ -71,6 +72,8 @@ class Family:
     owner_query: str
     """Prints `<soname> <owner>` for each library name given as an argument that an installed package
     provides (the ABI gate's suggestion of a package for dependencies.run)."""
+    missing_package: str
+    """A log line of the package manager saying that a package does not exist; its group 1 is the name."""
 
     def source_line(self, repo_id: str, uri: str) -> str:
         """The line that declares the repository, pinned to its own key where the family can."""
@@ -109,6 +112,7 @@ FAMILIES: dict[str, Family] = {
         uri_help="an apt source line starting with `deb `, e.g. `deb http://host/debian trixie main`",
         signed_by=True,
         owner_query='for so in "$@"; do dpkg-query -S "*/$so" 2>/dev/null | sed "s|^|$so |"; done; true',
+        missing_package=r"E: Unable to locate package (\S+)",
     ),
     "alpine": Family(
         name="alpine",
@@ -137,8 +141,29 @@ FAMILIES: dict[str, Family] = {
             'for so in "$@"; do for dir in /lib /usr/lib /usr/local/lib; do [ -e "$dir/$so" ] && '
             'apk info --who-owns "$dir/$so" 2>/dev/null | sed "s|^|$so |"; done; done; true'
         ),
+        missing_package=r"\s+(\S+) \(no such package\):?",
     ),
 }
+
+
+def missing_packages(lines: Iterable[str]) -> list[str]:
+    """The system packages a failed build's log says its distribution lacks, in any family's words."""
+    patterns = [re.compile(family.missing_package) for family in FAMILIES.values()]
+    found = (pattern.match(line) for line in lines for pattern in patterns)
+    return list(dict.fromkeys(match.group(1) for match in found if match))
+
+
+def missing_packages_message(what: str, lines: Iterable[str]) -> str | None:
+    """Why the build of `what` failed when its log says that a system package does not exist; else None."""
+    missing = missing_packages(lines)
+    if not missing:
+        return None
+    return (
+        f"The {what} build failed because the distribution has no system package named "
+        f"{', '.join(missing)}. Correct the name in dependencies.run or dependencies.build of the "
+        "configuration (or in the runtime's packages), or add the repository that provides it "
+        "under `repositories`."
+    )
 
 
 def family_of(name: str) -> Family:

@@ -25,6 +25,7 @@ Role = Literal[
     "abi-check",
     "abi-suggest",
     "sbom",
+    "lease",
 ]
 """The value of ROLE_LABEL: an image's, the wheel volume's, or a container's that Grocker runs."""
 
@@ -55,6 +56,8 @@ SBOM: Final = "sbom"
 """The container of the runner image that reads its package database and its wheels' metadata."""
 NETWORK: Final = "network"
 """The internal network one build's wheel server and runner steps share."""
+LEASE: Final = "lease"
+"""The container whose life is a command's lease on the engine (grocker.engine.lease)."""
 MUTEX: Final = "lock"
 """The container that holds an engine-wide mutex (its value predates the name: kept for purge)."""
 
@@ -77,6 +80,8 @@ the release's wheel lock, the root image's ID), so that a rebuild from the same 
 ABI_CHECKED_LABEL: Final = "grocker.abi.checked"
 """On a runner: a digest of the root image's ID and of the wheels the ABI gate passed for it (those
 with ELF files or tags of one interpreter), so that a later build with the same ones skips the gate."""
+LEASE_LABEL: Final = "grocker.lease"
+"""On the containers and networks a command makes, and on its lease container: the lease's token."""
 MUTEX_OWNER_LABEL: Final = "grocker.lock.owner"
 """On a mutex container: a token of the build holding it."""
 

@@ -91,8 +91,9 @@ class Container(Protocol):
 class ChainEngine(Protocol):
     """The engine operations of the build chain."""
 
-    podman: bool
-    """Podman's builds do not resolve names through the build network's DNS: they need /etc/hosts."""
+    build_network_dns: bool
+    """Whether build steps on a network resolve its members' aliases through the engine's DNS
+    (Docker); when not (Podman), the chain gives the build /etc/hosts entries instead."""
     parallel: bool
     """Whether the chain may call it from several threads at once: not over ssh, where each call
     in flight is a session of one ssh connection, and sshd limits them (MaxSessions, 10)."""

@@ -8,7 +8,9 @@ Grocker runs get roles of their own (`compile`, `publish`, `build-sdist`, `wheel
 `check`, `abi-check`, `abi-suggest`).
 
 Grocker's per-build networks (role `network`) left by an interrupted build are removed by every
-purge, whatever their version, like outboxes.
+purge, whatever their version, like outboxes. The containers and networks of a command that lost
+its engine go before purge starts: connecting sweeps them (grocker.engine.cleanup); a command's
+lease container (role `lease`) ends by itself with the command.
 
 Nothing is ever forced: what the engine refuses to remove because it is in use (a running
 container, an image with child images or containers, a mounted volume, a network with members)

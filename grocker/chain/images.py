@@ -12,6 +12,7 @@ from __future__ import annotations
 from grocker import render
 from grocker.chain.session import Session
 from grocker.errors import BuildError
+from grocker.families import missing_packages_message
 from grocker.labels import BASE_ID_LABEL, MUTEX, ROOT, ROOT_ID_LABEL, ImageRole
 from grocker.log import logger, phase
 from grocker.naming import internal_labels
@@ -87,17 +88,30 @@ def _ensure(
 def _build(
     session: Session, role: ImageRole, name: str, context: render.BuildContext, label: str, parent_id: str | None
 ) -> None:
+    lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        lines.append(line)
+        session.stream_line(line)
+
     with phase(f"build {role} image {name}"):
         labels = internal_labels(session.config, role)
         if parent_id:
             labels[label] = parent_id
-        image_id = session.engine.build(
-            context.files,
-            labels=labels,
-            what=f"{role} image",
-            on_line=session.stream_line,
-            nocache=session.request.no_cache,
-        )
+        try:
+            image_id = session.engine.build(
+                context.files,
+                labels=labels,
+                what=f"{role} image",
+                on_line=on_line,
+                nocache=session.request.no_cache,
+            )
+        except BuildError as err:
+            # These images install system packages: say which name the distribution lacks.
+            message = missing_packages_message(f"{role} image", lines)
+            if message is None:
+                raise
+            raise BuildError(message, details=err.details) from err
         session.engine.tag(image_id, name)
 
 

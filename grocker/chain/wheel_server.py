@@ -77,9 +77,9 @@ class Starting:
         with phase("start wheel server"):
             server.start()
             server.wait_until(_READY_PROBE, READY_TIMEOUT, "wheel server")
-            # Docker's DNS resolves the alias in build steps; Podman's builds do not use the
-            # network's DNS, so the name goes in their /etc/hosts.
-            hosts = {render.WHEEL_SERVER_HOST: server.ip_address()} if session.engine.podman else None
+            # Docker's DNS resolves the alias in build steps; where builds do not use the
+            # network's DNS (Podman), the name goes in their /etc/hosts.
+            hosts = None if session.engine.build_network_dns else {render.WHEEL_SERVER_HOST: server.ip_address()}
         return server, network, hosts
 
     def serve(self, lock: WheelLock | None) -> Served:

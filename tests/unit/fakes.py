@@ -119,7 +119,7 @@ class FakeEngine:
     """The files copied into the containers of each role."""
     live: list[str] = field(default_factory=list)
     failures: dict[Call, BaseException] = field(default_factory=dict)
-    podman: bool = False
+    build_network_dns: bool = True
     parallel: bool = True
     build_networks: dict[str, tuple[str | None, dict[str, str] | None]] = field(default_factory=dict)
     """The network and /etc/hosts entries each `what` was built with."""

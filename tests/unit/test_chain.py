@@ -616,7 +616,7 @@ def test_result_file_is_written(engine: FakeEngine, tmp_path: Path) -> None:
 def test_runner_build_reaches_the_wheel_server_on_a_network_of_its_own(
     engine: FakeEngine, tmp_path: Path, podman: bool
 ) -> None:
-    engine.podman = podman
+    engine.build_network_dns = not podman
 
     run(engine, request_for(tmp_path))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import paramiko
 import pytest
 from click.testing import CliRunner
 
@@ -660,27 +659,10 @@ def test_dry_run_of_a_range_shows_a_placeholder_version(grocker) -> None:
 
 @pytest.mark.parametrize("name", ["x" * 300, "a\x00b"])
 def test_library_result_file_check_refuses_unusable_paths(tmp_path: Path, name: str) -> None:
-    from grocker import api
     from grocker.errors import ConfigError
 
     with pytest.raises(ConfigError, match="cannot be used"):
         api.check_result_file(tmp_path / name)
-
-
-def test_a_lost_ssh_connection_is_an_engine_error_not_a_bug(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    def fail(request: object, env: object = None) -> None:
-        raise paramiko.ChannelException(2, "Connect failed")
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(api, "build", fail)
-
-    result = CliRunner().invoke(cli.main, ["build", "app==1.0", "--no-push"], catch_exceptions=False)
-
-    assert result.exit_code == 4
-    message = " ".join(result.stderr.split())
-    assert "The ssh connection to the engine failed during the command: ChannelException" in message
-    assert "MaxSessions" in message
-    assert "bug in Grocker" not in message
 
 
 @pytest.mark.parametrize("verbosity", [[], ["-v"], ["-vv"]])

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from grocker import engine
 from grocker.endpoint import (
     DEFAULT_HOST,
     Endpoint,
@@ -26,6 +25,7 @@ from grocker.endpoint import (
     from_environment,
     resolve,
 )
+from grocker.engine import connection as engine
 from grocker.errors import EngineError
 
 
@@ -379,7 +379,7 @@ import sys
 import grocker.engine
 print("paramiko" in sys.modules)
 import paramiko, docker.transport
-from grocker.dockerlib import ssh_transport
+from grocker.engine.dockerlib import ssh_transport
 ssh_transport()
 print(docker.transport.SSHHTTPAdapter.__name__)
 """

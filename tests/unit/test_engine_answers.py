@@ -10,9 +10,10 @@ import docker.errors
 import pytest
 import requests
 
-from grocker import engine as engine_module
 from grocker.engine import DockerEngine, name_in_use, push_digest, unpacked_size, uses_containerd_store
+from grocker.engine.cleanup import age
 from grocker.errors import EngineError
+from grocker.protocol import rfc3339_epoch
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -201,7 +202,7 @@ def test_a_network_gone_meanwhile_is_removed_and_other_refusals_are_engine_error
     with pytest.raises(EngineError) as failure:
         _purge_engine(_PurgeApi(refusal=_api_error(500, "disk on fire"))).try_remove_network("grocker-net-1")
     assert failure.value.exit_code == 4
-    assert "failed to remove network grocker-net-1: disk on fire" in str(failure.value)
+    assert "failed to remove a network (grocker-net-1): disk on fire" in str(failure.value)
 
 
 @pytest.mark.parametrize(
@@ -217,7 +218,7 @@ def test_a_network_gone_meanwhile_is_removed_and_other_refusals_are_engine_error
     ],
 )
 def test_ages_are_counted_on_the_engine_s_clock(created: object, expected: float | None) -> None:
-    now = engine_module.rfc3339_epoch("2027-01-15T08:00:00Z")
+    now = rfc3339_epoch("2027-01-15T08:00:00Z")
     assert now == 1800000000.0
-    assert engine_module._age(now, created) == expected
-    assert engine_module._age(None, created) is None
+    assert age(now, created) == expected
+    assert age(None, created) is None

@@ -33,6 +33,8 @@ try:
     import docker.errors
     import docker.tls
     import docker.transport
+    import docker.types.daemon
+    import docker.utils.socket
 finally:
     if _hidden and "paramiko" in sys.modules and sys.modules["paramiko"] is None:
         del sys.modules["paramiko"]
