@@ -198,8 +198,13 @@ class Tree:
                 for name in sorted(dirs + files):
                     self.copy_entry(os.path.join(folder, name))
 
-    def write(self, path, text, mode=0o644):
+    def make_parent(self, path):
+        """The folder of `path` in the tree: as in this file system where it exists, else a new folder."""
         self.ensure_dir(os.path.dirname(path))
+        os.makedirs(os.path.dirname(self.target(path)), exist_ok=True)
+
+    def write(self, path, text, mode=0o644):
+        self.make_parent(path)
         with open(self.target(path), "w", encoding="utf-8") as stream:
             stream.write(text)
         os.chmod(self.target(path), mode)
@@ -207,11 +212,11 @@ class Tree:
     def link(self, path, target):
         if os.path.lexists(self.target(path)):
             return
-        self.ensure_dir(os.path.dirname(path))
+        self.make_parent(path)
         os.symlink(target, self.target(path))
 
     def folder(self, path, mode, uid=0, gid=0):
-        self.ensure_dir(os.path.dirname(path))
+        self.make_parent(path)
         if not os.path.isdir(self.target(path)):
             os.mkdir(self.target(path))
         os.chmod(self.target(path), mode)
