@@ -388,3 +388,16 @@ def test_the_dry_run_shows_the_minimal_base(tmp_path: Path) -> None:
 def test_alpine_minimal_is_refused_before_any_engine_call(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not available on the alpine runtime"):
         load(tmp_path, {"runner": "minimal", "runtime": "alpine/3.12"})
+
+
+def test_the_minimal_base_is_shared_through_the_prefix_with_the_other_internal_images(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    config = load(tmp_path, {"runner": "minimal", "docker_image_prefix": "registry.example.com/team"})
+    request = api.prepare_build("app==1.0", config, image_name="app:1.0", cwd=tmp_path, env={"HOME": str(tmp_path)})
+    names = internal_names(config)
+
+    build.build(request, engine)
+
+    assert engine.did("push") == [names.root, names.compiler, names.wheel_server, names.minimal]
+    assert names.minimal.startswith("registry.example.com/team/grocker-trixie-3.13-minimal:")
