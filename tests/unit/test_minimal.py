@@ -291,6 +291,11 @@ def test_the_closure_follows_depends_and_never_enters_the_cut(assemble: ModuleTy
     assert packages["python3.13"][1].endswith("Package: not-a-package\n")
 
 
+@pytest.mark.parametrize("package", ["libpq5", "libpq5=17.6-0+deb13u1", "libpq5:amd64", "libpq5/trixie-backports"])
+def test_a_run_package_is_kept_by_its_name_whatever_apt_was_told(assemble: ModuleType, package: str) -> None:
+    assert assemble.bare_name(package) == "libpq5"
+
+
 def test_the_cut_holds_the_package_manager_and_keeps_what_scanners_read(assemble: ModuleType) -> None:
     assert {"apt", "debconf", "openssl", "mawk", "busybox"} <= set(assemble.CUT)
     assert {"base-files", "ca-certificates", "tzdata"} <= set(assemble.KEEP)

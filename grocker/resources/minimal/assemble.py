@@ -126,6 +126,13 @@ def closure(packages, roots, cut):
     return sorted(kept)
 
 
+def bare_name(package):
+    """A package as apt-get took it (`NAME=VERSION`, `NAME:ARCH`, `NAME/RELEASE`): its name."""
+    for separator in "=:/":
+        package = package.split(separator, 1)[0]
+    return package
+
+
 def package_files(name, architecture):
     """The paths dpkg lists for a package (its .list file, with or without the architecture)."""
     for list_name in (f"{name}:{architecture}.list", f"{name}.list"):
@@ -246,7 +253,10 @@ def main():
     essential = {name for name, (fields, _text) in packages.items() if fields.get("Essential") == "yes"}
     cut = (essential | set(CUT)) - set(KEEP)
     interpreter = os.path.realpath(sys.executable)
-    roots = list(request["packages"]) + list(KEEP)
+    roots = [bare_name(package) for package in request["packages"]] + list(KEEP)
+    missing = sorted(set(roots) - set(packages) - set(KEEP))
+    if missing:
+        print(f"minimal base: not installed in the root image, skipped: {' '.join(missing)}", flush=True)
     owner = owner_of(interpreter, packages)
     if owner is not None:
         roots.append(owner)
