@@ -73,11 +73,11 @@ def config_hash(config: ProjectConfig) -> str:
 # Modules whose text goes into the internal images, besides the templates under resources/:
 # the layout and the families' commands are rendered in.
 _IMAGE_MODULES = ("layout.py", "families.py")
-# Resource folders copied into containers when they run, never into an image: changing them
-# rebuilds nothing (the SBOM collector runs in the gate's container or with `python -c`).
+# Resource folders outside the configuration hash: copied into containers when they run, never
+# into an image (the SBOM collector runs in the gate's container or with `python -c`), so that
+# changing them rebuilds nothing; or (`minimal`) making the minimal base alone, whose name has
+# their own digest (see `_minimal_digest`), so that changing them rebuilds neither root nor compiler.
 _IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi", "sbom", "minimal"})
-# Only the minimal base is made from these: its name has their digest (see `_minimal_digest`), so
-# that changing them rebuilds the minimal base alone, not root and compiler.
 _MINIMAL_RESOURCES = ("minimal",)
 
 
