@@ -43,11 +43,14 @@ def _programs(files: dict[str, tarfile.TarInfo]) -> set[str]:
     return {path.rsplit("/", 1)[1] for path in files if path.startswith(bins)}
 
 
-def test_minimal_ipython_has_no_shell_and_runs(engine: MatrixEngine) -> None:
+def test_minimal_ipython_has_no_shell_and_runs(engine: MatrixEngine, tmp_path: Path) -> None:
     grocker = engine.grocker
     name = grocker.name("minimal-ipython", "8.18.1")
+    sbom = tmp_path / "sbom.json"
 
-    grocker.build("ipython==8.18.1", "--runner", "minimal", "-e", "ipython", "-n", name, "--no-push")
+    grocker.build(
+        "ipython==8.18.1", "--runner", "minimal", "-e", "ipython", "-n", name, "--no-push", "--sbom", str(sbom)
+    )
 
     assert grocker.docker_run(name, "--version").strip() == "8.18.1"
     files = _files(grocker.client, name)
@@ -82,6 +85,10 @@ def test_minimal_ipython_has_no_shell_and_runs(engine: MatrixEngine) -> None:
     facts = json.loads(grocker.docker_run(name, "-c", probe, entrypoint="/home/grocker/app.venv/bin/python"))
     assert facts["ca"] > 100
     assert facts["tz"] == "Europe/Paris"
+    # The SBOM lists the packages of status.d (the gate's container, of the minimal base, read them).
+    purls = {component.get("purl", "") for component in json.loads(sbom.read_text())["components"]}
+    assert any(purl.startswith("pkg:deb/debian/python3.13@") for purl in purls), purls
+    assert not any(purl.startswith(("pkg:deb/debian/bash@", "pkg:deb/debian/dpkg@")) for purl in purls)
     # The base's one layer, then the dependencies and the application apart, as in the full runner.
     assert len(inspected["RootFS"]["Layers"]) == 3
 
