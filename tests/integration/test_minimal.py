@@ -12,9 +12,10 @@ import textwrap
 from pathlib import Path
 
 import docker
+import yaml
 
 from tests.integration.conftest import MatrixEngine
-from tests.integration.helpers import Grocker
+from tests.integration.helpers import Grocker, manifest_digest
 
 # Programs that a shell-less, package-manager-less image must not have, by file name under a bin folder.
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "busybox", "toybox", "rbash"}
@@ -116,13 +117,27 @@ UVICORN_PROBE = textwrap.dedent(
 )
 
 
-def test_minimal_uvicorn_standard_loads_its_extensions_and_answers_http(grocker: Grocker) -> None:
-    name = grocker.name("minimal-uvicorn", "0.32.0")
+def test_minimal_uvicorn_standard_loads_its_extensions_answers_http_and_is_pushed(
+    grocker: Grocker, registry: str, tmp_path: Path
+) -> None:
+    name = f"{registry}/{grocker.name('minimal-uvicorn', '0.32.0')}"
+    release = ("uvicorn[standard]==0.32.0", "--runner", "minimal", "-e", "uvicorn", "-n", name)
 
-    grocker.build("uvicorn[standard]==0.32.0", "--runner", "minimal", "-e", "uvicorn", "-n", name, "--no-push")
+    grocker.build(*release, "--result-file", str(tmp_path / "pushed.yml"))
 
     output = grocker.docker_run(name, "-c", UVICORN_PROBE, entrypoint="/home/grocker/app.venv/bin/python")
     assert output.strip().splitlines()[-1] == "minimal ok", output
+    pushed = yaml.safe_load((tmp_path / "pushed.yml").read_text())
+    assert pushed["hash"] == manifest_digest(name)
+    layers = grocker.client.api.inspect_image(name)["RootFS"]["Layers"]
+
+    again = grocker.build(*release, "--no-push")
+    refreshed = grocker.build(*release, "--no-push", "--refresh")
+
+    assert "is up to date" in again.stderr
+    assert "is up to date" not in refreshed.stderr
+    # Re-resolved to the same wheels: the same layers, byte for byte.
+    assert grocker.client.api.inspect_image(name)["RootFS"]["Layers"] == layers
 
 
 PSYCOPG_PROBE = "import psycopg2; print('libpq', psycopg2.__libpq_version__ // 10000)"
