@@ -40,13 +40,22 @@ sys.path.insert(0, str(REPO))
 from grocker import api, naming  # noqa: E402 - the benchmark runs from a checkout
 from grocker.pipconf import load_pip_settings  # noqa: E402
 
-METHODS = ("grocker", "naive", "multistage")
+METHODS = ("grocker", "naive", "multistage", "grocker-minimal")
 TARGETS = {
     "size": ("<=", 1.00, "image size, Grocker / multi-stage"),
     "bump": ("<=", 0.30, "version bump time, Grocker / multi-stage"),
     "push_bump": ("<=", 0.20, "bytes pushed on a bump, Grocker / multi-stage"),
     "cold": ("<=", 2.00, "cold build time, Grocker / multi-stage"),
 }
+
+MINIMAL_TARGETS = {
+    "size_bytes": (0.33, "image size, Grocker minimal / multi-stage"),
+    "bump_seconds": (0.30, "version bump time, Grocker minimal / multi-stage"),
+    "push_bump_bytes": (0.15, "bytes pushed on a bump, Grocker minimal / multi-stage"),
+}
+"""`runner: minimal` (grocker-minimal), against the same multi-stage Dockerfile."""
+MINIMAL_MAX_BYTES = 110_000_000
+"""The minimal runner's own size target for the default application (ipython==8.18.1)."""
 
 NOOP_TARGET = 0.02
 """A no-op rebuild, over Grocker's own cold build: an up-to-date image starts no container."""
@@ -86,7 +95,12 @@ def main() -> int:
     with _context_dir() as context:
         for method in args.methods.split(","):
             print(f"== {method}", file=sys.stderr)
-            measure = {"grocker": _grocker, "naive": _dockerfile, "multistage": _dockerfile}[method]
+            measure = {
+                "grocker": _grocker,
+                "naive": _dockerfile,
+                "multistage": _dockerfile,
+                "grocker-minimal": _grocker,
+            }[method]
             results[method] = measure(client, method, args, context, run_id)
             print(f"   {asdict(results[method])}", file=sys.stderr)
     report = _report(results, args)
@@ -98,10 +112,11 @@ def main() -> int:
 
 def _grocker(client: docker.DockerClient, method: str, args: argparse.Namespace, context: Path, run_id: str) -> Figures:
     figures = Figures()
-    config = api.load_config(cwd=context, overrides={"runtime": args.runtime})
+    runner = "minimal" if method == "grocker-minimal" else "full"
+    config = api.load_config(cwd=context, overrides={"runtime": args.runtime, "runner": runner})
     # The builds read the pip settings of this environment: their wheel volume is those settings'.
     names = naming.internal_names(config, load_pip_settings(None, os.environ, Path.home()))
-    repository = f"bench-grocker-{run_id}"
+    repository = f"bench-{method}-{run_id}"
 
     def build(release: str, tag: str, *extra: str) -> tuple[float, str]:
         _settle()
@@ -120,6 +135,8 @@ def _grocker(client: docker.DockerClient, method: str, args: argparse.Namespace,
                 "-n",
                 f"{repository}:{tag}",
                 "--no-push",
+                "--runner",
+                runner,
                 *extra,
             ],
             cwd=context,
@@ -135,7 +152,7 @@ def _grocker(client: docker.DockerClient, method: str, args: argparse.Namespace,
         return seconds, " | ".join(phases)
 
     # Cold: no wheel volume, no internal images, no layer cache.
-    for name in (names.wheel_server, names.compiler, names.root):
+    for name in (names.minimal, names.wheel_server, names.compiler, names.root):
         _remove_image(client, name)
     _remove_volume(client, names.volume)
     figures.cold_seconds, summary = build(args.previous, "previous", "--no-cache")
@@ -356,6 +373,7 @@ def _report(results: dict[str, Figures], args: argparse.Namespace) -> dict[str, 
         value = checks[key]
         if value is not None:
             verdicts[key] = {"ratio": round(value, 3), "target": limit, "met": value <= limit, "what": label}
+    verdicts.update(_minimal_verdicts(results, ratios))
     if "noop_over_own_cold" in ratios:
         value = ratios["noop_over_own_cold"]
         verdicts["noop"] = {
@@ -377,6 +395,32 @@ def _report(results: dict[str, Figures], args: argparse.Namespace) -> dict[str, 
         "targets": verdicts,
         "machine": {"cpus": os.cpu_count()},
     }
+
+
+def _minimal_verdicts(results: dict[str, Figures], ratios: dict[str, float]) -> dict[str, dict[str, object]]:
+    """The minimal runner's figures over the multi-stage Dockerfile's, and its own size, as verdicts."""
+    minimal, multistage = results.get("grocker-minimal"), results.get("multistage")
+    if minimal is None:
+        return {}
+    verdicts: dict[str, dict[str, object]] = {
+        "minimal_size_mb": {
+            "ratio": round(minimal.size_bytes / 1e6, 1),
+            "target": MINIMAL_MAX_BYTES / 1e6,
+            "met": minimal.size_bytes <= MINIMAL_MAX_BYTES,
+            "what": "image size of Grocker minimal (MB)",
+        }
+    }
+    for key, (limit, label) in MINIMAL_TARGETS.items():
+        if multistage is not None and getattr(multistage, key):
+            value = getattr(minimal, key) / getattr(multistage, key)
+            ratios[f"minimal_{key}"] = value
+            verdicts[f"minimal_{key}"] = {
+                "ratio": round(value, 3),
+                "target": limit,
+                "met": value <= limit,
+                "what": label,
+            }
+    return verdicts
 
 
 if __name__ == "__main__":

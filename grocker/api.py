@@ -192,6 +192,7 @@ def dry_run(request: BuildRequest) -> str:
         f"root image: {names.root}",
         f"compiler image: {names.compiler}",
         f"wheel-server image: {names.wheel_server}",
+        *([f"minimal base image: {names.minimal}"] if config.runner == "minimal" else []),
         f"wheel volume: {names.volume}",
         f"pip settings from: {', '.join(request.pip.sources) or 'none'}",
         "",
@@ -200,10 +201,11 @@ def dry_run(request: BuildRequest) -> str:
         render.root_context(config),
         render.compiler_context(config, names.root),
         render.wheel_server_context(config, names.root),
+        *([render.minimal_context(config, names.root)] if config.runner == "minimal" else []),
         render.runner_context(
             request.release,
             config,
-            names.root,
+            names.runner_base(config),
             render.placeholder_lock(request.release),
             # The runner's complete Dockerfile, labels included; the version and date are
             # known only when the build runs.

@@ -17,7 +17,7 @@ import yaml
 from grocker import __version__, render, sbom_step
 from grocker.chain import abi, freshness, images, push, runner, wheel_server, wheelhouse
 from grocker.chain.session import BuildRequest, BuildResult, Session
-from grocker.labels import ABI_CHECKED_LABEL, COMPILER
+from grocker.labels import ABI_CHECKED_LABEL, COMPILER, MINIMAL_BASE
 from grocker.log import logger
 from grocker.naming import internal_names
 from grocker.protocol import ChainEngine
@@ -91,6 +91,9 @@ def _build_images(session: Session) -> tuple[WheelLock | None, abi.Report | None
             # Kept to the end of the build: released (removed in the background) once used.
             publisher = stack.enter_context(wheelhouse.standby(session))
             lock = wheelhouse.compile_wheels(session, publisher)
+        if server is not None and config.runner == "minimal":
+            minimal_context = render.minimal_context(config, names.root)
+            images.ensure_child(session, MINIMAL_BASE, names.minimal, minimal_context)
         if server is not None:
             # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
             gate = abi.check_wheels(session.engine, config, names, request.release, lock, session.stream_line)

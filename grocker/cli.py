@@ -116,6 +116,11 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="write a CycloneDX JSON SBOM of the image there (and push it with the image)",
 )
 @click.option(
+    "--runner",
+    type=click.Choice(["full", "minimal"]),
+    help="runner flavour: full (FROM the root image) or minimal (no shell, no package manager)",
+)
+@click.option(
     "--build-dependencies/--no-build-dependencies", default=True, show_default=True, help="build the dependencies"
 )
 @click.option("--build-image/--no-build-image", default=True, show_default=True, help="build the docker image")
@@ -211,6 +216,7 @@ def _overrides(options: dict[str, Any]) -> dict[str, Any]:
         "ports": list(options["ports"]) or None,
         "env": parse_env_options(options["env"]) or None,
         "sbom": str(options["sbom"].resolve()) if options["sbom"] else None,
+        "runner": options["runner"],
     }
     return {key: value for key, value in values.items() if value is not None}
 

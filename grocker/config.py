@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from grocker.errors import ConfigError, UsageError, cut, shown
-from grocker.families import family_of, source_line_secret
+from grocker.families import FAMILIES, family_of, source_line_secret
 from grocker.naming import is_valid_base_name, is_valid_prefix
 from grocker.runtimes import Runtime, is_retired, select_runtime
 
@@ -42,8 +42,11 @@ PROJECT_KEYS = (
     "image_base_name",
     "entrypoint_name",
     "sbom",
+    "runner",
 )
 KNOWN_KEYS = (*PROJECT_KEYS, "runtimes")
+RunnerFlavour = Literal["full", "minimal"]
+RUNNER_FLAVOURS: tuple[RunnerFlavour, ...] = ("full", "minimal")
 DEPRECATED_KEYS = {"envs": "env"}
 
 # Every pattern below is used with fullmatch: `$` alone lets a trailing newline through.
@@ -100,6 +103,8 @@ class ProjectConfig:
     image_base_name: str | None = None
     entrypoint_name: str = "grocker-runner"
     sbom: Path | None = None
+    runner: RunnerFlavour = "full"
+    """`full`: the runner is FROM the root image; `minimal`: FROM the minimal base (no shell)."""
     # Where each top-level value came from, for `-v` and error messages; not part of equality.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False, hash=False, repr=False)
@@ -371,6 +376,9 @@ def _check_value(source: str, key: str, value: Any) -> None:
             )
         if key == "image_base_name" and not is_valid_base_name(value):
             _fail(source, key, f"must contain letters or digits, got {shown(value)}")
+    elif key == "runner":
+        if value not in RUNNER_FLAVOURS:
+            _fail(source, key, f"must be one of {', '.join(RUNNER_FLAVOURS)}, got {_show(value)}")
     elif key == "volumes":
         _check_list(source, key, value, str)
         for item in value:
@@ -578,6 +586,18 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
                 f"must contain `{family.key_marker}` on the {family.name} runtime {runtime.name}: "
                 f"give {family.key_help}",
             )
+    runner: RunnerFlavour = "minimal" if merged.get("runner") == "minimal" else "full"
+    if runner == "minimal" and not family.minimal_runner:
+        supported = ", ".join(
+            name
+            for name, entry in sorted(table.items())
+            if isinstance(entry, Mapping) and not is_retired(entry) and _family_has_minimal(entry.get("family"))
+        )
+        raise ConfigError(
+            f"runner: minimal ({sources.get('runner', DEFAULTS_SOURCE)}) is not available on the "
+            f"{family.name} runtime {runtime.name}: its minimal base is made from Debian's package "
+            f"database. Use a runtime that supports it ({supported}), or keep `runner: full`."
+        )
     return ProjectConfig(
         runtime=runtime,
         pip_constraint=constraint_path,
@@ -591,9 +611,15 @@ def _build(merged: Mapping[str, Any], sources: Mapping[str, str], warnings: list
         image_base_name=(merged.get("image_base_name") or None),
         entrypoint_name=merged.get("entrypoint_name") or "grocker-runner",
         sbom=Path(merged["sbom"]) if merged.get("sbom") else None,
+        runner=runner,
         sources=dict(sources),
         warnings=tuple(warnings),
     )
+
+
+def _family_has_minimal(name: object) -> bool:
+    family = FAMILIES.get(name) if isinstance(name, str) else None
+    return family is not None and family.minimal_runner
 
 
 def _check_constraint_file(path: Path, source: str) -> None:
@@ -643,6 +669,7 @@ def describe(config: ProjectConfig) -> list[tuple[str, str, str]]:
         ("image_base_name", config.image_base_name or "", "image_base_name"),
         ("entrypoint_name", config.entrypoint_name, "entrypoint_name"),
         ("sbom", str(config.sbom or ""), "sbom"),
+        ("runner", config.runner, "runner"),
     ]
     return [(key, value, config.sources.get(source, DEFAULTS_SOURCE)) for key, value, source in rows]
 

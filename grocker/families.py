@@ -69,6 +69,8 @@ class Family:
     uri_help: str
     signed_by: bool
     """The repository line names its key file (`[signed-by=...]`)."""
+    minimal_runner: bool
+    """The runner can be made FROM a minimal base: the packages' files are listed in a dpkg database."""
     owner_query: str
     """Prints `<soname> <owner>` for each library name given as an argument that an installed package
     provides (the ABI gate's suggestion of a package for dependencies.run)."""
@@ -111,6 +113,7 @@ FAMILIES: dict[str, Family] = {
         uri_pattern=r"deb(?:-src)?\s+\S.*",
         uri_help="an apt source line starting with `deb `, e.g. `deb http://host/debian trixie main`",
         signed_by=True,
+        minimal_runner=True,
         owner_query='for so in "$@"; do dpkg-query -S "*/$so" 2>/dev/null | sed "s|^|$so |"; done; true',
         missing_package=r"E: Unable to locate package (\S+)",
     ),
@@ -137,6 +140,7 @@ FAMILIES: dict[str, Family] = {
         uri_pattern=r"(?:@[A-Za-z0-9_.-]+\s+)?(?:https?://|/)\S+",
         uri_help="an apk repository, e.g. `https://host/alpine/v3.22/main` or `@tag https://host/repo`",
         signed_by=False,
+        minimal_runner=False,
         owner_query=(
             'for so in "$@"; do for dir in /lib /usr/lib /usr/local/lib; do [ -e "$dir/$so" ] && '
             'apk info --who-owns "$dir/$so" 2>/dev/null | sed "s|^|$so |"; done; done; true'

@@ -10,6 +10,7 @@ from typing import Final, Literal
 
 Role = Literal[
     "root",
+    "minimal-base",
     "compiler",
     "wheel-server",
     "runner",
@@ -29,9 +30,11 @@ Role = Literal[
 ]
 """The value of ROLE_LABEL: an image's, the wheel volume's, or a container's that Grocker runs."""
 
-ImageRole = Literal["root", "compiler", "wheel-server", "runner"]
+ImageRole = Literal["root", "minimal-base", "compiler", "wheel-server", "runner"]
 
 ROOT: Final = "root"
+MINIMAL_BASE: Final = "minimal-base"
+"""The base of a minimal runner: the root image's interpreter, libraries and run packages, FROM scratch."""
 COMPILER: Final = "compiler"
 WHEEL_SERVER: Final = "wheel-server"
 RUNNER: Final = "runner"
@@ -61,7 +64,7 @@ LEASE: Final = "lease"
 MUTEX: Final = "lock"
 """The container that holds an engine-wide mutex (its value predates the name: kept for purge)."""
 
-INTERNAL_IMAGE_ROLES: Final = frozenset({ROOT, COMPILER, WHEEL_SERVER})
+INTERNAL_IMAGE_ROLES: Final = frozenset({ROOT, MINIMAL_BASE, COMPILER, WHEEL_SERVER})
 
 VERSION_LABEL: Final = "grocker.version"
 ROLE_LABEL: Final = "grocker.image.role"

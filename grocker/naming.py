@@ -47,6 +47,12 @@ class InternalNames:
     """The wheel volume of the configuration and the index settings' trust domain (grocker.trust)."""
     index_domain: str
     """The digest of the index settings (grocker.trust.index_domain) the volume belongs to."""
+    minimal: str = ""
+    """The minimal runner's base (built only for `runner: minimal`)."""
+
+    def runner_base(self, config: ProjectConfig) -> str:
+        """The image the runner is built FROM: root, or the minimal base."""
+        return self.minimal if config.runner == "minimal" else self.root
 
 
 def config_hash(config: ProjectConfig) -> str:
@@ -72,9 +78,12 @@ def config_hash(config: ProjectConfig) -> str:
 # Modules whose text goes into the internal images, besides the templates under resources/:
 # the layout and the families' commands are rendered in.
 _IMAGE_MODULES = ("layout.py", "families.py")
-# Resource folders copied into containers when they run, never into an image: changing them
-# rebuilds nothing (the SBOM collector runs in the gate's container or with `python -c`).
-_IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi", "sbom"})
+# Resource folders outside the configuration hash: copied into containers when they run, never
+# into an image (the SBOM collector runs in the gate's container or with `python -c`), so that
+# changing them rebuilds nothing; or (`minimal`) making the minimal base alone, whose name has
+# their own digest (see `_minimal_digest`), so that changing them rebuilds neither root nor compiler.
+_IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi", "sbom", "minimal"})
+_MINIMAL_RESOURCES = ("minimal",)
 
 
 @functools.cache
@@ -94,6 +103,23 @@ def _resources_digest() -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def _minimal_digest() -> str:
+    """Digest of the minimal base's template and script (which decides what it keeps)."""
+    digest = hashlib.sha256()
+    package = resources.files("grocker")
+    for folder in _MINIMAL_RESOURCES:
+        for item in sorted(package.joinpath("resources", folder).iterdir(), key=lambda item: item.name):
+            if item.is_file():
+                digest.update(f"{folder}/{item.name}\0".encode() + item.read_bytes())
+    return digest.hexdigest()
+
+
+def base_kind(config: ProjectConfig) -> str:
+    """What the runner is built FROM, in words: "root image" or "minimal base"."""
+    return "minimal base" if config.runner == "minimal" else "root image"
+
+
 def internal_names(config: ProjectConfig, pip: PipSettings) -> InternalNames:
     """Names of the root, compiler and wheel-server images and of the wheel volume.
 
@@ -110,9 +136,15 @@ def internal_names(config: ProjectConfig, pip: PipSettings) -> InternalNames:
         root=f"{prefix}grocker-{slug}-root:{tag}",
         compiler=f"{prefix}grocker-{slug}-compiler:{tag}",
         wheel_server=f"{prefix}grocker-{slug}-wheel-server:{tag}",
+        minimal=f"{prefix}grocker-{slug}-minimal:{__version__}-{_minimal_tag(digest)}",
         volume=f"grocker-wheel-cache-{__version__}-{slug}-{digest[:16]}-{domain[:12]}",
         index_domain=domain,
     )
+
+
+def _minimal_tag(config_digest: str) -> str:
+    """The minimal base's part of its tag: the configuration's digest and its own resources'."""
+    return hashlib.sha256(f"{config_digest}:{_minimal_digest()}".encode()).hexdigest()[:16]
 
 
 def default_image_name(release: Release, config: ProjectConfig) -> str:

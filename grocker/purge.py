@@ -57,8 +57,9 @@ _VERSIONED_VOLUMES = frozenset({WHEEL_VOLUME, keys.ABI_CACHE})
 # Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
 # carried its image's role, so it counts as a build container when its image is Grocker's.
 IMAGE_CONTAINER_ROLES = frozenset({keys.COMPILER, keys.WHEEL_SERVER})
-# Removal order: children before parents (every Grocker image but root is built FROM root).
-_IMAGE_ORDER = {RUNNER: 0, keys.COMPILER: 1, keys.WHEEL_SERVER: 1, keys.ROOT: 2}
+# Removal order: children before parents (every Grocker image but root is built FROM root, but a
+# minimal runner, FROM the minimal base, itself FROM scratch with root's files).
+_IMAGE_ORDER = {RUNNER: 0, keys.COMPILER: 1, keys.WHEEL_SERVER: 1, keys.MINIMAL_BASE: 1, keys.ROOT: 2}
 # The OCI annotations Grocker sets as labels, by role (naming.runner_labels, internal_labels).
 _OCI_KEYS = {RUNNER: frozenset({keys.OCI_TITLE, keys.OCI_VERSION, keys.OCI_CREATED, keys.OCI_BASE_NAME})}
 _INTERNAL_OCI_KEYS = frozenset({keys.OCI_BASE_NAME})

@@ -9,6 +9,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from urllib.parse import quote
 
 import jinja2
@@ -17,7 +18,7 @@ from grocker import __version__, layout
 from grocker.config import ProjectConfig, Repository
 from grocker.errors import BuildError, ConfigError
 from grocker.families import Family, family_of
-from grocker.labels import COMPILER, ROOT, RUNNER, WHEEL_SERVER, ImageRole
+from grocker.labels import COMPILER, MINIMAL_BASE, ROOT, RUNNER, WHEEL_SERVER, ImageRole
 from grocker.release import Release
 from grocker.wheels import (
     COMPILED_INSTALLER_RE,
@@ -124,6 +125,23 @@ def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
     )
 
 
+def minimal_context(config: ProjectConfig, root_image: str) -> BuildContext:
+    """The minimal base: stage 1 FROM root assembles the kept packages' files, stage 2 FROM scratch copies them."""
+    request = {
+        "packages": list(config.all_run_packages),
+        "python": config.runtime.python,
+        "home": HOME,
+    }
+    return BuildContext(
+        MINIMAL_BASE,
+        {
+            "Dockerfile": _render("minimal/Dockerfile.j2", runtime=config.runtime, root_image=root_image),
+            "assemble.py": resources.files("grocker").joinpath("resources/minimal/assemble.py").read_bytes(),
+            "request.json": json.dumps(request, sort_keys=True, indent=1).encode("utf-8") + b"\n",
+        },
+    )
+
+
 def wheel_server_context(config: ProjectConfig, root_image: str) -> BuildContext:
     """The wheel server: root plus the distribution's nginx, its configuration serving nothing yet.
 
@@ -176,9 +194,11 @@ def runner_context(
     python = config.runtime.python
     if source_date_epoch is not None:
         check_source_date_epoch(source_date_epoch)
+    # The minimal base has no shell: its steps are one Python program each, in exec form.
+    command = _install_exec if config.runner == "minimal" else _install_command
 
     def install(wheels: Sequence[WheelFile], create_venv: bool) -> str:
-        return _install_command(python, lock.runner_installer, wheels, create_venv, source_date_epoch)
+        return command(python, lock.runner_installer, wheels, create_venv, source_date_epoch)
 
     return BuildContext(
         RUNNER,
@@ -264,6 +284,70 @@ def _install_command(
             )
     steps.append(f'{python} -c {_script(_SETTLE)} {HOME} "$SOURCE_DATE_EPOCH" {MARKER}')
     return " \\\n    && ".join(steps)
+
+
+def _install_exec(
+    python: str, installer: WheelFile, wheels: Sequence[WheelFile], create_venv: bool, epoch: int | None
+) -> str:
+    """The same layer as `_install_command`, as a RUN in exec form: one Python program, no shell.
+
+    The program (_STEP) runs the same scripts (_FETCH, _INSTALL, _SETTLE) in the same order with
+    the same environment; its one argument is a JSON object of what the shell line held.
+    """
+    installer = _checked_installer(installer)
+    wheels = [_checked(wheel) for wheel in wheels]
+    files = [f"{TEMP_DIR}/{wheel.file}" for wheel in wheels]
+    archive = f"{TEMP_DIR}/{installer.file}"
+    install: list[str] = []
+    if wheels and WHEEL_INSTALLER_RE.fullmatch(installer.file):
+        install = [f"{APP_VENV}/bin/python", "-c", _INSTALL.strip(), archive, *files]
+    elif wheels:  # a lock written before the publisher made the wheel installer: pip
+        install = [f"{APP_VENV}/bin/python", f"{archive}/pip", "install", "--no-index", "--no-deps"]
+        install += ["--no-cache-dir", "--disable-pip-version-check", "--no-warn-script-location", "--quiet", *files]
+    spec = {
+        "host": WHEEL_SERVER_HOST,
+        "temp": TEMP_DIR,
+        "marker": MARKER,
+        "home": HOME,
+        "fetch": _FETCH.strip(),
+        "files": [
+            part for file in (installer, *wheels) for part in (_url(file), file.sha256, f"{TEMP_DIR}/{file.file}")
+        ],
+        "epoch": str(epoch) if epoch is not None else "",
+        "venv": APP_VENV if create_venv else "",
+        "install": install,
+        "settle": _SETTLE.strip(),
+    }
+    return json.dumps([python, "-c", _STEP.strip(), json.dumps(spec, sort_keys=True)])
+
+
+# step SPEC: a runner layer without a shell (see _install_exec): the scripts run as subprocesses
+# of the runtime's python, each failure ending the step with the script's status.
+_STEP = """
+import json, os, subprocess, sys
+spec, env = json.loads(sys.argv[1]), dict(os.environ)
+for name in ("no_proxy", "NO_PROXY"):
+    env[name] = ",".join(part for part in (spec["host"], env.get(name, "")) if part)
+os.mkdir(spec["temp"])
+open(spec["marker"], "w").close()
+env["TMPDIR"] = spec["temp"]
+
+
+def run(*command, **options):
+    done = subprocess.run(command, env=env, **options)
+    if done.returncode:
+        sys.exit(done.returncode)
+    return done
+
+
+newest = run(sys.executable, "-c", spec["fetch"], *spec["files"], stdout=subprocess.PIPE, text=True).stdout
+env["SOURCE_DATE_EPOCH"] = spec["epoch"] or newest.strip()
+if spec["venv"]:
+    run(sys.executable, "-m", "venv", "--without-pip", spec["venv"])
+if spec["install"]:
+    run(*spec["install"])
+run(sys.executable, "-c", spec["settle"], spec["home"], env["SOURCE_DATE_EPOCH"], spec["marker"])
+"""
 
 
 def check_source_date_epoch(epoch: int) -> int:

@@ -119,6 +119,8 @@ def option_keys() -> dict[str, str]:
         baseline = _recorded_overrides(api, [])
         for param in options:
             value = str(sample_file) if isinstance(param.type, click.Path) else _SAMPLE
+            if isinstance(param.type, click.Choice):
+                value = str(param.type.choices[-1])
             overrides = _recorded_overrides(api, [param.opts[-1], value])
             for key in set(overrides) - set(baseline):
                 found[key] = _option_names(param)

@@ -32,7 +32,7 @@ from grocker.config import ProjectConfig
 from grocker.errors import BuildError, EngineError, cut
 from grocker.families import family_of
 from grocker.log import counted, logger, phase, tail
-from grocker.naming import InternalNames, internal_labels
+from grocker.naming import InternalNames, base_kind, internal_labels
 from grocker.protocol import NO_NETWORK, ChainEngine, LineHandler
 from grocker.release import Release
 from grocker.wheels import WheelFile, WheelLock, lock_key
@@ -127,7 +127,8 @@ def check_wheels(
     """
     if engine.volume_labels(names.volume) is None:
         return None
-    root = engine.image(names.root)
+    # The wheels are checked where the runner will run them: the root image or the minimal base.
+    root = engine.image(names.runner_base(config))
     memo = memo_key(root.id, config.runtime.python, lock) if root is not None and lock is not None else None
     if lock is not None and memo is not None:
         passed = _passed_before(engine, config, lock, memo)
@@ -254,8 +255,9 @@ def _run_checker(
     cache = cache_volume(names)
     engine.create_volume(cache, internal_labels(config, keys.ABI_CACHE))
     files["request.json"] = json.dumps(request).encode("utf-8")
+    base = names.runner_base(config)
     with engine.container(
-        names.root,
+        base,
         role=keys.ABI_CHECK,
         labels=internal_labels(config, keys.ABI_CHECK),
         # -s: no user site; -I would also drop PYTHONPATH.
@@ -275,7 +277,7 @@ def _run_checker(
                 raise
             # The engine could not even start the root image's python: the runtime's fault, not the engine's.
             raise BuildError(
-                f"The ABI check of the wheels could not run in the root image {names.root}: it has no "
+                f"The ABI check of the wheels could not run in the {base_kind(config)} {base}: it has no "
                 f"{config.runtime.python}. A runtime's root image must have its Python: add its package "
                 "to the runtime's run dependencies, or fix the runtime's `python`.",
                 details=cut(str(err), 300),
@@ -283,7 +285,7 @@ def _run_checker(
     data = parse_result(lines) if status == 0 else None
     if data is None:
         raise BuildError(
-            f"The ABI check of the wheels could not run in the root image {names.root} (exit status "
+            f"The ABI check of the wheels could not run in the {base_kind(config)} {base} (exit status "
             f"{status}). Its python ({config.runtime.python}) must be able to run a script; check the "
             "runtime's `python` and run packages. The check's output ends with:",
             details=tail(lines),

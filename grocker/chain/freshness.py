@@ -33,7 +33,7 @@ def inputs_digest(session: Session, root_id: str) -> str:
     context = render.runner_context(
         release,
         config,
-        session.names.root,
+        session.names.runner_base(config),
         render.placeholder_lock(release),
         runner_labels(release, config, ""),
         session.request.source_date_epoch,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from grocker.chain.session import Session
 from grocker.errors import PushError
-from grocker.labels import COMPILER, ROOT, WHEEL_SERVER
+from grocker.labels import COMPILER, MINIMAL_BASE, ROOT, WHEEL_SERVER
 from grocker.log import logger, phase
 from grocker.naming import has_registry
 
@@ -48,7 +48,10 @@ def push_internal_images(session: Session) -> None:
     if not session.config.image_prefix:
         return
     names = session.names
-    for role, name in ((ROOT, names.root), (COMPILER, names.compiler), (WHEEL_SERVER, names.wheel_server)):
+    shared = [(ROOT, names.root), (COMPILER, names.compiler), (WHEEL_SERVER, names.wheel_server)]
+    if session.config.runner == "minimal":
+        shared.append((MINIMAL_BASE, names.minimal))
+    for role, name in shared:
         if session.engine.image(name) is not None:
             with phase(f"push {role} image"):
                 session.engine.push(name, session.stream_line)

@@ -21,7 +21,7 @@ from grocker.chain import freshness, wheel_server
 from grocker.chain.session import Session
 from grocker.errors import BuildError, EngineError
 from grocker.log import counted, phase, tail
-from grocker.naming import internal_labels, runner_labels
+from grocker.naming import base_kind, internal_labels, runner_labels
 from grocker.protocol import NO_NETWORK
 from grocker.render import APP_VENV
 from grocker.wheels import WheelLock
@@ -80,7 +80,7 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served,
     session.result.release = release.pinned(lock.app_version).requirement if release.version is None else release.text
     # The labels are the Dockerfile's last instruction (see purge.built_by_grocker), not
     # build options, which the classic builder turns into one step each.
-    context = render.runner_context(release, config, session.names.root, lock, labels, epoch)
+    context = render.runner_context(release, config, session.names.runner_base(config), lock, labels, epoch)
     cached: list[str] = []
     python = config.runtime.python
     missing_python: list[str] = []
@@ -109,7 +109,8 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served,
                 raise
             # The ABI gate says so when it runs; a lock it has nothing to check in starts no gate.
             raise BuildError(
-                f"The runner's steps could not run in the root image {session.names.root}: it has no "
+                f"The runner's steps could not run in the {base_kind(config)} "
+                f"{session.names.runner_base(config)}: it has no "
                 f"{python}. A runtime's root image must have its Python: add its package to the "
                 "runtime's run dependencies, or fix the runtime's `python`.",
                 details=missing_python[-1].strip(),
@@ -160,8 +161,14 @@ for point in scripts:
             pass
         break
 """
-# Status 1: no such command; 2: the import check itself failed.
-_CHECK_SCRIPT = f'command -v "$0" >/dev/null || exit 1; {APP_VENV}/bin/python -c "$1" "$0" || exit 2'
+# Status 1: no such command; 2: the import check itself failed. Run by the venv's python, not a
+# shell: the minimal runner has none.
+_CHECK_SCRIPT = """
+import shutil, subprocess, sys
+if shutil.which(sys.argv[1]) is None:
+    sys.exit(1)
+sys.exit(subprocess.run([sys.executable, "-c", sys.argv[2], sys.argv[1]]).returncode and 2)
+"""
 _MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -171,7 +178,7 @@ def _check_entrypoint(session: Session, image_id: str) -> None:
         image_id,
         role=keys.CHECK,
         labels=internal_labels(session.config, keys.CHECK),
-        entrypoint=["/bin/sh", "-c", _CHECK_SCRIPT],
+        entrypoint=[f"{APP_VENV}/bin/python", "-c", _CHECK_SCRIPT.strip()],
         command=[entrypoint, _IMPORT_CHECK],
         # The application's code runs here (the import): it gets no network, and its failures
         # to reach one are not the check's concern.

@@ -113,7 +113,7 @@ def _removing_what_the_tests_add(client: docker.DockerClient, runner: Grocker) -
         with contextlib.suppress(docker.errors.APIError):
             client.images.remove(name, force=True)
     # Runners first, then compiler and wheel server, then root: children before parents.
-    order = {"runner": 0, "compiler": 1, "wheel-server": 1, "root": 2}
+    order = {"runner": 0, "compiler": 1, "wheel-server": 1, "minimal-base": 1, "root": 2}
     added = [
         image for image in client.images.list(filters={"label": "grocker.version"}) if image.id not in images_before
     ]

@@ -145,6 +145,7 @@ def test_configuration_reference_names_the_options(reference: ModuleType) -> Non
         "image_base_name": "--image-base-name",
         "entrypoint_name": "-e, --entrypoint",
         "sbom": "--sbom",
+        "runner": "--runner",
     }
 
 

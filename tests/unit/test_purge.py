@@ -611,3 +611,26 @@ def test_an_untagged_digest_pinned_base_image_is_never_removed() -> None:
     assert base in engine.images_
     assert ("image", base) not in engine.calls
     assert [item.role for item in report.removed] == ["root"]
+
+
+def test_a_minimal_base_goes_like_the_other_internal_images_after_its_runners() -> None:
+    engine = FakePurgeEngine()
+    root = engine.grocker_image(OLD, "root")
+    # FROM scratch with the root image's files: no parent, but its minimal runners are its children.
+    base = engine.grocker_image(OLD, "minimal-base")
+    runner = engine.grocker_image(OLD, "runner", parent=base, tags=["app:minimal"])
+
+    kept = purge.purge(NONE, {}, engine=engine)
+
+    # Without -f the runner stays, so its base does, reported; root, which nothing is built FROM, goes.
+    assert [(item.role, item.reason) for item in kept.kept] == [("minimal-base", "image has dependent child images")]
+    assert set(engine.images_) == {base, runner}
+    assert root not in engine.images_
+
+    engine.calls.clear()
+    removed = purge.purge(FINAL, {}, engine=engine)
+
+    assert removed.kept == ()
+    assert engine.images_ == {}
+    order = [ref for kind, ref in engine.calls if kind == "image"]
+    assert order.index(runner) < len(order) - 1 - order[::-1].index(base)

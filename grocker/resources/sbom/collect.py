@@ -25,6 +25,8 @@ from email.parser import BytesHeaderParser
 
 WHEELS = "/home/grocker/wheels"
 APK_DATABASE = "/lib/apk/db/installed"
+# A minimal runner's package database (no dpkg): one status stanza per file, as distroless keeps it.
+STATUS_DIR = "/var/lib/dpkg/status.d"
 SBOM_MAX = 4 * 1024 * 1024  # a PEP 770 SBOM larger than this is listed by its hash only
 
 
@@ -65,6 +67,8 @@ def os_release():
 
 
 def packages():
+    if os.path.isdir(STATUS_DIR) and not shutil.which("dpkg-query"):
+        return status_packages(STATUS_DIR)
     if shutil.which("dpkg-query"):
         output = subprocess.run(
             ["dpkg-query", "-W", "-f=${Package}\\t${Version}\\t${Architecture}\\t${db:Status-Abbrev}\\n"],
@@ -90,6 +94,27 @@ def packages():
                     current = {}
                 elif line[1:2] == ":":
                     current[line[0]] = line[2:]
+    return found
+
+
+def status_packages(folder):
+    """The packages of a status.d folder: each file holds stanzas (Package, Version, Architecture)."""
+    found = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.endswith(".md5sums") or not os.path.isfile(path):
+            continue  # distroless also keeps NAME.md5sums there
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            for stanza in stream.read().split("\n\n"):
+                fields = {}
+                for line in stanza.splitlines():
+                    if line and line[0] not in " \t":
+                        key, _sep, value = line.partition(":")
+                        fields[key] = value.strip()
+                if "Package" in fields:
+                    found.append(
+                        {"name": fields["Package"], "version": fields.get("Version", ""), "architecture": fields.get("Architecture", "")}
+                    )
     return found
 
 
