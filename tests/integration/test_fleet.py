@@ -89,6 +89,7 @@ def _host_gateway(client: docker.DockerClient) -> str:
 
 
 def _start_registry(root: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    root.mkdir(parents=True)
     config = root / "config.yml"
     config.write_text(
         yaml.safe_dump(
