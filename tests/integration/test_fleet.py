@@ -14,8 +14,10 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import urllib.request
 import uuid
@@ -223,15 +225,50 @@ def test_a_tampered_blob_is_refused_and_compiled_again(fleet: Fleet, grocker: Gr
     assert fleet.value(1, "app:tampered").startswith("fleet value ")
 
 
-def test_an_unreachable_registry_gives_a_warning_and_a_correct_image(fleet: Fleet, grocker: Grocker) -> None:
+def test_a_registry_stopped_mid_build_gives_a_warning_and_a_correct_image(fleet: Fleet, grocker: Grocker) -> None:
+    """The registry answers at the start (the compiler image is there), and stops once the compile starts."""
     client = fleet.engines[2][0]
     _remove_wheel_volumes(client)
-    fleet.registry.terminate()
-    fleet.registry.wait(timeout=10)
-    stderr, result = fleet.build(grocker, 2, "app:offline", "--no-push")
-    assert stderr.count("the registry cannot be reached") == 1, stderr
-    assert result["wheels"]["compiled"] == 1
-    assert fleet.value(2, "app:offline").startswith("fleet value ")
+    repository = "grocker-trixie-3.13-wheels"
+    for tag in _tags(fleet.prefix, repository):
+        if tag.startswith("lock-"):  # the build must resolve, fetch the sdist, then ask for its wheel
+            _delete_manifest(fleet.prefix, repository, tag)
+    result_file = fleet.folder / "stopped.yml"
+    command = [sys.executable, "-m", "grocker", "-v", "build", APP, "--pip-conf", str(fleet.pip_conf)]
+    command += ["--image-prefix", fleet.prefix, "-n", f"{fleet.prefix}/app:stopped", "--no-push"]
+    command += ["--result-file", str(result_file)]
+    lines = []
+    with subprocess.Popen(
+        command, env={**os.environ, **fleet.engines[2][1]}, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    ) as build:
+        assert build.stderr is not None
+        for line in build.stderr:
+            lines.append(line)
+            if "compile wheels of" in line and fleet.registry.poll() is None:
+                fleet.registry.terminate()
+                fleet.registry.wait(timeout=10)
+    stderr = "".join(lines)
+    assert build.returncode == 0, stderr
+    assert fleet.registry.poll() is not None, "the registry was stopped during the build"
+    warnings = [line for line in lines if "fleet cache" in line]
+    assert len(warnings) == 1, stderr
+    assert "the registry cannot be reached" in warnings[0]
+    assert yaml.safe_load(result_file.read_text())["wheels"]["compiled"] == 1
+    assert fleet.value(2, "app:stopped").startswith("fleet value ")
+
+
+def _delete_manifest(prefix: str, repository: str, tag: str) -> None:
+    host, path = prefix.split("/", 1)
+    head = urllib.request.Request(
+        f"http://{host}/v2/{path}/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(head, timeout=10) as response:  # noqa: S310
+        digest = response.headers["Docker-Content-Digest"]
+    delete = urllib.request.Request(f"http://{host}/v2/{path}/{repository}/manifests/{digest}", method="DELETE")
+    with urllib.request.urlopen(delete, timeout=10):  # noqa: S310
+        pass
 
 
 def _remove_wheel_volumes(client: docker.DockerClient) -> None:
