@@ -180,7 +180,8 @@ class Fleet:
     reference: str
     environment: Environment
     publishing: bool
-    opener: Callable[[str], Any] = referrers.open_repository
+    opener: Callable[[str], Any] | None = None
+    """Opens the repository (tests give their own registry); grocker.referrers.open_repository."""
     broken: bool = False
     fetched: set[str] = field(default_factory=set)
     """The wheels this build took from the registry."""
@@ -266,7 +267,8 @@ class Fleet:
 
     def _open(self) -> Any:
         if self._registry is None:
-            self._registry = self.opener(self.reference)
+            opener = self.opener or referrers.open_repository
+            self._registry = opener(self.reference)
         return self._registry
 
     def _fetch(self, tag: str) -> tuple[dict[str, Any] | None, list[tuple[str, str, int]]] | None:

@@ -10,14 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from grocker import api, build, referrers
 from grocker import fleet as fleets
-from grocker.chain.session import BuildResult
+from grocker.chain.session import BuildRequest, BuildResult
+from grocker.chain.wheelhouse import PUBLISH_MARK
+from grocker.naming import internal_names
 from grocker.wheels import Origin, WheelFile, WheelLock
+from tests.unit.fakes import APP, SIX, FakeEngine, chain_engine
 
 ENVIRONMENT = fleets.Environment("c" * 64, "sha256:" + "1" * 64, "sha256:" + "2" * 64, "d" * 64)
 SDIST = hashlib.sha256(b"an sdist").hexdigest()
@@ -247,3 +252,64 @@ def test_the_sources_of_a_lock_are_counted_and_said() -> None:
     )
     result = BuildResult(release="app==1.0", image="app:1.0", runtime="trixie/3.13", wheels=sources)
     assert result.as_dict()["wheels"] == sources
+
+
+# The fleet in the build chain (fake engine, in-memory registry)
+
+PREFIX = "registry.example.com/team"
+CONTENTS = {APP: b"the app's wheel", SIX: b"six's wheel"}
+
+
+def _request(tmp_path: Path, push: bool) -> BuildRequest:
+    config = api.load_config([], cwd=tmp_path, overrides={"docker_image_prefix": PREFIX})
+    return api.prepare_build(
+        "app==1.0", config, image_name="app:1.0", cwd=tmp_path, env={"HOME": str(tmp_path)}, push=push
+    )
+
+
+def _engine(tmp_path: Path) -> FakeEngine:
+    """A fresh engine whose publisher writes a lock of real SHA-256s; the volume holds those wheels."""
+    engine = chain_engine()
+    lock = {
+        "application": {"file": APP, "sha256": hashlib.sha256(CONTENTS[APP]).hexdigest()},
+        "dependencies": [{"file": SIX, "sha256": hashlib.sha256(CONTENTS[SIX]).hexdigest()}],
+        "installer": {"file": "pip-25.0-py3-none-any.whl", "sha256": "c" * 64},
+    }
+    line = {"added": [APP, SIX], "reused": [], "wheels": {}, "lock": lock}
+    engine.outputs["publish"] = (0, [PUBLISH_MARK + json.dumps(line)])
+    engine.volume_files[internal_names(_request(tmp_path, False).config, _request(tmp_path, False).pip).volume] = dict(
+        CONTENTS
+    )
+    return engine
+
+
+def test_a_fresh_engine_takes_the_lock_and_its_wheels_from_the_fleet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = MemoryRegistry()
+    monkeypatch.setattr(referrers, "open_repository", lambda reference: registry)
+    first = _engine(tmp_path)
+    build.build(_request(tmp_path, push=True), first)
+    assert any(tag.startswith("lock-") for tag in registry.manifests), "the first engine shares its lock"
+
+    fresh = chain_engine()  # an empty volume; the same images (IDs) as the first engine's
+    fresh.outputs["publish"] = first.outputs["publish"]
+    with caplog.at_level(logging.WARNING):
+        result = build.build(_request(tmp_path, push=False), fresh)
+
+    assert "compile" not in fresh.did("create_container"), "no resolve: the fleet's lock is used"
+    request = json.loads(fresh.files_put["publish"]["/tmp/grocker-input/publish.json"])
+    assert [entry["name"] for entry in request["outboxes"]] == ["app", "six"]
+    assert result.wheels == {"total": 2, "registry": 2, "downloaded": 0, "compiled": 0, "reused": 0}
+    assert "fleet cache" not in caplog.text
+
+
+def test_a_build_whose_registry_is_unreachable_goes_on_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        result = build.build(_request(tmp_path, push=True), _engine(tmp_path))
+
+    assert result.image_id is not None
+    assert caplog.text.count("fleet cache") == 1
+    assert "the registry cannot be reached" in caplog.text
