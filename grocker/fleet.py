@@ -225,6 +225,14 @@ class Fleet:
             self.fetched.update(found[1])
         return found or None
 
+    def shares_lock(self, lock_key: str) -> bool:
+        """True when the fleet has the lock already, or cannot take it: nothing to publish."""
+        if not self.publishing:
+            return True
+        tag = self.environment.lock_tag(lock_key)
+        found = self._guarded("the wheel lock", lambda: self._open().request("HEAD", f"manifests/{tag}").status_code)
+        return found is None or found == 200
+
     def publish_sdist_wheel(self, sdist_sha256: str, filename: str, content: bytes) -> None:
         """Share a wheel compiled here from that sdist, unless the fleet has one already (first one wins)."""
         if not self.publishing:

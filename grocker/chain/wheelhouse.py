@@ -417,7 +417,7 @@ class _Wheelhouse:
 
     def _share_lock(self, lock: WheelLock) -> None:
         """Publish a lock of the volume that the fleet lacks (its wheels checked against it)."""
-        if self.fleet is None or not self.fleet.publishing or self.request.release.path is not None:
+        if self.fleet is None or self.request.release.path is not None or self.fleet.shares_lock(self._lock_key()):
             return
         with self._volume_reader() as read:
             content = read(layout.lock_file(self._lock_key()))

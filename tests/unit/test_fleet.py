@@ -313,3 +313,12 @@ def test_a_build_whose_registry_is_unreachable_goes_on_with_one_warning(
     assert result.image_id is not None
     assert caplog.text.count("fleet cache") == 1
     assert "the registry cannot be reached" in caplog.text
+
+
+def test_a_lock_the_fleet_has_is_not_published_again() -> None:
+    registry = MemoryRegistry()
+    fleet = _fleet(registry)
+    assert not fleet.shares_lock("app-1")
+    fleet.publish_lock("app-1", _lock(b"wheel bytes"), {WHEEL: b"wheel bytes"}.get)
+    assert fleet.shares_lock("app-1")
+    assert _fleet(registry, publishing=False).shares_lock("app-2"), "a run that does not push shares nothing"
