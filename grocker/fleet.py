@@ -325,11 +325,13 @@ class Fleet:
             self._warn(f"{what}: {err}", broken=err.broken)
         except GrockerError as err:  # the registry refused an upload (grocker.referrers)
             self._warn(f"{what}: {err}", broken=True)
-        except (KeyError, TypeError, ValueError) as err:
-            # Malformed content, or oras-py asked for credentials it cannot give (ValueError).
-            self._warn(f"{what}: {type(err).__name__} {err}", broken=False)
         except (requests.RequestException, OSError) as err:
             self._warn(f"{what}: the registry cannot be reached ({type(err).__name__})", broken=True)
+        except (KeyError, TypeError, json.JSONDecodeError) as err:
+            self._warn(f"{what}: the registry's content is malformed ({type(err).__name__} {err})", broken=False)
+        except ValueError:
+            # oras-py's answer when the registry asks for credentials the Docker configuration lacks.
+            self._warn(f"{what}: access denied: log in with `docker login`", broken=True)
         return None
 
     def warn(self, message: str) -> None:

@@ -322,3 +322,25 @@ def test_a_lock_the_fleet_has_is_not_published_again() -> None:
     fleet.publish_lock("app-1", _lock(b"wheel bytes"), {WHEEL: b"wheel bytes"}.get)
     assert fleet.shares_lock("app-1")
     assert _fleet(registry, publishing=False).shares_lock("app-2"), "a run that does not push shares nothing"
+
+
+def test_credentials_the_docker_configuration_lacks_are_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    registry = MemoryRegistry()
+    registry.error = ValueError("no credentials for registry.example.com")  # what oras-py raises
+    fleet = _fleet(registry)
+    with caplog.at_level(logging.WARNING):
+        assert fleet.fetch_lock("app-1") is None
+        assert fleet.fetch_sdist_wheel(SDIST) is None
+
+    assert caplog.text.count("fleet cache") == 1
+    assert "docker login" in caplog.text
+
+
+def test_a_malformed_manifest_is_a_warning_for_that_artifact_only(caplog: pytest.LogCaptureFixture) -> None:
+    registry = MemoryRegistry()
+    registry.manifests[ENVIRONMENT.sdist_tag(SDIST)] = b"not json"
+    fleet = _fleet(registry)
+    with caplog.at_level(logging.WARNING):
+        assert fleet.fetch_sdist_wheel(SDIST) is None
+    assert "malformed" in caplog.text
+    assert not fleet.broken
