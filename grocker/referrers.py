@@ -228,7 +228,21 @@ def _subject(registry: _Registry, digest: str) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": digest, "size": len(response.content)}
 
 
-def _upload_blob(registry: _Registry, media_type: str, blob: bytes) -> None:
+def open_repository(reference: str, docker_config: Path | None) -> _Registry:
+    """One repository of a registry (`host[:port]/path`), spoken to as the SBOM's push speaks to it.
+
+    Shared with grocker.fleet, so that Grocker has one registry client (oras-py's authentication,
+    with the logins of config.json in `docker_config`).
+    """
+    return _Registry(oras.container.Container(reference), docker_config)
+
+
+def upload_blob(registry: _Registry, blob: bytes, what: str) -> None:
+    """Upload `blob` (`what`, for messages) unless the repository has it (grocker.fleet's blobs)."""
+    _upload_blob(registry, "application/octet-stream", blob, what)
+
+
+def _upload_blob(registry: _Registry, media_type: str, blob: bytes, what: str = "the SBOM") -> None:
     """Upload a blob the repository does not have yet (the spec's monolithic upload)."""
     digest = _digest(blob)
     if registry.request("HEAD", f"blobs/{digest}").status_code == 200:
@@ -236,7 +250,7 @@ def _upload_blob(registry: _Registry, media_type: str, blob: bytes) -> None:
     started = registry.request("POST", "blobs/uploads/")
     location = started.headers.get("Location")
     if started.status_code != 202 or not location:
-        raise PushError(f"The registry refused to start a blob upload of the SBOM (HTTP {started.status_code}).")
+        raise PushError(f"The registry refused to start a blob upload of {what} (HTTP {started.status_code}).")
     separator = "&" if "?" in location else "?"
     response = registry.request(
         "PUT",
@@ -245,7 +259,7 @@ def _upload_blob(registry: _Registry, media_type: str, blob: bytes) -> None:
         headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(blob))},
     )
     if response.status_code != 201:
-        raise PushError(f"The registry refused a blob of the SBOM (HTTP {response.status_code}).")
+        raise PushError(f"The registry refused a blob of {what} (HTTP {response.status_code}).")
 
 
 def _put(registry: _Registry, path: str, body: bytes, media_type: str, what: str) -> requests.Response:

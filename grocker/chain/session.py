@@ -52,6 +52,8 @@ class BuildResult:
     reused: list[str] = field(default_factory=list)
     dependencies: str | None = None
     """For the summary line: "locked on DATE" (an existing wheel lock) or "resolved now"."""
+    wheels: dict[str, int] | None = None
+    """Where the lock's wheels came from: total, registry, downloaded, compiled, reused (grocker.fleet)."""
     up_to_date: bool = False
     """True when the image existed, built from the same inputs, and nothing was built."""
 
@@ -67,6 +69,8 @@ class BuildResult:
             value = getattr(self, key)
             if value is not None:
                 values[key] = value
+        if self.wheels is not None:
+            values["wheels"] = dict(self.wheels)
         return values
 
 

@@ -31,6 +31,7 @@ range is resolved every time, since the newest version it allows may have change
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import uuid
@@ -255,7 +256,12 @@ def compile_wheels(session: Session, publisher: Background[Container] | None = N
     `publisher` is the publisher's container, started while the resolve runs (`standby`); it is
     released (removed in the background) once the compile has used it.
     """
-    lock, resolved = _Wheelhouse(session, publisher).compile()
+    from grocker import fleet as fleets  # requests and oras-py only when a build runs
+
+    wheelhouse = _Wheelhouse(session, publisher)
+    lock, resolved = wheelhouse.compile()
+    session.result.wheels = wheelhouse.sources(lock)
+    logger.info("%s", fleets.sources_line(session.result.wheels))
     if lock.reused:
         session.reused(counted(len(set(lock.reused)), "wheel"))
     session.result.dependencies = "resolved now" if resolved else f"locked on {_date(lock.locked)}"
@@ -277,6 +283,8 @@ def _date(locked: str | None) -> str:
 
 class _Wheelhouse:
     def __init__(self, session: Session, publisher: Background[Container] | None) -> None:
+        from grocker import fleet as fleets  # requests and oras-py only when a build runs
+
         self.session = session
         self.publisher = publisher
         self.engine = session.engine
@@ -286,6 +294,9 @@ class _Wheelhouse:
         self.on_line = session.stream_line
         self.secrets = session.secrets
         self.inputs, self.settings = self._inputs()
+        self.fleet = fleets.for_session(session)
+        self.compiled: list[str] = []
+        """The projects (canonical names) whose wheels this build compiled from their sdists."""
 
     def compile(self) -> tuple[WheelLock, bool]:
         """The release's lock, and whether its dependencies were resolved now (else: an existing lock)."""
@@ -299,6 +310,7 @@ class _Wheelhouse:
             if isinstance(resolved, WheelLock):
                 self._release_publisher()  # it has nothing to do
                 note(f"{counted(len(resolved.dependencies) + 1, 'wheel')} of the lock of {_date(resolved.locked)}")
+                self._share_lock(resolved)
                 return resolved, False
             items = resolved
             application = self._application(items)
@@ -331,12 +343,107 @@ class _Wheelhouse:
             builds += [(item, content, False) for item, content in result.sdists]
             lock_data = result.lock
             if builds:
-                lock_data = self._build_and_collect(builds, result.wheels, lock_request, totals)
+                builds, fetched = self._from_fleet(builds)
+                lock_data = self._build_and_collect(builds, result.wheels, lock_request, totals, fetched)
             if lock_data is None:
                 raise BuildError(f"The publisher wrote no lock for {release.requirement}. Run the build again with -v.")
             lock = check_lock(parse_lock(lock_data), release.name)
             note(f"{counted(len(set(totals.added)), 'new wheel')}, {len(set(totals.reused))} reused")
+            self._share(builds, lock, lock_data)
         return replace(lock, added=tuple(totals.added), reused=tuple(totals.reused)), True
+
+    # The fleet's registry (grocker.fleet): fetched files go into the volume through the publisher only
+
+    def _fleet_lock(self) -> WheelLock | None:
+        """The fleet's lock of the release, its wheels fetched and published into the volume; or None."""
+        from grocker import fleet as fleets  # requests and oras-py only when a build runs
+
+        local = self.request.release.path is not None
+        found = self.fleet.fetch_lock(self._lock_key()) if self.fleet is not None and not local else None
+        if found is None or self.fleet is None:
+            return None
+        data, contents = found
+        try:
+            shared = check_lock(parse_lock(data), self.request.release.name)
+        except BuildError as err:
+            self.fleet.warn(f"its lock of {self.request.release.requirement} is refused ({err.message})")
+            return None
+        collect, files = fleets.collect_entries((shared.application, *shared.dependencies), contents, INPUT_DIR)
+        lock_request = {
+            "key": self._lock_key(),
+            "application": self.request.release.name,
+            "names": [entry["name"] for entry in collect],
+        }
+        result = self._publish({"outboxes": collect, "lock": lock_request}, (), self.publisher, files)
+        if result.lock is None:
+            raise BuildError(f"The publisher wrote no lock for {self.request.release.requirement}. Run again with -v.")
+        lock = check_lock(parse_lock(result.lock), self.request.release.name)
+        if fleets.lock_files(lock) != fleets.lock_files(shared):
+            logger.warning("the wheel volume already had other files of the fleet's lock: they are used")
+        return replace(lock, locked=shared.locked)
+
+    def _from_fleet(
+        self, builds: Sequence[tuple[ReportItem, bytes, bool]]
+    ) -> tuple[list[tuple[ReportItem, bytes, bool]], list[dict[str, Any]]]:
+        """The sdist builds still to do, and the wheels of the others, fetched from the fleet."""
+        remaining: list[tuple[ReportItem, bytes, bool]] = []
+        fetched: list[dict[str, Any]] = []
+        for item, content, local in builds:
+            found = None
+            if self.fleet is not None and not local:
+                found = self.fleet.fetch_sdist_wheel(hashlib.sha256(content).hexdigest())
+            if found is not None and is_wheel_of(found[0], item.name, item.version):
+                index = len(fetched)
+                folder = f"fleet/sdist-{index}"
+                fetched.append(
+                    {
+                        "collect": {"path": f"{INPUT_DIR}/{folder}", "name": item.name, "version": item.version},
+                        "files": {f"{folder}/{found[0]}": found[1]},
+                    }
+                )
+            else:
+                remaining.append((item, content, local))
+        return remaining, fetched
+
+    def _share(
+        self, builds: Sequence[tuple[ReportItem, bytes, bool]], lock: WheelLock, data: Mapping[str, Any]
+    ) -> None:
+        """Publish the wheels compiled here from index sdists, then the lock, to the fleet (push on)."""
+        if self.fleet is None or not self.fleet.publishing:
+            return
+        by_name = {parse_wheel_filename(wheel.file)[0]: wheel for wheel in (lock.application, *lock.dependencies)}
+        with self._volume_reader() as read:
+            for item, content, local in builds:
+                wheel = by_name.get(canonicalize_name(item.name))
+                if local or wheel is None:
+                    continue
+                found = read(wheel.file)
+                if found is not None and hashlib.sha256(found).hexdigest() == wheel.sha256:
+                    self.fleet.publish_sdist_wheel(hashlib.sha256(content).hexdigest(), wheel.file, found)
+            if self.request.release.path is None:  # a local file's lock is no one else's
+                self.fleet.publish_lock(self._lock_key(), data, read)
+
+    def _share_lock(self, lock: WheelLock) -> None:
+        """Publish a lock of the volume that the fleet lacks (its wheels checked against it)."""
+        if self.fleet is None or self.request.release.path is not None or self.fleet.shares_lock(self._lock_key()):
+            return
+        with self._volume_reader() as read:
+            content = read(layout.lock_file(self._lock_key()))
+            if content is not None:
+                self.fleet.publish_lock(self._lock_key(), json.loads(content), read)
+
+    @contextlib.contextmanager
+    def _volume_reader(self) -> Iterator[Any]:
+        """A function that reads a file of the wheel volume (a container never started, volume read-only)."""
+        waiting = [PYTHON, "-I", "-c", "pass"]
+        with self._container(keys.PUBLISH, waiting, {self.names.volume: (layout.COMPILE_MOUNT, "ro")}) as reader:
+            yield lambda path: reader.get_file(f"{layout.COMPILE_MOUNT}/{path}")
+
+    def sources(self, lock: WheelLock) -> dict[str, int]:
+        """Where the lock's wheels came from in this build (the output line and the result file)."""
+        from grocker import fleet as fleets  # requests and oras-py only when a build runs
+
+        return fleets.count_sources(lock, self.fleet.fetched if self.fleet else set(), self.compiled)
 
     # Inputs
 
@@ -380,7 +487,7 @@ class _Wheelhouse:
             extras = f"[{release.extras_text}]" if release.extras else ""
             target = f"{INPUT_DIR}/dist/{release.path.name}{extras}"
         if reuses_lock(self.request):
-            existing = self._existing_lock()
+            existing = self._existing_lock() or self._fleet_lock()
             if existing is not None:
                 return existing
         request: dict[str, Any] = {"target": target, "constraint": None}
@@ -437,11 +544,16 @@ class _Wheelhouse:
         return found[0]
 
     def _publish(
-        self, request: Mapping[str, Any], outboxes: Sequence[str], standby: Background[Container] | None = None
+        self,
+        request: Mapping[str, Any],
+        outboxes: Sequence[str],
+        standby: Background[Container] | None = None,
+        fetched: Mapping[str, bytes] | None = None,
     ) -> PublishResult:
         """Run the publisher once: the wheel volume read-write, outboxes read-only.
 
         In the `standby` container when there are no outboxes (it mounts none), else in its own.
+        `fetched`: the files of the fleet's registry (grocker.fleet), put in the container's input.
         """
         compiler = self.engine.image(self.names.compiler)
         # Recorded with each wheel built here from an sdist, for the SBOM.
@@ -451,6 +563,7 @@ class _Wheelhouse:
         command = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]
         files = {"publish.py": _script("publish.py"), "publish.json": json.dumps(content).encode()}
         files.update(installer_files)
+        files.update(fetched or {})
         if standby is not None and not outboxes:
             container = standby.result()
             self._put(container, files)
@@ -502,19 +615,26 @@ class _Wheelhouse:
         wheels: Mapping[str, str],
         lock_request: Mapping[str, Any],
         totals: _Totals,
+        fetched: Sequence[Mapping[str, Any]] = (),
     ) -> Mapping[str, Any] | None:
-        """Build each sdist in its own container and outbox, then publish their wheels and the lock."""
+        """Build each sdist in its own container and outbox, then publish their wheels and the lock.
+
+        `fetched`: wheels of the fleet's registry that stand for sdist builds (`_from_fleet`).
+        """
         with contextlib.ExitStack() as stack:
             outboxes = []
-            collect = []
+            collect = [dict(entry["collect"]) for entry in fetched]
+            files = {path: content for entry in fetched for path, content in entry["files"].items()}
             for index, (item, content, replace) in enumerate(builds):
                 outbox = stack.enter_context(self._outbox())
                 self._build_sdist(item, content, outbox)
+                self.compiled.append(canonicalize_name(item.name))
                 outboxes.append(outbox)
                 collect.append(
                     {"path": f"/outbox/{index}", "name": item.name, "version": item.version, "replace": replace}
                 )
-            result = self._publish({"outboxes": collect, "wheels": dict(wheels), "lock": lock_request}, outboxes)
+            request = {"outboxes": collect, "wheels": dict(wheels), "lock": lock_request}
+            result = self._publish(request, outboxes, fetched=files)
         totals.add(result)
         return result.lock
 

@@ -149,15 +149,23 @@ def make_certificates(folder: Path, host_ip: str = "127.0.0.1") -> tuple[Path, P
     return server, client
 
 
-def start_engine(tls: bool = False, port: int | None = None) -> PrivateEngine:
-    """Start a private dockerd; with `tls`, on tcp://127.0.0.1:PORT with --tlsverify."""
+def start_engine(
+    tls: bool = False, port: int | None = None, bridge_name: str = "grkeng", net: str = "10.213"
+) -> PrivateEngine:
+    """Start a private dockerd; with `tls`, on tcp://127.0.0.1:PORT with --tlsverify.
+
+    `bridge_name` and `net` (the first two bytes of its /24) keep a test's engines apart from
+    other tests' running at the same time on the machine.
+    """
     # A bridge of a number's name may be a leftover of a run that was killed: take the next free
     # one (its subnet, made from the number, is then free too).
     offset = os.getpid() % 50 * 4
-    number = next(n for n in (count + offset for count in _COUNTER) if not Path(f"/sys/class/net/grkeng{n}").exists())
+    number = next(
+        n for n in (count + offset for count in _COUNTER) if not Path(f"/sys/class/net/{bridge_name}{n}").exists()
+    )
     root = Path(tempfile.mkdtemp(prefix="grocker-engine-", dir="/tmp"))
-    bridge = f"grkeng{number}"
-    subnet = f"10.213.{number % 250}.1/24"
+    bridge = f"{bridge_name}{number}"
+    subnet = f"{net}.{number % 250}.1/24"
     subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, capture_output=True)
     subprocess.run(["ip", "addr", "add", subnet, "dev", bridge], check=True, capture_output=True)
     subprocess.run(["ip", "link", "set", bridge, "up"], check=True, capture_output=True)

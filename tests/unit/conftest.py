@@ -15,9 +15,10 @@ from types import ModuleType, SimpleNamespace
 
 import docker
 import pytest
+import requests
 from click.testing import CliRunner
 
-from grocker import api, cli
+from grocker import api, cli, referrers
 from grocker.build import BuildRequest
 from grocker.chain import background
 from grocker.chain.wheelhouse import script_path
@@ -31,6 +32,16 @@ def _no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(docker.APIClient, "__init__", refuse)
     monkeypatch.setattr(docker.DockerClient, "__init__", refuse)
     monkeypatch.setattr(docker, "from_env", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A build with a registry prefix asks the fleet's registry (grocker.fleet): unit tests give a
+    # registry of their own (tests/unit/test_fleet.py) or none, never the network's.
+    def unreachable(reference: str, docker_config: object) -> object:
+        raise requests.ConnectionError(f"unit tests reach no registry ({reference})")
+
+    monkeypatch.setattr(referrers, "open_repository", unreachable)
 
 
 @pytest.fixture(autouse=True)

@@ -513,7 +513,11 @@ class Publisher:
             temporary.unlink(missing_ok=True)
 
     def collect(self, outbox):
-        """Accept the one wheel of the sdist's project and version from an isolated build's outbox."""
+        """Accept the one wheel of the sdist's project and version from an isolated build's outbox.
+
+        Or from a folder of this container's input: a wheel Grocker fetched from the fleet's
+        registry and checked against its digest, published as checked as an outbox's.
+        """
         name, version = outbox["name"], outbox["version"]
         folder = Path(outbox["path"])
         accepted = []
@@ -538,6 +542,9 @@ class Publisher:
             # marked local, never a candidate for another build).
             local = bool(outbox.get("replace"))
             origin = {"kind": "built", "compiler": self.request.get("compiler_image")}
+            # A wheel of the fleet's registry (grocker.fleet): the origin its lock recorded.
+            if isinstance(outbox.get("origin"), dict) and not local:
+                origin = outbox["origin"]
             if local:
                 origin["local"] = True
             self.wheels[normalize(name)] = self.publish(
