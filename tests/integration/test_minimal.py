@@ -77,13 +77,14 @@ def test_minimal_ipython_has_no_shell_and_runs(engine: MatrixEngine, tmp_path: P
     # What the standard library needs: CA certificates through OpenSSL's default paths, time zones, sqlite.
     probe = textwrap.dedent(
         """
-        import json, locale, sqlite3, ssl, sys, zoneinfo, ctypes, lzma, decimal
+        import json, locale, sqlite3, ssl, sys, zoneinfo, ctypes.util, lzma, decimal
         stats = ssl.create_default_context().cert_store_stats()
         paris = str(zoneinfo.ZoneInfo("Europe/Paris"))
         # The runner's LANG (C.UTF-8) names a locale that exists: not Python's UTF-8 mode fallback.
         chosen = locale.setlocale(locale.LC_ALL, "")
         print(json.dumps({"ca": stats["x509_ca"], "tz": paris, "sqlite": sqlite3.sqlite_version,
-                          "locale": chosen, "utf8_mode": sys.flags.utf8_mode}))
+                          "locale": chosen, "utf8_mode": sys.flags.utf8_mode,
+                          "find_library": ctypes.util.find_library("ssl")}))
         """
     )
     facts = json.loads(grocker.docker_run(name, "-c", probe, entrypoint="/home/grocker/app.venv/bin/python"))
@@ -91,6 +92,8 @@ def test_minimal_ipython_has_no_shell_and_runs(engine: MatrixEngine, tmp_path: P
     assert facts["tz"] == "Europe/Paris"
     assert facts["locale"] == "C.UTF-8"
     assert facts["utf8_mode"] == 0
+    # ctypes.util.find_library runs /sbin/ldconfig -p: libraries loaded by name are found.
+    assert facts["find_library"] == "libssl.so.3"
     # The SBOM lists the packages of status.d (the gate's container, of the minimal base, read them).
     purls = {component.get("purl", "") for component in json.loads(sbom.read_text())["components"]}
     assert any(purl.startswith("pkg:deb/debian/python3.13@") for purl in purls), purls
