@@ -365,7 +365,7 @@ def gate_message(findings: Sequence[Finding], config: ProjectConfig) -> str:
         # The minimal base cuts packages the root image has (grep's libpcre2, apt's libstdc++...):
         # a library present there is no reason to expect it in the minimal runner.
         cut_too = (
-            "; nor is the root image having it: the minimal base keeps only the runtime's packages and "
+            "; nor is a library of the root image: the minimal base keeps only the runtime's packages and "
             "those of dependencies.run, with what they depend on"
             if config.runner == "minimal"
             else ""

@@ -427,7 +427,7 @@ def test_a_library_missing_from_the_minimal_base_is_not_said_missing_from_the_ro
         "libpcre2-8-0 provides it: add it to dependencies.run"
     )
     assert "would not load in the minimal base of runtime trixie/3.13" in str(raised.value)
-    assert "nor is the root image having it: the minimal base keeps only" in str(raised.value)
+    assert "nor is a library of the root image: the minimal base keeps only" in str(raised.value)
     assert engine.containers_made[0]["image"] == names.minimal
 
 
