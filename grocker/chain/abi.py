@@ -211,7 +211,8 @@ def _passed_before(engine: ChainEngine, config: ProjectConfig, lock: WheelLock, 
     )
     if image is None:
         return None
-    return f"the same {counted(count, 'wheel')} with ELF files or tags passed it on this root image for {image[:19]}"
+    where = base_kind(config)
+    return f"the same {counted(count, 'wheel')} with ELF files or tags passed it on this {where} for {image[:19]}"
 
 
 def _with_packages(finding: Finding, packages: Sequence[str]) -> Finding:

@@ -618,6 +618,23 @@ def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path)
     assert [made["role"] for made in engine.containers_made] == ["abi-check", "abi-check"]
 
 
+def test_the_gate_s_skip_names_the_base_it_passed_on(tmp_path: Path) -> None:
+    # With the minimal runner the memo is of the minimal base: "on this root image" would be wrong.
+    for runner, where in (("full", "root image"), ("minimal", "minimal base")):
+        config = api.load_config(cwd=tmp_path, overrides={"runner": runner})
+        names = naming.internal_names(config, PipSettings())
+        engine = _gate_engine(config)
+        engine.add_image(names.minimal)
+        lock = _lock(PURE, NATIVE)
+        memo = abi.memo_key(str(engine.id_of(names.runner_base(config))), config.runtime.python, lock)
+        engine.add_image("demo:1.0", {ABI_CHECKED_LABEL: memo, **_runner_labels(config)})
+
+        note = abi._passed_before(engine, config, lock, memo)
+
+        assert note is not None
+        assert f"with ELF files or tags passed it on this {where} for sha256:" in note
+
+
 def _runner_labels(config: ProjectConfig, **changes: str) -> dict[str, str]:
     release = parse_release("demo==1.0", Path("."))
     return {**naming.runner_labels(release, config, "2026-12-06T00:00:00Z"), **changes}
