@@ -68,8 +68,13 @@ class Finding:
     newest: tuple[str, ...] = ()
     packages: tuple[str, ...] = field(default=(), compare=False)
 
-    def describe(self, runtime: Mapping[str, Any]) -> str:
-        """One line for the error's details: the wheel, the file, what is missing, what to add."""
+    def describe(self, runtime: Mapping[str, Any], base: str = "root image") -> str:
+        """One line for the error's details: the wheel, the file, what is missing, what to add.
+
+        `base` is where the wheels were checked, in words (naming.base_kind): the minimal base
+        lacks libraries the root image has (those of the cut packages), so naming the root image
+        there would send the user looking in the wrong image.
+        """
         where = f"{self.wheel}: {self.file}" if self.file else self.wheel
         if self.kind == "tags":
             if self.detail:
@@ -82,7 +87,7 @@ class Finding:
         if self.kind == "architecture":
             return f"{where} is built for {self.detail}, but the runtime runs {self.expected}"
         if self.kind == "library":
-            text = f"{where} needs {self.library}, found neither in the root image nor in the wheels"
+            text = f"{where} needs {self.library}, found neither in the {base} nor in the wheels"
             if self.packages:
                 return f"{text}; {' or '.join(self.packages)} provides it: add it to dependencies.run"
             return f"{text}; no package installed in the compiler image has a file of that name"
@@ -153,7 +158,8 @@ def check_wheels(
             missing = sorted({finding.library for finding in report.findings if finding.kind == "library"})
             packages = suggest_packages(engine, config, names, missing, on_line)
             findings = tuple(_with_packages(finding, packages.get(finding.library, ())) for finding in report.findings)
-            raise BuildError(gate_message(findings, config), details=gate_details(findings, report.runtime))
+            details = gate_details(findings, report.runtime, base_kind(config))
+            raise BuildError(gate_message(findings, config), details=details)
     return dataclasses.replace(report, memo=memo)
 
 
@@ -205,7 +211,8 @@ def _passed_before(engine: ChainEngine, config: ProjectConfig, lock: WheelLock, 
     )
     if image is None:
         return None
-    return f"the same {counted(count, 'wheel')} with ELF files or tags passed it on this root image for {image[:19]}"
+    where = base_kind(config)
+    return f"the same {counted(count, 'wheel')} with ELF files or tags passed it on this {where} for {image[:19]}"
 
 
 def _with_packages(finding: Finding, packages: Sequence[str]) -> Finding:
@@ -356,9 +363,17 @@ def gate_message(findings: Sequence[Finding], config: ProjectConfig) -> str:
     kinds = {finding.kind for finding in findings}
     advice = []
     if "library" in kinds:
+        # The minimal base cuts packages the root image has (grep's libpcre2, apt's libstdc++...):
+        # a library present there is no reason to expect it in the minimal runner.
+        cut_too = (
+            "; nor is a library of the root image: the minimal base keeps only the runtime's packages and "
+            "those of dependencies.run, with what they depend on"
+            if config.runner == "minimal"
+            else ""
+        )
         advice.append(
             "add the run-time package of each missing library to dependencies.run in .grocker.yml "
-            "(its -dev package in dependencies.build is not enough: only the compiler image has it)"
+            f"(its -dev package in dependencies.build is not enough: only the compiler image has it{cut_too})"
         )
     if "symbol" in kinds:
         advice.append(
@@ -374,14 +389,15 @@ def gate_message(findings: Sequence[Finding], config: ProjectConfig) -> str:
         advice.append("run the build again with --build-dependencies to rewrite the wheels")
     return (
         f"The ABI check failed before the runner image was built: {count} of the lock would not load "
-        f"on runtime {config.runtime.name} ({', '.join(wheels)}). To fix it, {'; '.join(advice)}. "
+        f"in the {base_kind(config)} of runtime {config.runtime.name} ({', '.join(wheels)}). "
+        f"To fix it, {'; '.join(advice)}. "
         "What is missing, file by file:"
     )
 
 
-def gate_details(findings: Sequence[Finding], runtime: Mapping[str, Any]) -> str:
-    """One line per finding, for the error's details."""
-    return "\n".join(finding.describe(runtime) for finding in findings)
+def gate_details(findings: Sequence[Finding], runtime: Mapping[str, Any], base: str = "root image") -> str:
+    """One line per finding, for the error's details; `base` is where the wheels were checked."""
+    return "\n".join(finding.describe(runtime, base) for finding in findings)
 
 
 def suggest_packages(

@@ -77,15 +77,23 @@ def test_minimal_ipython_has_no_shell_and_runs(engine: MatrixEngine, tmp_path: P
     # What the standard library needs: CA certificates through OpenSSL's default paths, time zones, sqlite.
     probe = textwrap.dedent(
         """
-        import json, sqlite3, ssl, zoneinfo, ctypes, lzma, decimal
+        import json, locale, sqlite3, ssl, sys, zoneinfo, ctypes.util, lzma, decimal
         stats = ssl.create_default_context().cert_store_stats()
         paris = str(zoneinfo.ZoneInfo("Europe/Paris"))
-        print(json.dumps({"ca": stats["x509_ca"], "tz": paris, "sqlite": sqlite3.sqlite_version}))
+        # The runner's LANG (C.UTF-8) names a locale that exists: not Python's UTF-8 mode fallback.
+        chosen = locale.setlocale(locale.LC_ALL, "")
+        print(json.dumps({"ca": stats["x509_ca"], "tz": paris, "sqlite": sqlite3.sqlite_version,
+                          "locale": chosen, "utf8_mode": sys.flags.utf8_mode,
+                          "find_library": ctypes.util.find_library("ssl")}))
         """
     )
     facts = json.loads(grocker.docker_run(name, "-c", probe, entrypoint="/home/grocker/app.venv/bin/python"))
     assert facts["ca"] > 100
     assert facts["tz"] == "Europe/Paris"
+    assert facts["locale"] == "C.UTF-8"
+    assert facts["utf8_mode"] == 0
+    # ctypes.util.find_library runs /sbin/ldconfig -p: libraries loaded by name are found.
+    assert facts["find_library"] == "libssl.so.3"
     # The SBOM lists the packages of status.d (the gate's container, of the minimal base, read them).
     purls = {component.get("purl", "") for component in json.loads(sbom.read_text())["components"]}
     assert any(purl.startswith("pkg:deb/debian/python3.13@") for purl in purls), purls
@@ -152,7 +160,7 @@ def test_minimal_sdist_with_a_run_library_builds_and_without_it_fails_at_the_gat
     failed = grocker.run("build", "psycopg2==2.9.10", "-e", "python", "-n", name, "--no-push", cwd=tmp_path)
 
     assert failed.returncode == 5, failed.output
-    assert "needs libpq.so.5" in failed.stderr
+    assert "needs libpq.so.5, found neither in the minimal base nor in the wheels" in failed.stderr
     assert "libpq5 provides it: add it to dependencies.run" in failed.stderr
     assert "Traceback" not in failed.output
     assert name not in {tag for image in grocker.client.images.list() for tag in image.tags}

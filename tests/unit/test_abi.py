@@ -405,6 +405,42 @@ def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> N
     assert suggest["command"] == ["libyaml-0.so.2"]
 
 
+def test_a_library_missing_from_the_minimal_base_is_not_said_missing_from_the_root_image(tmp_path: Path) -> None:
+    # uWSGI from its sdist needs libpcre2-8.so.0: grep's library, in the root image but not in the
+    # minimal base (grep is cut). Saying "not in the root image" would send the user to the wrong image.
+    config = api.load_config(cwd=tmp_path, overrides={"runner": "minimal"})
+    names = naming.internal_names(config, PipSettings())
+    finding = {"wheel": CEXT, "file": "cextapp/_y.so", "kind": "library", "library": "libpcre2-8.so.0"}
+    engine = _gate_engine(
+        config,
+        abi_check=["GROCKER-ABI:" + json.dumps({"findings": [finding], "checked": {"wheels": 1}})],
+        abi_suggest=["libpcre2-8.so.0 libpcre2-8-0:amd64: /usr/lib/x86_64-linux-gnu/libpcre2-8.so.0"],
+    )
+    engine.add_image(names.minimal)
+
+    with pytest.raises(BuildError) as raised:
+        abi.check_wheels(engine, config, names, parse_release("demo==1.0", tmp_path), None, print)
+
+    assert raised.value.exit_code == 5
+    assert raised.value.details == (
+        f"{CEXT}: cextapp/_y.so needs libpcre2-8.so.0, found neither in the minimal base nor in the wheels; "
+        "libpcre2-8-0 provides it: add it to dependencies.run"
+    )
+    assert "would not load in the minimal base of runtime trixie/3.13" in str(raised.value)
+    assert "nor is a library of the root image: the minimal base keeps only" in str(raised.value)
+    assert engine.containers_made[0]["image"] == names.minimal
+
+
+def test_the_full_runner_s_gate_speaks_of_the_root_image_only(tmp_path: Path) -> None:
+    config = api.load_config(cwd=tmp_path)
+    findings = [abi.Finding(CEXT, "cextapp/_y.so", "library", library="libyaml-0.so.2")]
+
+    message = abi.gate_message(findings, config)
+
+    assert "would not load in the root image of runtime trixie/3.13" in message
+    assert "minimal base" not in message
+
+
 def test_the_gate_passes_a_clean_lock_without_asking_the_compiler_or_for_sbom_facts(tmp_path: Path) -> None:
     config = api.load_config(cwd=tmp_path)
     names = naming.internal_names(config, PipSettings())
@@ -580,6 +616,23 @@ def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path)
     rebuilt = _lock(PURE, replace(NATIVE, sha256="7" * 64))
     abi.check_wheels(engine, config, names, release, rebuilt, print)
     assert [made["role"] for made in engine.containers_made] == ["abi-check", "abi-check"]
+
+
+def test_the_gate_s_skip_names_the_base_it_passed_on(tmp_path: Path) -> None:
+    # With the minimal runner the memo is of the minimal base: "on this root image" would be wrong.
+    for runner, where in (("full", "root image"), ("minimal", "minimal base")):
+        config = api.load_config(cwd=tmp_path, overrides={"runner": runner})
+        names = naming.internal_names(config, PipSettings())
+        engine = _gate_engine(config)
+        engine.add_image(names.minimal)
+        lock = _lock(PURE, NATIVE)
+        memo = abi.memo_key(str(engine.id_of(names.runner_base(config))), config.runtime.python, lock)
+        engine.add_image("demo:1.0", {ABI_CHECKED_LABEL: memo, **_runner_labels(config)})
+
+        note = abi._passed_before(engine, config, lock, memo)
+
+        assert note is not None
+        assert f"with ELF files or tags passed it on this {where} for sha256:" in note
 
 
 def _runner_labels(config: ProjectConfig, **changes: str) -> dict[str, str]:
