@@ -8,6 +8,9 @@ and the ratio Grocker / multi-stage, and writes them as JSON.
 
     python benchmarks/run.py [--app ipython==8.18.1] [--previous ipython==8.18.0] [--json FILE]
 
+With `fleet` in --methods it also runs the fleet scenario (benchmarks/fleet.py: fresh private
+engines sharing one registry), whose figures and verdicts go under `fleet` in the JSON.
+
 It runs on the engine DOCKER_HOST names (the local one by default) and needs the base image
 debian:trixie there; it starts its own registries on loopback (Debian's docker-registry).
 It removes the images it builds and Grocker's wheel volume of the configuration it measures.
@@ -86,14 +89,23 @@ def main() -> int:
         help="push to this registry (as the engine names it, e.g. localhost:5000 for an engine in a "
         "container) and count the bytes from its manifests, instead of starting a fresh registry on loopback",
     )
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join((*METHODS, "fleet"))
+    )
     args = parser.parse_args()
 
     client = docker.from_env(timeout=900)
     run_id = uuid.uuid4().hex[:8]
     results: dict[str, Figures] = {}
+    fleet_report: dict[str, object] | None = None
     with _context_dir() as context:
         for method in args.methods.split(","):
+            if method == "fleet":
+                import fleet  # it imports this module: only when asked for
+
+                scenario = fleet.Scenario(args.app, args.previous, args.entrypoint, args.runtime)
+                fleet_report = fleet.measure(scenario, context, run_id)
+                continue
             print(f"== {method}", file=sys.stderr)
             measure = {
                 "grocker": _grocker,
@@ -104,6 +116,8 @@ def main() -> int:
             results[method] = measure(client, method, args, context, run_id)
             print(f"   {asdict(results[method])}", file=sys.stderr)
     report = _report(results, args)
+    if fleet_report is not None:
+        report["fleet"] = fleet_report
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(f"JSON written to {args.json}", file=sys.stderr)

@@ -150,12 +150,17 @@ def make_certificates(folder: Path, host_ip: str = "127.0.0.1") -> tuple[Path, P
 
 
 def start_engine(
-    tls: bool = False, port: int | None = None, bridge_name: str = "grkeng", net: str = "10.213"
+    tls: bool = False,
+    port: int | None = None,
+    bridge_name: str = "grkeng",
+    net: str = "10.213",
+    parent: Path = Path("/tmp"),
 ) -> PrivateEngine:
     """Start a private dockerd; with `tls`, on tcp://127.0.0.1:PORT with --tlsverify.
 
     `bridge_name` and `net` (the first two bytes of its /24) keep a test's engines apart from
-    other tests' running at the same time on the machine.
+    other tests' running at the same time on the machine; its folders (data root included) are
+    made in `parent`.
     """
     # A bridge of a number's name may be a leftover of a run that was killed: take the next free
     # one (its subnet, made from the number, is then free too).
@@ -163,7 +168,8 @@ def start_engine(
     number = next(
         n for n in (count + offset for count in _COUNTER) if not Path(f"/sys/class/net/{bridge_name}{n}").exists()
     )
-    root = Path(tempfile.mkdtemp(prefix="grocker-engine-", dir="/tmp"))
+    parent.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="grocker-engine-", dir=parent))
     bridge = f"{bridge_name}{number}"
     subnet = f"{net}.{number % 250}.1/24"
     subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, capture_output=True)
