@@ -239,24 +239,9 @@ def _grocker_builds(scenario: Scenario, context: Path, run_id: str, base: Path, 
 def _grocker(
     engine: PrivateEngine, scenario: Scenario, context: Path, release: str, image: str, prefix: str, result: Path
 ) -> tuple[float, str]:
-    run._settle()
-    started = time.monotonic()
-    command = [sys.executable, "-m", "grocker", "build", release, "-e", scenario.entrypoint, "-r", scenario.runtime]
-    command += ["-n", image, "--image-prefix", prefix, "--push", "--result-file", str(result)]
-    completed = subprocess.run(
-        command,
-        cwd=context,
-        env={**os.environ, **engine.env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.monotonic() - started
-    if completed.returncode != 0:
-        raise SystemExit(f"grocker build {release} failed:\n{completed.stderr}")
-    # Grocker's own phase lines: where the time went.
-    phases = [line for line in completed.stderr.splitlines() if not line.startswith("warning:")]
-    return seconds, " | ".join(phases)
+    arguments = [release, "-e", scenario.entrypoint, "-r", scenario.runtime, "-n", image, "--image-prefix", prefix]
+    arguments += ["--push", "--result-file", str(result)]
+    return run.timed_build(arguments, context, {**os.environ, **engine.env})
 
 
 def _added(layers: dict[str, int], before: set[str]) -> int:

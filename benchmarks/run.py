@@ -133,37 +133,8 @@ def _grocker(client: docker.DockerClient, method: str, args: argparse.Namespace,
     repository = f"bench-{method}-{run_id}"
 
     def build(release: str, tag: str, *extra: str) -> tuple[float, str]:
-        _settle()
-        started = time.monotonic()
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "grocker",
-                "build",
-                release,
-                "-e",
-                args.entrypoint,
-                "-r",
-                args.runtime,
-                "-n",
-                f"{repository}:{tag}",
-                "--no-push",
-                "--runner",
-                runner,
-                *extra,
-            ],
-            cwd=context,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        seconds = time.monotonic() - started
-        if completed.returncode != 0:
-            raise SystemExit(f"grocker build {release} failed:\n{completed.stderr}")
-        # Grocker's own phase lines: where the time went.
-        phases = [line for line in completed.stderr.splitlines() if not line.startswith("warning:")]
-        return seconds, " | ".join(phases)
+        arguments = [release, "-e", args.entrypoint, "-r", args.runtime, "-n", f"{repository}:{tag}", "--no-push"]
+        return timed_build([*arguments, "--runner", runner, *extra], context)
 
     # Cold: no wheel volume, no internal images, no layer cache.
     for name in (names.minimal, names.wheel_server, names.compiler, names.root):
@@ -219,6 +190,26 @@ def _dockerfile(
 
 
 _STEP_ID_RE = re.compile(r"^ ---> ([0-9a-f]{12})$", re.MULTILINE)
+
+
+def timed_build(arguments: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
+    """`grocker build ARGUMENTS` timed after the page cache is written out: seconds and its phase lines."""
+    _settle()
+    started = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-m", "grocker", "build", *arguments],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    if completed.returncode != 0:
+        raise SystemExit(f"grocker build {arguments[0]} failed:\n{completed.stderr}")
+    # Grocker's own phase lines: where the time went.
+    phases = [line for line in completed.stderr.splitlines() if not line.startswith("warning:")]
+    return seconds, " | ".join(phases)
 
 
 def _settle() -> None:
