@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.integration.engines import PrivateEngine, start_engine
-from tests.integration.helpers import Grocker, package_fixture, poll_until
+from tests.integration.helpers import Background, Grocker, package_fixture, poll_until
 
 REGISTRY = "localhost:5000"
 BASE_IMAGES = ("debian:trixie", "debian:bookworm")
@@ -225,3 +225,14 @@ def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pure_wheel(dist_dir: Path) -> Path:
     """A wheel of tests/fixtures/pure-app 1.0.0 (pure Python, depends on six and attrs)."""
     return package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.0")
+
+
+@pytest.fixture
+def started() -> Iterator[list[Background]]:
+    """The background builds a test starts; any still running at its end is killed."""
+    builds: list[Background] = []
+    yield builds
+    for build in builds:
+        if build.process.poll() is None:
+            build.process.kill()
+            build.process.wait()

@@ -186,3 +186,34 @@ def names_for(pip_conf: Path | None, workdir: Path) -> InternalNames:
     """
     config = load_config(cwd=workdir)
     return internal_names(config, load_pip_settings(pip_conf, os.environ, Path.home()))
+
+
+class Background:
+    """`python -m grocker ARGS` running in the background, its output in files."""
+
+    def __init__(self, args: list[str], cwd: Path, logs: Path, env: dict[str, str] | None = None) -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        self.stdout_path, self.stderr_path = logs / "stdout", logs / "stderr"
+        with self.stdout_path.open("w") as stdout, self.stderr_path.open("w") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "grocker", *args],
+                cwd=cwd,
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, **(env or {})},
+            )
+
+    def wait(self, timeout: float) -> Run:
+        """Wait for the exit; the process is killed if it takes longer than `timeout`."""
+        try:
+            returncode = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        return Run(returncode, self.stdout_path.read_text(), self.stderr_path.read_text())
+
+
+def download_wheels(dest: Path, *requirements: str) -> None:
+    """Wheels of `requirements` from the index of this environment into `dest` (no dependencies)."""
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:"]
+    subprocess.run([*command, "--dest", str(dest), *requirements], check=True)

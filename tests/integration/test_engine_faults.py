@@ -26,8 +26,8 @@ import pytest
 from grocker.endpoint import from_environment
 from grocker.engine import connect
 from tests.integration.fault_proxy import FaultProxy, fault_proxy
-from tests.integration.helpers import Grocker, Run, package_fixture, poll_until
-from tests.integration.test_failures import TRIXIE, Background, Project, Projects
+from tests.integration.helpers import Background, Grocker, Run, package_fixture, poll_until
+from tests.integration.test_failures import TRIXIE, Project, Projects
 
 RUNTIME_LABEL = "grocker.runtime"
 ROLE_LABEL = "grocker.image.role"
@@ -77,17 +77,6 @@ def proxy() -> Iterator[FaultProxy]:
             yield made
             return
     pytest.fail(f"no free port in {PORTS} for the fault proxy")
-
-
-@pytest.fixture
-def started() -> Iterator[list[Background]]:
-    """The background builds a test starts; any still running at its end is killed."""
-    builds: list[Background] = []
-    yield builds
-    for build in builds:
-        if build.process.poll() is None:
-            build.process.kill()
-            build.process.wait()
 
 
 def _objects(client: docker.DockerClient, runtime: str, role: str = "", running: bool = False) -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.request
@@ -28,7 +27,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import MatrixEngine
-from tests.integration.helpers import Grocker, Run, package_fixture, poll_until
+from tests.integration.helpers import Background, Grocker, Run, package_fixture, poll_until
 
 RUNTIME_LABEL = "grocker.runtime"
 TRIXIE = {
@@ -212,42 +211,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-class Background:
-    """`python -m grocker ARGS` running in the background, its output in files."""
-
-    def __init__(self, args: list[str], cwd: Path, logs: Path, env: dict[str, str] | None = None) -> None:
-        logs.mkdir(parents=True, exist_ok=True)
-        self.stdout_path, self.stderr_path = logs / "stdout", logs / "stderr"
-        with self.stdout_path.open("w") as stdout, self.stderr_path.open("w") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "grocker", *args],
-                cwd=cwd,
-                stdout=stdout,
-                stderr=stderr,
-                env={**os.environ, **(env or {})},
-            )
-
-    def wait(self, timeout: float) -> Run:
-        """Wait for the exit; the process is killed if it takes longer than `timeout`."""
-        try:
-            returncode = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-        return Run(returncode, self.stdout_path.read_text(), self.stderr_path.read_text())
-
-
-@pytest.fixture
-def started() -> Iterator[list[Background]]:
-    """The background builds a test starts; any still running at its end is killed."""
-    builds: list[Background] = []
-    yield builds
-    for build in builds:
-        if build.process.poll() is None:
-            build.process.kill()
-            build.process.wait()
 
 
 def _wait_for(what: str, condition: Callable[[], bool], process: Background, timeout: float = 300) -> None:

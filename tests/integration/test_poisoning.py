@@ -17,7 +17,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 from grocker.api import load_config
 from grocker.naming import InternalNames, internal_names
 from grocker.pipconf import PipSettings
-from tests.integration.helpers import Grocker, names_for, package_fixture
+from tests.integration.helpers import Grocker, download_wheels, names_for, package_fixture
 from tests.integration.private_index import PrivateIndex, serve
 
 EVIL = "grocker-fixture-evil"
@@ -61,23 +60,7 @@ def index(
     """Serve the hostile sdist, the app depending on it, a new pure app, six and attrs behind basic auth."""
     downloads = tmp_path_factory.mktemp("pypi")
     # pip checks these against PyPI's hashes: six's is the reference the runner must match.
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--dest",
-            str(downloads),
-            "six==1.16.0",
-            "attrs",
-        ],
-        check=True,
-    )
+    download_wheels(downloads, "six==1.16.0", "attrs")
     six = next(downloads.glob("six-1.16.0-*.whl"))
     attrs = next(downloads.glob("attrs-*.whl"))
     pure = package_fixture("pure-app", dist_dir, kind="wheel", version=PURE_VERSION)

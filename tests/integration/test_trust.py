@@ -14,8 +14,6 @@ dependency only. Two projects of the same runtime configuration:
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 from grocker.api import load_config
 from grocker.naming import internal_names
 from grocker.pipconf import PipSettings
-from tests.integration.helpers import Grocker, names_for, package_fixture
+from tests.integration.helpers import Grocker, download_wheels, names_for, package_fixture
 from tests.integration.private_index import PrivateIndex, serve
 
 APP = "grocker-fixture-fresh"
@@ -43,23 +41,7 @@ def indexes(
     """The curated index (the app, the dependency's lower version, six, attrs) and the extra one."""
     names = internal_names(load_config(cwd=tmp_path_factory.mktemp("no-config")), PipSettings())
     downloads = tmp_path_factory.mktemp("trust-pypi")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--dest",
-            str(downloads),
-            "six==1.16.0",
-            "attrs",
-        ],
-        check=True,
-    )
+    download_wheels(downloads, "six==1.16.0", "attrs")
     curated = {
         "six": list(downloads.glob("six-*.whl")),
         "attrs": list(downloads.glob("attrs-*.whl")),
