@@ -41,7 +41,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from grocker import api, naming  # noqa: E402 - the benchmark runs from a checkout
-from grocker.pipconf import load_pip_settings  # noqa: E402
+from grocker.config.pipconf import load_pip_settings  # noqa: E402
 
 METHODS = ("grocker", "naive", "multistage", "grocker-minimal")
 TARGETS = {

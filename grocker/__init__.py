@@ -14,7 +14,7 @@ __version__ = "7.0.0.dev0"
 from grocker.api import build as run_build
 from grocker.api import dry_run, load_config, prepare_build
 from grocker.api import purge as run_purge
-from grocker.build import BuildRequest, BuildResult
+from grocker.chain.build import BuildRequest, BuildResult
 from grocker.config import ProjectConfig
 from grocker.errors import GrockerError
 from grocker.purge import PurgeOptions, PurgeReport

@@ -12,16 +12,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from grocker import endpoint, naming, render
+from grocker import naming, reference
 from grocker import purge as purge_module
-from grocker.build import BuildRequest, BuildResult
-from grocker.build import build as run_build
+from grocker.chain import render
+from grocker.chain.build import BuildRequest, BuildResult
+from grocker.chain.build import build as run_build
 from grocker.config import CLI_SOURCE, Layer, ProjectConfig, describe, load_defaults, load_file, project_files, resolve
+from grocker.config.pipconf import load_pip_settings, mask
+from grocker.config.release import check_wheel_platform, parse_release
+from grocker.engine import endpoint
 from grocker.errors import ConfigError, cut, shown
 from grocker.log import logger
-from grocker.pipconf import load_pip_settings, mask
 from grocker.purge import PurgeOptions, PurgeReport
-from grocker.release import check_wheel_platform, parse_release
 
 
 def load_config(
@@ -37,7 +39,7 @@ def load_config(
         layers.append(Layer(CLI_SOURCE, dict(overrides)))
     config = resolve(layers)
     if config.image_prefix:
-        naming.check_prefix(config.image_prefix)
+        reference.check_prefix(config.image_prefix)
     return config
 
 
@@ -67,7 +69,9 @@ def prepare_build(
     release = parse_release(release_text, cwd)
     check_wheel_platform(release, config.runtime.python_version, config.runtime.family)
     # `-n ""` is a mistake, not a request for the default name.
-    name = naming.check_image_name(image_name) if image_name is not None else naming.default_image_name(release, config)
+    name = (
+        reference.check_image_name(image_name) if image_name is not None else naming.default_image_name(release, config)
+    )
     pip = load_pip_settings(pip_conf, env, Path(env.get("HOME", str(Path.home()))))
     for skipped in pip.skipped:
         logger.warning(
@@ -103,7 +107,7 @@ def decide_push(
     prefix's. A dependencies-only run pushes only when asked. An explicit --push with no
     registry anywhere is a configuration error, raised before any engine work.
     """
-    pushable = naming.has_registry(name) or bool(config.image_prefix)
+    pushable = reference.has_registry(name) or bool(config.image_prefix)
     if push is None:
         return pushable and (build_image or not build_dependencies)
     if push and not pushable:
@@ -174,7 +178,7 @@ def _check_result_path(path: Path, where: str) -> None:
 
 def build(request: BuildRequest, env: Mapping[str, str] | None = None) -> BuildResult:
     """Connect to the engine named by `env` (default: this process's) and run the build."""
-    from grocker.engine import connect  # docker-py is imported only to reach an engine
+    from grocker.engine.connection import connect  # docker-py is imported only to reach an engine
 
     engine = connect(endpoint.from_environment(os.environ if env is None else env))
     return run_build(request, engine)

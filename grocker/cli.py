@@ -15,9 +15,9 @@ import click
 
 from grocker import __version__, api
 from grocker.config import parse_env_options
+from grocker.config.pipconf import mask
 from grocker.errors import GrockerError, InterruptError, shown
 from grocker.log import logger, masked, set_mask, setup
-from grocker.pipconf import mask
 from grocker.purge import PurgeOptions
 
 T = TypeVar("T")

@@ -20,7 +20,7 @@ registry is checked as one from the volume is (grocker.chain.wheelhouse.check_lo
 
 The cache never breaks a build: any registry failure (unreachable, denied, missing, a blob that
 does not match) gives one warning and the build goes on as it would without a fleet.
-Credentials come from the Docker CLI configuration through oras-py (grocker.referrers) and are
+Credentials come from the Docker CLI configuration through oras-py (grocker.sbom.referrers) and are
 only ever sent to the registry.
 """
 
@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 import requests
 from packaging.utils import parse_wheel_filename
 
-from grocker import referrers
 from grocker.errors import GrockerError
 from grocker.log import counted, logger
+from grocker.sbom import referrers
 from grocker.wheels import Origin, WheelFile, WheelLock
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ class Fleet:
     environment: Environment
     publishing: bool
     opener: Callable[[str], Any] | None = None
-    """Opens the repository (tests give their own registry); grocker.referrers.open_repository."""
+    """Opens the repository (tests give their own registry); grocker.sbom.referrers.open_repository."""
     docker_config: Path | None = None
     """The Docker CLI configuration folder whose logins the registry gets (DOCKER_CONFIG)."""
     broken: bool = False
@@ -333,7 +333,7 @@ class Fleet:
             return action()
         except FleetError as err:
             self._warn(f"{what}: {err}", broken=err.broken)
-        except GrockerError as err:  # the registry refused an upload (grocker.referrers)
+        except GrockerError as err:  # the registry refused an upload (grocker.sbom.referrers)
             self._warn(f"{what}: {err}", broken=True)
         except (requests.RequestException, OSError) as err:
             self._warn(f"{what}: the registry cannot be reached ({type(err).__name__})", broken=True)

@@ -12,27 +12,16 @@ from typing import TYPE_CHECKING
 
 from grocker import __version__
 from grocker import labels as keys
+from grocker.config.pipconf import PipSettings
+from grocker.config.release import Release
 from grocker.errors import UsageError, cut, shown
 from grocker.labels import Role
-from grocker.pipconf import PipSettings
-from grocker.release import Release
+from grocker.reference import check_length
 from grocker.trust import index_domain
 
 if TYPE_CHECKING:
-    # Only for annotations: config imports this module to check the image prefix.
+    # Only for annotations: naming reads a configuration, it does not load one.
     from grocker.config import ProjectConfig
-
-
-# A Docker reference: [registry[:port]/]path[:tag], path components lower-case.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REGISTRY = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?)"
-# Used with fullmatch (`$` would let a trailing newline through); the tag alphabet is ASCII, as
-# in Docker's grammar (`\w` would take any script's letters).
-_REFERENCE_RE = re.compile(rf"(?:{_REGISTRY}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?")
-_PREFIX_RE = re.compile(rf"(?:{_REGISTRY})(?:/{_COMPONENT})*")
-# Docker's limits: 255 characters for the repository (registry and path), 128 for the tag.
-MAX_REPOSITORY = 255
-MAX_TAG = 128
 
 
 @dataclass(frozen=True)
@@ -76,8 +65,9 @@ def config_hash(config: ProjectConfig) -> str:
 
 
 # Modules whose text goes into the internal images, besides the templates under resources/:
-# the layout and the families' commands are rendered in.
-_IMAGE_MODULES = ("layout.py", "families.py")
+# the layout and the families' commands are rendered in. Each is digested under its file name
+# alone, so that moving it between folders changes no image name.
+_IMAGE_MODULES = ("layout.py", "config/families.py")
 # Resource folders outside the configuration hash: copied into containers when they run, never
 # into an image (the SBOM collector runs in the gate's container or with `python -c`), so that
 # changing them rebuilds nothing; or (`minimal`) making the minimal base alone, whose name has
@@ -99,7 +89,7 @@ def _resources_digest() -> str:
                 if item.is_file():
                     digest.update(f"{folder.name}/{item.name}\0".encode() + item.read_bytes())
     for name in _IMAGE_MODULES:
-        digest.update(f"{name}\0".encode() + package.joinpath(name).read_bytes())
+        digest.update(f"{name.rpartition('/')[2]}\0".encode() + package.joinpath(name).read_bytes())
     return digest.hexdigest()
 
 
@@ -160,58 +150,6 @@ def default_image_name(release: Release, config: ProjectConfig) -> str:
     name = f"{config.image_prefix}/{name}" if config.image_prefix else name
     check_length(name, "shorten docker_image_prefix or image_base_name, or give -n")
     return name
-
-
-def check_image_name(name: str) -> str:
-    """Return `name` with a `:latest` tag if it has none; refuse an invalid reference."""
-    if not _REFERENCE_RE.fullmatch(name):
-        raise UsageError(
-            f"Image name {shown(name)} is not a valid Docker reference: use lower-case "
-            "[registry[:port]/]path[:tag], e.g. registry.example.com/team/app:1.0."
-        )
-    last = name.rsplit("/", 1)[-1]
-    name = name if ":" in last else f"{name}:latest"
-    check_length(name, "-n/--image-name")
-    return name
-
-
-def check_length(name: str, where: str) -> None:
-    """Refuse a reference over Docker's limits (255 for the repository, 128 for the tag)."""
-    repository, _colon, tag = name.rpartition(":")
-    if len(repository) > MAX_REPOSITORY:
-        raise UsageError(
-            f"Image name {shown(name)} has a repository of {len(repository)} characters; Docker allows "
-            f"{MAX_REPOSITORY}. Give a shorter name ({where})."
-        )
-    if len(tag) > MAX_TAG:
-        raise UsageError(
-            f"Image name {shown(name)} has a tag of {len(tag)} characters; Docker allows {MAX_TAG}. "
-            f"Give a shorter tag ({where})."
-        )
-
-
-def is_valid_prefix(prefix: str) -> bool:
-    """True when `prefix` can start a Docker reference (a registry and/or namespaces)."""
-    return bool(_PREFIX_RE.fullmatch(prefix))
-
-
-def is_valid_base_name(base: str) -> bool:
-    """True when an image base name keeps at least one letter or digit once normalised."""
-    return bool(re.search(r"[A-Za-z0-9]", base))
-
-
-def check_prefix(prefix: str) -> None:
-    """Refuse an image prefix that cannot start a Docker reference."""
-    if not is_valid_prefix(prefix):
-        raise UsageError(
-            f"Image prefix {shown(prefix)} is not a registry or namespace: use e.g. "
-            "registry.example.com, localhost:5000/team or myaccount (lower-case)."
-        )
-
-
-def has_registry(name: str) -> bool:
-    """True when the reference names a registry or a namespace, so that it can be pushed."""
-    return "/" in name
 
 
 def runner_labels(release: Release, config: ProjectConfig, created: str) -> dict[str, str]:

@@ -34,10 +34,10 @@ from packaging.version import InvalidVersion, Version
 
 from grocker import __version__
 from grocker import labels as keys
-from grocker.endpoint import from_environment
+from grocker.engine.endpoint import from_environment
+from grocker.engine.protocol import ContainerInfo, ImageInfo, PurgeEngine, rfc3339_epoch
 from grocker.labels import INTERNAL_IMAGE_ROLES, ROLE_LABEL, RUNNER, VERSION_LABEL, WHEEL_VOLUME
 from grocker.log import logger
-from grocker.protocol import ContainerInfo, ImageInfo, PurgeEngine, rfc3339_epoch
 
 # Roles that only Grocker gives to the containers it runs (the chain).
 OWN_CONTAINER_ROLES = frozenset(
@@ -127,7 +127,7 @@ def purge(options: PurgeOptions, env: Mapping[str, str], *, engine: PurgeEngine 
     reported; only engine failures raise (EngineError).
     """
     if engine is None:
-        from grocker.engine import connect  # docker-py is imported only to reach an engine
+        from grocker.engine.connection import connect  # docker-py is imported only to reach an engine
 
         engine = connect(from_environment(env))
     removed: list[PurgedObject] = []

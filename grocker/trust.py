@@ -22,7 +22,7 @@ import hashlib
 import json
 from urllib.parse import urlsplit, urlunsplit
 
-from grocker.pipconf import PipSettings
+from grocker.config.pipconf import PipSettings
 
 DEFAULT_INDEX = "https://pypi.org/simple/"
 """pip's index when the settings name none."""

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grocker import release as release_module
+from grocker.config import release as release_module
+from grocker.config.release import Release
 from grocker.errors import BuildError
-from grocker.release import Release
 
 # What a wheel's file name may hold, as a whole: PEP 427's parts and nothing a shell or a
 # Dockerfile reads as syntax. Every name of a lock must match before it is used.

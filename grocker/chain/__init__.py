@@ -1,4 +1,4 @@
-"""The build chain's steps, one module per concern; grocker.build decides their order.
+"""The build chain's steps, one module per concern; grocker.chain.build decides their order.
 
 - session: what one build shares between its steps (request, names, result, engine);
 - freshness: whether the final image is up to date (image inspects only);
@@ -8,5 +8,5 @@
 - runner: the final image (context, build, entrypoint check, tag);
 - push: the final image and the internal images to the registry.
 
-Every step talks to the engine through grocker.protocol only.
+Every step talks to the engine through grocker.engine.protocol only.
 """

@@ -29,12 +29,12 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from grocker import __version__, layout
 from grocker import labels as keys
 from grocker.config import ProjectConfig
+from grocker.config.families import family_of
+from grocker.config.release import Release
+from grocker.engine.protocol import NO_NETWORK, ChainEngine, LineHandler
 from grocker.errors import BuildError, EngineError, cut
-from grocker.families import family_of
 from grocker.log import counted, logger, phase, tail
 from grocker.naming import InternalNames, base_kind, internal_labels
-from grocker.protocol import NO_NETWORK, ChainEngine, LineHandler
-from grocker.release import Release
 from grocker.wheels import WheelFile, WheelLock, lock_key
 
 CHECK_DIR = "/tmp/grocker-abi"

@@ -1,7 +1,7 @@
 """The build chain: root, compiler, compile, wheel server, runner, push.
 
 This module decides which steps run and in what order; each step lives in grocker.chain and
-talks to the engine through grocker.protocol only. Internal images and the wheel volume are
+talks to the engine through grocker.engine.protocol only. Internal images and the wheel volume are
 shared by every build of the same configuration; the final image is tagged only once it is
 built and its entrypoint resolves.
 """
@@ -14,13 +14,14 @@ from pathlib import Path
 
 import yaml
 
-from grocker import __version__, render, sbom_step
-from grocker.chain import abi, freshness, images, push, runner, wheel_server, wheelhouse
+from grocker import __version__
+from grocker.chain import abi, freshness, images, push, render, runner, wheel_server, wheelhouse
+from grocker.chain import sbom as sbom_step
 from grocker.chain.session import BuildRequest, BuildResult, Session
+from grocker.engine.protocol import ChainEngine
 from grocker.labels import ABI_CHECKED_LABEL, COMPILER, MINIMAL_BASE
 from grocker.log import logger
 from grocker.naming import internal_names
-from grocker.protocol import ChainEngine
 from grocker.wheels import WheelLock
 
 __all__ = ["BuildRequest", "BuildResult", "build", "write_result"]

@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 
-from grocker import __version__, render
+from grocker import __version__
+from grocker.chain import render
 from grocker.chain.session import Session
 from grocker.chain.wheelhouse import reuses_lock
+from grocker.engine.protocol import ImageInfo
 from grocker.labels import BASE_ID_LABEL, INPUTS_LABEL, ROLE_LABEL, RUNNER, VERSION_LABEL
 from grocker.log import logger
 from grocker.naming import runner_labels
-from grocker.protocol import ImageInfo
 from grocker.wheels import lock_key
 
 

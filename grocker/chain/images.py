@@ -9,10 +9,10 @@ build.
 
 from __future__ import annotations
 
-from grocker import render
+from grocker.chain import render
 from grocker.chain.session import Session
+from grocker.config.families import missing_packages_message
 from grocker.errors import BuildError
-from grocker.families import missing_packages_message
 from grocker.labels import BASE_ID_LABEL, MUTEX, ROOT, ROOT_ID_LABEL, ImageRole
 from grocker.log import logger, phase
 from grocker.naming import internal_labels

@@ -12,7 +12,7 @@ from grocker.chain.session import Session
 from grocker.errors import PushError
 from grocker.labels import COMPILER, MINIMAL_BASE, ROOT, WHEEL_SERVER
 from grocker.log import logger, phase
-from grocker.naming import has_registry
+from grocker.reference import has_registry
 
 
 def push(session: Session) -> str | None:

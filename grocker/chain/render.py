@@ -16,10 +16,10 @@ import jinja2
 
 from grocker import __version__, layout
 from grocker.config import ProjectConfig, Repository
+from grocker.config.families import Family, family_of
+from grocker.config.release import Release
 from grocker.errors import BuildError, ConfigError
-from grocker.families import Family, family_of
 from grocker.labels import COMPILER, MINIMAL_BASE, ROOT, RUNNER, WHEEL_SERVER, ImageRole
-from grocker.release import Release
 from grocker.wheels import (
     COMPILED_INSTALLER_RE,
     SHA256_RE,

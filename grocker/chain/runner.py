@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from packaging.version import Version
 
 from grocker import labels as keys
-from grocker import render
-from grocker.chain import freshness, wheel_server
+from grocker.chain import freshness, render, wheel_server
+from grocker.chain.render import APP_VENV
 from grocker.chain.session import Session
+from grocker.engine.protocol import NO_NETWORK
 from grocker.errors import BuildError, EngineError
 from grocker.log import counted, phase, tail
 from grocker.naming import base_kind, internal_labels, runner_labels
-from grocker.protocol import NO_NETWORK
-from grocker.render import APP_VENV
 from grocker.wheels import WheelLock
 
 # Docker's classic builder says "---> Using cache"; Podman's (buildah) "--> Using cache ID".

@@ -1,6 +1,6 @@
 """The SBOM steps of a build: write it once the final image exists, push it after the image.
 
-Called from grocker/build.py. The libraries behind them (cyclonedx-python-lib, oras-py with
+Called from grocker/chain/build.py. The libraries behind them (cyclonedx-python-lib, oras-py with
 jsonschema) take a noticeable time to import and only a run with --sbom needs them, so they
 are imported here, inside the steps; a build that will write an SBOM starts importing the
 formatter in the background while the engine works (preload), so the step seldom waits for it.
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from grocker.config import ProjectConfig
+from grocker.config.release import Release
+from grocker.engine.protocol import ChainEngine
 from grocker.log import counted, phase
-from grocker.protocol import ChainEngine
-from grocker.release import Release
 from grocker.wheels import WheelLock, lock_key
 
 
@@ -30,7 +30,7 @@ def preload() -> None:
 
     def load() -> None:
         with contextlib.suppress(Exception):  # the step imports it again and raises there
-            importlib.import_module("grocker.sbom_facts")
+            importlib.import_module("grocker.sbom.facts")
 
     threading.Thread(target=load, name="grocker-sbom-preload", daemon=True).start()
 
@@ -60,7 +60,8 @@ def write(
     if path is None:
         raise ValueError("write() needs config.sbom")
     with phase(f"write SBOM {path}") as note:
-        from grocker import sbom, sbom_facts
+        from grocker.sbom import document as sbom
+        from grocker.sbom import facts as sbom_facts
 
         request = sbom_facts.SbomRequest(
             image_name=image_name,
@@ -84,7 +85,8 @@ def push(image_name: str, image_digest: str, text: str, docker_config: Path | No
     The registry's login is read from `docker_config`/config.json, as the engine's push reads it.
     """
     with phase("push SBOM") as note:
-        from grocker import referrers, sbom
+        from grocker.sbom import document as sbom
+        from grocker.sbom import referrers
 
         # One title whatever the local file's name: the artifact depends on the SBOM and the image
         # alone, so pushing the same SBOM again (a push phase run later) adds no second referrer.

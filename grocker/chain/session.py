@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grocker.config import ProjectConfig
+from grocker.config.pipconf import PipSettings, mask
+from grocker.config.release import Release
+from grocker.engine.protocol import ChainEngine
 from grocker.log import logger
 from grocker.naming import InternalNames
-from grocker.pipconf import PipSettings, mask
-from grocker.protocol import ChainEngine
-from grocker.release import Release
 
 
 @dataclass(frozen=True)

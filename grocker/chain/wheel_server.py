@@ -11,14 +11,14 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from grocker import layout, render
-from grocker.chain import images, wheelhouse
+from grocker import layout
+from grocker.chain import images, render, wheelhouse
 from grocker.chain.background import Background
 from grocker.chain.session import Session
+from grocker.engine.protocol import Container
 from grocker.labels import NETWORK, WHEEL_SERVER
 from grocker.log import phase
 from grocker.naming import internal_labels
-from grocker.protocol import Container
 from grocker.wheels import WheelLock
 
 READY_TIMEOUT = 30.0

@@ -55,11 +55,11 @@ from grocker import layout
 from grocker.chain.abi import package_sources
 from grocker.chain.background import Background, background
 from grocker.chain.session import BuildRequest, Session
+from grocker.config.pipconf import PipSettings, mask
+from grocker.engine.protocol import Container
 from grocker.errors import BuildError, GrockerError
 from grocker.log import counted, logger, phase, tail
 from grocker.naming import internal_labels
-from grocker.pipconf import PipSettings, mask
-from grocker.protocol import Container
 from grocker.wheels import (
     COMPILED_INSTALLER_RE,
     SHA256_RE,

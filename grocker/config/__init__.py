@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 import yaml
 
+from grocker.config.families import FAMILIES, family_of, source_line_secret
+from grocker.config.runtimes import Runtime, is_retired, select_runtime
 from grocker.errors import ConfigError, UsageError, cut, shown
-from grocker.families import FAMILIES, family_of, source_line_secret
-from grocker.naming import is_valid_base_name, is_valid_prefix
-from grocker.runtimes import Runtime, is_retired, select_runtime
+from grocker.reference import is_valid_base_name, is_valid_prefix
 
 CLI_SOURCE = "command line"
 DEFAULTS_SOURCE = "defaults"

@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from grocker.config.pipconf import mask, url_secrets
 from grocker.errors import ConfigError, shown
-from grocker.pipconf import mask, url_secrets
 
 _DEBIAN_SETTINGS = """\
 # Small images: no recommends, no documentation, no translations.
@@ -196,7 +196,7 @@ def source_line_secret(uri: str) -> str | None:
 
     The source line is written into the root image (its provision script, kept in a layer, and
     /etc/apt/sources.list.d): a secret there would ship with every image. A secret is user info,
-    or a path or query token as the mask finds one in a pip index URL (grocker.pipconf.url_secrets:
+    or a path or query token as the mask finds one in a pip index URL (grocker.config.pipconf.url_secrets:
     a segment of 16 or more letters, digits and `-._~+=` with letters and digits both, the first
     segment on Gemfury and Cloudsmith, a query value named like a credential). The message quotes
     the line masked.

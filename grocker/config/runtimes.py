@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from grocker.config.families import FAMILIES
 from grocker.errors import ConfigError
-from grocker.families import FAMILIES
 
 # `<distribution>/<python version>`, in the alphabet of a Docker path component, since the name
 # (with / as -) is part of the internal image and volume names.
@@ -30,7 +30,7 @@ class Runtime:
     name: str
     image: str
     family: str
-    """A key of grocker.families.FAMILIES."""
+    """A key of grocker.config.families.FAMILIES."""
     python: str
     python_version: str
     run_packages: tuple[str, ...]

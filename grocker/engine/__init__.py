@@ -1,9 +1,11 @@
-"""The Docker engine through docker-py: the only package that imports `docker`.
+"""The engine: what Grocker needs from one (the protocols), which one to reach, and docker-py.
 
 Everything Grocker does happens engine-side (builds, volumes, containers), so a remote engine
 given by DOCKER_HOST works like a local one. The chain and purge see the engine only through the
-protocols of grocker.protocol. The modules:
+protocols of grocker.engine.protocol. The modules:
 
+- protocol: what the chain and purge need from an engine (typed protocols; no docker-py);
+- endpoint: which engine to reach, chosen as the Docker CLI does (reads files only);
 - connection: `connect`, which reaches the engine an Endpoint names and checks it;
 - _calls: the one door every docker-py call goes through (its errors become EngineErrors);
 - docker: DockerEngine, and the chain's images, builds, pushes and volumes;
@@ -12,24 +14,7 @@ protocols of grocker.protocol. The modules:
 - cleanup: purge's listing and removals, and the sweep of what lost commands left;
 - dockerlib: docker-py, imported without its ssh transport unless it is needed.
 
-Importing this package imports docker-py: `import grocker` does not import it.
+This package's __init__ imports nothing, so that the chain may import the protocols and the
+endpoint without docker-py: only connection, docker, containers, mutex, lease, cleanup and
+_calls import it, and `import grocker` imports none of them.
 """
-
-from __future__ import annotations
-
-from grocker.engine.connection import CONNECT_TIMEOUT, MIN_API_VERSION, connect, uses_containerd_store
-from grocker.engine.containers import DockerContainer, name_in_use
-from grocker.engine.docker import DockerEngine, push_digest, split_tag, unpacked_size
-
-__all__ = [
-    "CONNECT_TIMEOUT",
-    "MIN_API_VERSION",
-    "DockerContainer",
-    "DockerEngine",
-    "connect",
-    "name_in_use",
-    "push_digest",
-    "split_tag",
-    "unpacked_size",
-    "uses_containerd_store",
-]

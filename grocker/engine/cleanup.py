@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from grocker.engine._calls import EngineRefusalError, GuardedApi
+from grocker.engine.protocol import ContainerInfo, ImageInfo, NetworkInfo, VolumeInfo, rfc3339_epoch
 from grocker.errors import EngineError
 from grocker.labels import LEASE, LEASE_LABEL, ROLE_LABEL
 from grocker.log import logger
-from grocker.protocol import ContainerInfo, ImageInfo, NetworkInfo, VolumeInfo, rfc3339_epoch
 
 LEASE_GRACE_SECONDS = 60.0
 """A network made before its command's lease started (or a lease never started) may be a live
@@ -34,7 +34,7 @@ _CONFLICT_PREAMBLE = (
 
 
 class CleanupOps:
-    """What purge lists and removes (part of DockerEngine; grocker.protocol.PurgeEngine)."""
+    """What purge lists and removes (part of DockerEngine; grocker.engine.protocol.PurgeEngine)."""
 
     api: GuardedApi
     described: str

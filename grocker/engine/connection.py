@@ -14,10 +14,10 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from grocker.endpoint import Endpoint, TLSFiles, engine_summary
 from grocker.engine._calls import is_failure, sentence
 from grocker.engine.docker import DockerEngine
 from grocker.engine.dockerlib import docker, ssh_transport
+from grocker.engine.endpoint import Endpoint, TLSFiles, engine_summary
 from grocker.errors import EngineError
 from grocker.log import logger
 

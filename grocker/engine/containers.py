@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from grocker.engine._calls import EngineRefusalError, GuardedApi
+from grocker.engine.protocol import NO_NETWORK, LineHandler
 from grocker.errors import BuildError, EngineError
 from grocker.log import logger, tail
-from grocker.protocol import NO_NETWORK, LineHandler
 
 if TYPE_CHECKING:
     from grocker.engine.lease import Lease
@@ -106,7 +106,7 @@ class ContainerOps:
 
 
 class DockerContainer:
-    """A container created by DockerEngine.container (grocker.protocol.Container)."""
+    """A container created by DockerEngine.container (grocker.engine.protocol.Container)."""
 
     def __init__(self, api: GuardedApi, described: str, container_id: str, name: str) -> None:
         self.api = api

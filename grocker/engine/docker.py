@@ -1,6 +1,6 @@
 """A connected Docker engine through docker-py: the build chain's half, and the whole adapter.
 
-DockerEngine implements grocker.protocol.Engine: the images, volumes and builds here, the
+DockerEngine implements grocker.engine.protocol.Engine: the images, volumes and builds here, the
 containers and networks in grocker.engine.containers, the mutex in grocker.engine.mutex and
 purge's removals in grocker.engine.cleanup. Every call reaches docker-py through the door of
 grocker.engine._calls, which turns what docker-py and its transports raise into EngineErrors.
@@ -19,9 +19,10 @@ from grocker.engine.cleanup import CleanupOps
 from grocker.engine.containers import ContainerOps, tar
 from grocker.engine.lease import Lease
 from grocker.engine.mutex import MutexOps
+from grocker.engine.protocol import ImageInfo, LineHandler
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.log import logger, tail
-from grocker.protocol import ImageInfo, LineHandler
+from grocker.reference import split_tag
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 # The push stream's last status line, `<tag>: digest: sha256:<hex> size: <bytes>`.
@@ -29,7 +30,7 @@ _PUSHED_DIGEST_RE = re.compile(r"(?:\S+: )?digest: (sha256:[0-9a-f]{64}) size: \
 
 
 class DockerEngine(ContainerOps, MutexOps, CleanupOps):
-    """A connected engine, with the operations the build chain and purge need (grocker.protocol.Engine)."""
+    """A connected engine, with the operations the build chain and purge need (grocker.engine.protocol.Engine)."""
 
     def __init__(
         self,
@@ -245,15 +246,6 @@ def push_digest(chunk: Mapping[str, Any]) -> str | None:
 def unpacked_size(steps: Sequence[Mapping[str, Any]]) -> int:
     """An image's unpacked size: the sum of its history's layer sizes."""
     return sum(int(step.get("Size") or 0) for step in steps)
-
-
-def split_tag(name: str) -> tuple[str, str]:
-    """Split `repo[:tag]` into repository and tag (default `latest`), port numbers aside."""
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository, _, tag = name.rpartition(":")
-        return repository, tag
-    return name, "latest"
 
 
 def image_info(attrs: Mapping[str, Any]) -> ImageInfo:

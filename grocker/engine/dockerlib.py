@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from grocker import endpoint
+from grocker.engine import endpoint
 
 
 def _ssh_engine() -> bool:

@@ -1,6 +1,6 @@
 """What the build chain and purge need from an engine: typed protocols, no `docker` import.
 
-`grocker.engine.DockerEngine` implements them with docker-py; unit tests use an in-memory fake
+`grocker.engine.docker.DockerEngine` implements them with docker-py; unit tests use an in-memory fake
 (tests/unit/fakes.py) that mypy checks against the same protocols.
 """
 

@@ -30,7 +30,7 @@ from packageurl import PackageURL
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from grocker import __version__
-from grocker.pipconf import public_url
+from grocker.config.pipconf import public_url
 from grocker.wheels import Origin
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"

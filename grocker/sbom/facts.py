@@ -1,6 +1,6 @@
 """Collect the facts of a runner's SBOM on the engine: at most one short container, nothing large moved.
 
-The facts are what grocker/sbom.py needs: os-release, the package database and, from each
+The facts are what grocker/sbom/document.py needs: os-release, the package database and, from each
 wheel of the lock, its metadata fields and PEP 770 SBOMs (resources/sbom/collect.py gathers
 them). In a build, the ABI gate's container has already gathered them (it runs the root image,
 whose package database is the runner's: the runner is FROM root and adds no system package),
@@ -30,11 +30,11 @@ from typing import Any
 from grocker import labels as keys
 from grocker import layout
 from grocker.config import ProjectConfig
+from grocker.engine.protocol import NO_NETWORK, ChainEngine
 from grocker.errors import BuildError, UsageError
 from grocker.log import tail
 from grocker.naming import internal_labels
-from grocker.protocol import NO_NETWORK, ChainEngine
-from grocker.sbom import Distribution, NestedSbom, SbomFacts, SystemPackage
+from grocker.sbom.document import Distribution, NestedSbom, SbomFacts, SystemPackage
 from grocker.wheels import WheelFile, WheelLock, parse_lock
 
 # A wheel file name as pip writes it; anything else never reaches the container's command line.

@@ -33,7 +33,7 @@ import oras.container
 import oras.provider
 import requests
 
-from grocker.endpoint import read_small_file
+from grocker.engine.endpoint import read_small_file
 from grocker.errors import PushError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -22,8 +22,8 @@ import docker
 import pytest
 
 from grocker.api import load_config
+from grocker.config.pipconf import load_pip_settings
 from grocker.naming import InternalNames, internal_names
-from grocker.pipconf import load_pip_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

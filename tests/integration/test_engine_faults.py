@@ -23,8 +23,8 @@ from typing import Any
 import docker
 import pytest
 
-from grocker.endpoint import from_environment
-from grocker.engine import connect
+from grocker.engine.connection import connect
+from grocker.engine.endpoint import from_environment
 from tests.integration.fault_proxy import FaultProxy, fault_proxy
 from tests.integration.helpers import Background, Grocker, Run, package_fixture, poll_until
 from tests.integration.test_failures import TRIXIE, Project, Projects
@@ -217,7 +217,7 @@ def test_an_engine_that_stops_answering_fails_after_the_client_timeout(
     client, runtime = grocker.client, faults_project.runtime
     # After the cuts, the next build succeeds; and with the internal images built, no step of
     # the build below is silent for the short timeout before the engine stops answering.
-    grocker.build(str(app), "-n", grocker.name("after-cuts"), "--no-push", cwd=faults_project.path)
+    grocker.chain.build(str(app), "-n", grocker.name("after-cuts"), "--no-push", cwd=faults_project.path)
     build = Background(
         ["build", str(app), "-n", grocker.name("stall"), "--no-push", "--refresh"],
         faults_project.path,

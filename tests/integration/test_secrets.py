@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from grocker.api import load_config
+from grocker.config.pipconf import PipSettings
 from grocker.naming import InternalNames, internal_names
-from grocker.pipconf import PipSettings
 from tests.integration.helpers import Grocker, package_fixture
 from tests.integration.private_index import PORT, USER, PrivateIndex, serve
 from tests.integration.test_bad_input import EngineWatch, Outcome, engine_socket, run_cli

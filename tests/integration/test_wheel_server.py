@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from grocker import api, endpoint, layout
-from grocker.build import BuildResult
+from grocker import api, layout
 from grocker.chain import wheel_server
+from grocker.chain.build import BuildResult
 from grocker.chain.session import Session
-from grocker.engine import DockerEngine, connect
+from grocker.engine import endpoint
+from grocker.engine.connection import connect
+from grocker.engine.docker import DockerEngine
 from grocker.labels import CHECK
 from grocker.naming import internal_labels, internal_names
 from grocker.wheels import WheelLock

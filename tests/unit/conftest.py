@@ -18,10 +18,11 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from grocker import api, cli, referrers
-from grocker.build import BuildRequest
+from grocker import api, cli
 from grocker.chain import background
+from grocker.chain.build import BuildRequest
 from grocker.chain.wheelhouse import script_path
+from grocker.sbom import referrers
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""In-memory engines for unit tests, checked by mypy against grocker.protocol.
+"""In-memory engines for unit tests, checked by mypy against grocker.engine.protocol.
 
 FakeEngine is the build chain's engine; FakePurgeEngine (at the end) is purge's.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from grocker import layout
 from grocker.chain.abi import RESULT_MARK as ABI_MARK
 from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
-from grocker.protocol import (
+from grocker.engine.protocol import (
     ChainEngine,
     Container,
     ContainerInfo,

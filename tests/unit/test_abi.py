@@ -18,10 +18,10 @@ import pytest
 from grocker import api, naming
 from grocker.chain import abi
 from grocker.config import ProjectConfig
+from grocker.config.pipconf import PipSettings
+from grocker.config.release import parse_release
 from grocker.errors import BuildError
 from grocker.labels import ABI_CHECKED_LABEL, ROLE_LABEL, RUNTIME_LABEL, VERSION_LABEL
-from grocker.pipconf import PipSettings
-from grocker.release import parse_release
 from grocker.trust import index_domain
 from grocker.wheels import WheelFile, WheelLock, lock_key, parse_lock
 from tests.unit.fakes import FakeEngine

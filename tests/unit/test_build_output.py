@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from grocker import api, build
-from grocker.build import BuildRequest
-from grocker.chain import runner
+from grocker import api
+from grocker.chain import build, runner
+from grocker.chain.build import BuildRequest
 from grocker.chain.runner import MISSING_MODULE_MARK, SETUPTOOLS_MARK
 from grocker.errors import BuildError
 from grocker.log import counted

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grocker import api, build, render
-from grocker.build import BuildRequest, BuildResult
-from grocker.chain import background, runner
+from grocker import api
+from grocker.chain import background, build, render, runner
+from grocker.chain.build import BuildRequest, BuildResult
 from grocker.chain.runner import MISSING_MODULE_MARK, SETUPTOOLS_MARK
+from grocker.engine.protocol import NO_NETWORK
 from grocker.errors import BuildError, ConfigError, EngineError, PushError
 from grocker.labels import ABI_CHECKED_LABEL, BASE_ID_LABEL, ROLE_LABEL, ROOT_ID_LABEL
 from grocker.naming import InternalNames, internal_names
-from grocker.protocol import NO_NETWORK
 from tests.unit.fakes import ABI_MARK, APP, BASE, SIX, FakeEngine, chain_engine, publish_line, report_line
 
 PREFIX = "registry.example.com/team"

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from grocker import __version__, api, cli
-from grocker.build import BuildRequest
+from grocker.chain.build import BuildRequest
 
 PGP_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBE50MmIBCAD+FPYK\n-----END PGP PUBLIC KEY BLOCK-----\n"
 
@@ -670,9 +670,9 @@ def test_relayed_output_hides_tokens_and_control_characters(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, verbosity: list[str]
 ) -> None:
     """Issue 20: a failed compile's tail and the engine output at -v, -vv: no token, no terminal control."""
+    from grocker.config.pipconf import mask
     from grocker.errors import BuildError
     from grocker.log import logger
-    from grocker.pipconf import mask
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pip.conf").write_text(

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from grocker.endpoint import (
+from grocker.engine import connection as engine
+from grocker.engine.endpoint import (
     DEFAULT_HOST,
     Endpoint,
     TLSFiles,
@@ -25,7 +26,6 @@ from grocker.endpoint import (
     from_environment,
     resolve,
 )
-from grocker.engine import connection as engine
 from grocker.errors import EngineError
 
 
@@ -376,7 +376,7 @@ def test_tls_files_become_docker_py_settings(tmp_path: Path) -> None:
 
 _IMPORTS = """
 import sys
-import grocker.engine
+import grocker.engine.docker
 print("paramiko" in sys.modules)
 import paramiko, docker.transport
 from grocker.engine.dockerlib import ssh_transport
@@ -398,7 +398,7 @@ def test_docker_py_imports_paramiko_for_ssh_engines_only(tmp_path: Path, host: s
 def _resolve_in_child(config_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """resolve() in a child process, so that a hang fails the test instead of stopping the suite."""
     code = (
-        "import sys; from pathlib import Path; from grocker.endpoint import resolve; from grocker.errors import "
+        "import sys; from pathlib import Path; from grocker.engine.endpoint import resolve; from grocker.errors import "
         "EngineError\ntry:\n    env = dict(arg.split('=', 1) for arg in sys.argv[2:])\n"
         "    print(resolve(env, Path(sys.argv[1])).host)\n"
         "except EngineError as err:\n    print('EngineError:', err)\n"

@@ -10,10 +10,12 @@ import docker.errors
 import pytest
 import requests
 
-from grocker.engine import DockerEngine, name_in_use, push_digest, unpacked_size, uses_containerd_store
 from grocker.engine.cleanup import age
+from grocker.engine.connection import uses_containerd_store
+from grocker.engine.containers import name_in_use
+from grocker.engine.docker import DockerEngine, push_digest, unpacked_size
+from grocker.engine.protocol import rfc3339_epoch
 from grocker.errors import EngineError
-from grocker.protocol import rfc3339_epoch
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -26,10 +26,11 @@ import requests
 import requests.exceptions
 import urllib3.exceptions
 
-from grocker.endpoint import Endpoint, engine_timeout, from_environment
-from grocker.engine import DockerEngine, connection
+from grocker.engine import connection
 from grocker.engine._calls import EngineRefusalError, GuardedApi, GuardedStream, is_failure
 from grocker.engine.containers import DockerContainer
+from grocker.engine.docker import DockerEngine
+from grocker.engine.endpoint import Endpoint, engine_timeout, from_environment
 from grocker.errors import BuildError, ConfigError, EngineError, GrockerError
 from tests.unit.api_fakes import FakeLowLevelApi
 

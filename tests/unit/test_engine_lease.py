@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from grocker.engine import DockerEngine
+from grocker.engine.docker import DockerEngine
 from grocker.labels import LEASE, LEASE_LABEL, ROLE_LABEL
 from tests.unit.api_fakes import FakeLowLevelApi
 

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from grocker.engine import DockerEngine, mutex
+from grocker.engine import mutex
+from grocker.engine.docker import DockerEngine
 from grocker.errors import EngineError
 from grocker.labels import MUTEX_OWNER_LABEL
 from tests.unit.api_fakes import FakeLowLevelApi, api_error

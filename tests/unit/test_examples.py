@@ -19,7 +19,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from grocker import api, cli, render
+from grocker import api, cli
+from grocker.chain import render
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 import requests
 
-from grocker import api, build, referrers
+from grocker import api
 from grocker import fleet as fleets
+from grocker.chain import build
 from grocker.chain.session import BuildRequest, BuildResult
 from grocker.chain.wheelhouse import PUBLISH_MARK
 from grocker.naming import internal_names
+from grocker.sbom import referrers
 from grocker.wheels import Origin, WheelFile, WheelLock
 from tests.unit.fakes import APP, SIX, FakeEngine, chain_engine
 

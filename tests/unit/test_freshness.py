@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grocker import __version__, api, build, layout
-from grocker.build import BuildRequest, BuildResult
+from grocker import __version__, api, layout
+from grocker.chain import build
+from grocker.chain.build import BuildRequest, BuildResult
 from grocker.chain.wheelhouse import REPORT_MARK
 from grocker.errors import BuildError
 from grocker.labels import INPUTS_LABEL, VERSION_LABEL

@@ -477,7 +477,8 @@ def test_hostile_engine_settings_end_in_an_engine_error(
     """The real api.build: the engine is chosen from the hostile settings, and never reached."""
     from click.testing import CliRunner
 
-    from grocker import cli, engine
+    from grocker import cli
+    from grocker.engine import connection as engine
 
     def no_engine(endpoint: object) -> None:
         raise AssertionError(f"reached the engine {endpoint}")

@@ -15,13 +15,14 @@ from types import ModuleType
 import pytest
 import yaml
 
-from grocker import api, build, render
+from grocker import api
+from grocker.chain import build, render
 from grocker.config import ProjectConfig
+from grocker.config.pipconf import PipSettings
+from grocker.config.release import parse_release
 from grocker.errors import ConfigError
 from grocker.labels import MINIMAL_BASE, ROLE_LABEL, ROOT_ID_LABEL
 from grocker.naming import internal_names
-from grocker.pipconf import PipSettings
-from grocker.release import parse_release
 from grocker.wheels import WheelFile, WheelLock
 from tests.unit.fakes import FakeEngine, chain_engine
 

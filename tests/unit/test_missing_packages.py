@@ -1,6 +1,6 @@
 """A system package the distribution lacks: the chain names it, from the package manager's words.
 
-The patterns live beside the runtime families (grocker.families); the engine adapter knows
+The patterns live beside the runtime families (grocker.config.families); the engine adapter knows
 nothing of package managers.
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from grocker.config.families import missing_packages
 from grocker.errors import BuildError
-from grocker.families import missing_packages
 from tests.unit.fakes import chain_engine
 from tests.unit.test_chain import request_for, run
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grocker import __version__, api, naming
+from grocker import __version__, api, naming, reference
 from grocker.config import ProjectConfig, Repository
+from grocker.config.pipconf import PipSettings
+from grocker.config.release import parse_release
 from grocker.errors import UsageError
-from grocker.pipconf import PipSettings
-from grocker.release import parse_release
 from grocker.trust import index_domain
 
 PGP_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBE50MmIBCAD+FPYK\n-----END PGP PUBLIC KEY BLOCK-----\n"
@@ -57,7 +57,7 @@ def test_default_image_names_are_valid_references(
     name = naming.default_image_name(parse_release(release, Path("/nowhere")), config)
 
     assert name == expected
-    assert naming.check_image_name(name) == name
+    assert reference.check_image_name(name) == name
 
 
 def test_unpinned_release_has_no_default_name(default_config: ProjectConfig) -> None:
@@ -82,25 +82,25 @@ def test_unpinned_release_has_no_default_name(default_config: ProjectConfig) -> 
     ],
 )
 def test_valid_image_names(name: str, expected: str) -> None:
-    assert naming.check_image_name(name) == expected
+    assert reference.check_image_name(name) == expected
 
 
 @pytest.mark.parametrize("name", ["App:1.0", "app:1.0+local", "app name", "app:", "-app", "app:.1", "registry/app//x"])
 def test_invalid_image_names(name: str) -> None:
     with pytest.raises(UsageError, match="is not a valid Docker reference"):
-        naming.check_image_name(name)
+        reference.check_image_name(name)
 
 
 @pytest.mark.parametrize("prefix", ["registry.example.com", "localhost:5000/team", "myaccount", "a.b/c/d"])
 def test_valid_prefixes(prefix: str) -> None:
-    naming.check_prefix(prefix)
-    assert naming.is_valid_prefix(prefix)
+    reference.check_prefix(prefix)
+    assert reference.is_valid_prefix(prefix)
 
 
 @pytest.mark.parametrize("prefix", ["https://registry.example.com", "registry.example.com/Team", "a/", "team app"])
 def test_invalid_prefixes(prefix: str) -> None:
     with pytest.raises(UsageError, match="is not a registry or namespace"):
-        naming.check_prefix(prefix)
+        reference.check_prefix(prefix)
 
 
 def test_internal_names(default_config: ProjectConfig) -> None:
@@ -119,14 +119,14 @@ def test_internal_names(default_config: ProjectConfig) -> None:
     assert names.volume == f"grocker-wheel-cache-{__version__}-trixie-3.13-{digest[:16]}-{domain[:12]}"
     assert names.index_domain == domain
     for name in (names.root, names.compiler, names.wheel_server):
-        assert naming.check_image_name(name) == name
+        assert reference.check_image_name(name) == name
 
 
 def test_internal_names_without_prefix(default_config: ProjectConfig) -> None:
     names = naming.internal_names(default_config, PipSettings())
 
     assert names.root.startswith("grocker-trixie-3.13-root:")
-    assert not naming.has_registry(names.root)
+    assert not reference.has_registry(names.root)
 
 
 KEY = PGP_KEY.replace("\n", "\\n")  # as a double-quoted YAML scalar

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from grocker import pipconf
+from grocker.config import pipconf
 from grocker.wheels import Origin, parse_lock
 from tests.unit.test_abi import _wheel
 

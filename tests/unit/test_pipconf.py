@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from grocker.config.pipconf import PipSettings, config_files, load_pip_settings, mask, public_url
 from grocker.errors import ConfigError, UsageError
-from grocker.pipconf import PipSettings, config_files, load_pip_settings, mask, public_url
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pytest
 
 from grocker import __version__, purge
-from grocker import engine as docker_engine
-from grocker.endpoint import Endpoint
+from grocker.engine import connection as docker_engine
+from grocker.engine.endpoint import Endpoint
+from grocker.engine.protocol import NetworkInfo
 from grocker.errors import EngineError
-from grocker.protocol import NetworkInfo
 from grocker.purge import PurgeOptions, built_by_grocker
 from tests.unit.conftest import CliRun
 from tests.unit.fakes import START, FakePurgeEngine, grocker_labels, rfc3339

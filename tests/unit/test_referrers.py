@@ -11,8 +11,8 @@ from pathlib import Path
 import oras.container
 import pytest
 
-from grocker import referrers
 from grocker.errors import PushError
+from grocker.sbom import referrers
 
 SUBJECT = {
     "mediaType": "application/vnd.docker.distribution.manifest.v2+json",

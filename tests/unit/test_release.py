@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from grocker.config.release import Release, check_wheel_platform, parse_release
 from grocker.errors import UsageError
-from grocker.release import Release, check_wheel_platform, parse_release
 
 
 @pytest.mark.parametrize(
@@ -255,9 +255,9 @@ def test_standard_local_file_names_pass(tmp_path: Path, name: str) -> None:
 def test_the_local_name_patterns_are_the_publishers(tmp_path: Path) -> None:
     import importlib.util
 
-    from grocker import release
+    from grocker.config import release
 
-    script = Path(release.__file__).parent / "resources" / "wheelhouse" / "publish.py"
+    script = Path(release.__file__).parents[1] / "resources" / "wheelhouse" / "publish.py"
     spec = importlib.util.spec_from_file_location("grocker_publish_names", script)
     assert spec is not None
     assert spec.loader is not None
@@ -294,6 +294,6 @@ def test_a_huge_release_is_refused_in_linear_time(tmp_path: Path, text: str) -> 
     ],
 )
 def test_split_extras(text: str, expected: tuple[str, str]) -> None:
-    from grocker.release import split_extras
+    from grocker.config.release import split_extras
 
     assert split_extras(text) == expected

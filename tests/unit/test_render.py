@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grocker import api, render
+from grocker import api
+from grocker.chain import render
 from grocker.chain.wheelhouse import check_lock
 from grocker.config import ProjectConfig
+from grocker.config.release import parse_release
 from grocker.errors import BuildError, ConfigError
-from grocker.release import parse_release
 from grocker.wheels import WheelFile, WheelLock
 
 ROOT = "registry.example.com/grocker-trixie-3.13-root:7-abc"

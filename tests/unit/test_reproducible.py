@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from grocker import api, build
+from grocker import api
+from grocker.chain import build
 from grocker.errors import ConfigError
 from grocker.labels import OCI_CREATED
 from tests.unit.fakes import chain_engine

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from grocker import config
+from grocker.config.runtimes import select_runtime
 from grocker.errors import ConfigError
-from grocker.runtimes import select_runtime
 
 BUILT_IN = config.load_defaults().values["runtimes"]
 

@@ -13,10 +13,12 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from grocker import api, sbom, sbom_facts
+from grocker import api
+from grocker.engine.protocol import ImageInfo
 from grocker.errors import ConfigError, UsageError
-from grocker.protocol import ImageInfo
-from grocker.sbom import Distribution, NestedSbom, SbomFacts, SystemPackage
+from grocker.sbom import document as sbom
+from grocker.sbom import facts as sbom_facts
+from grocker.sbom.document import Distribution, NestedSbom, SbomFacts, SystemPackage
 from grocker.wheels import Origin
 
 NESTED_CDX = {

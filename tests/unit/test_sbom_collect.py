@@ -156,7 +156,7 @@ def test_package_code_in_the_venv_cannot_run_in_the_collector(tmp_path: Path) ->
     import subprocess
     import venv
 
-    from grocker.sbom_facts import SYSTEM_PATH
+    from grocker.sbom.facts import SYSTEM_PATH
 
     env_dir = tmp_path / "app.venv"
     venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)

@@ -23,10 +23,11 @@ from types import ModuleType
 
 import pytest
 
-from grocker import api, build, layout
+from grocker import api, layout
+from grocker.chain import build
 from grocker.chain.wheelhouse import REPORT_MARK, script_path
+from grocker.config.pipconf import PipSettings
 from grocker.naming import internal_names
-from grocker.pipconf import PipSettings
 from grocker.trust import index_domain, normalized_url
 from grocker.wheels import lock_key
 from tests.unit.fakes import FakeEngine, chain_engine

@@ -16,8 +16,8 @@ from types import ModuleType
 import installer
 import pytest
 
-from grocker import api, layout, render
-from grocker.chain import wheelhouse
+from grocker import api, layout
+from grocker.chain import render, wheelhouse
 from grocker.chain.wheelhouse import (
     REPORT_MARK,
     check_lock,
@@ -28,9 +28,9 @@ from grocker.chain.wheelhouse import (
     publisher_settings,
     script_path,
 )
+from grocker.config.pipconf import PipSettings
+from grocker.config.release import Release
 from grocker.errors import BuildError
-from grocker.pipconf import PipSettings
-from grocker.release import Release
 from grocker.wheels import COMPILED_INSTALLER_RE, WHEEL_INSTALLER_RE, WheelFile, WheelLock
 
 SHA = "a" * 64
