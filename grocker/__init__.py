@@ -6,11 +6,11 @@ which CI scripts may call directly with frozen configuration objects.
 
 from __future__ import annotations
 
-__version__ = "7.0.0.dev0"
+from grocker._version import __version__
 
 # The library: CI scripts call these with frozen configuration objects (see docs/ci.rst).
 # The operations are `run_build` and `run_purge` here (grocker.api.build and .purge), so that
-# the names `build` and `purge` stay those of the modules.
+# the name `purge` stays that of the module, and `build` is not mistaken for grocker.chain.build.
 from grocker.api import build as run_build
 from grocker.api import dry_run, load_config, prepare_build
 from grocker.api import purge as run_purge

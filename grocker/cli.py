@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from grocker import __version__, api
+from grocker import api
+from grocker._version import __version__
 from grocker.config import parse_env_options
 from grocker.config.pipconf import mask
 from grocker.errors import GrockerError, InterruptError, shown

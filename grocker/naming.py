@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from grocker import __version__
 from grocker import labels as keys
+from grocker._version import __version__
 from grocker.config.pipconf import PipSettings
 from grocker.config.release import Release
 from grocker.errors import UsageError, cut, shown

@@ -32,8 +32,8 @@ from typing import Literal
 
 from packaging.version import InvalidVersion, Version
 
-from grocker import __version__
 from grocker import labels as keys
+from grocker._version import __version__
 from grocker.engine.endpoint import from_environment
 from grocker.engine.protocol import ContainerInfo, ImageInfo, PurgeEngine, rfc3339_epoch
 from grocker.labels import INTERNAL_IMAGE_ROLES, ROLE_LABEL, RUNNER, VERSION_LABEL, WHEEL_VOLUME

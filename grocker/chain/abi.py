@@ -26,8 +26,9 @@ import elftools
 import packaging
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from grocker import __version__, layout
 from grocker import labels as keys
+from grocker import layout
+from grocker._version import __version__
 from grocker.config import ProjectConfig
 from grocker.config.families import family_of
 from grocker.config.release import Release

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from grocker import __version__
+from grocker._version import __version__
 from grocker.chain import abi, freshness, images, push, render, runner, wheel_server, wheelhouse
 from grocker.chain import sbom as sbom_step
 from grocker.chain.session import BuildRequest, BuildResult, Session

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from grocker import __version__
+from grocker._version import __version__
 from grocker.chain import render
 from grocker.chain.session import Session
 from grocker.chain.wheelhouse import reuses_lock

@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 import jinja2
 
-from grocker import __version__, layout
+from grocker import layout
+from grocker._version import __version__
 from grocker.config import ProjectConfig, Repository
 from grocker.config.families import Family, family_of
 from grocker.config.release import Release

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from grocker import __version__
+from grocker._version import __version__
 from grocker.engine._calls import EngineRefusalError, GuardedApi
 from grocker.errors import EngineError
 from grocker.labels import LEASE, LEASE_LABEL, ROLE_LABEL, VERSION_LABEL

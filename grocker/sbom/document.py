@@ -29,7 +29,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from grocker import __version__
+from grocker._version import __version__
 from grocker.config.pipconf import public_url
 from grocker.wheels import Origin
 
