@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from grocker import api, config
+from grocker.config import checks
 from grocker.errors import ConfigError, UsageError
 
 PGP_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBE50MmIBCAD+FPYK\n-----END PGP PUBLIC KEY BLOCK-----\n"
@@ -35,7 +36,8 @@ def test_defaults_come_from_the_packaged_file(tmp_path: Path) -> None:
     assert resolved.pip_constraint is None
     assert resolved.image_prefix is None
     assert resolved.image_base_name is None
-    assert set(defaults) == {*config.PROJECT_KEYS, "runtimes"}
+    # Every key the packaged file gives is known and has its check, and no check is for another key.
+    assert set(defaults) == {*checks.PROJECT_KEYS, "runtimes"} == set(checks.KNOWN_KEYS) == set(checks.CHECKS)
     assert all(source == "defaults" for source in resolved.sources.values())
 
 
