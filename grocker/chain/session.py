@@ -53,7 +53,7 @@ class BuildResult:
     dependencies: str | None = None
     """For the summary line: "locked on DATE" (an existing wheel lock) or "resolved now"."""
     wheels: dict[str, int] | None = None
-    """Where the lock's wheels came from: total, registry, downloaded, compiled, reused (grocker.fleet)."""
+    """Where the lock's wheels came from: total, registry, downloaded, compiled, reused (grocker.chain.fleet)."""
     up_to_date: bool = False
     """True when the image existed, built from the same inputs, and nothing was built."""
 

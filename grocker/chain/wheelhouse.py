@@ -256,7 +256,7 @@ def compile_wheels(session: Session, publisher: Background[Container] | None = N
     `publisher` is the publisher's container, started while the resolve runs (`standby`); it is
     released (removed in the background) once the compile has used it.
     """
-    from grocker import fleet as fleets  # requests and oras-py only when a build runs
+    from grocker.chain import fleet as fleets  # requests and oras-py only when a build runs
 
     wheelhouse = _Wheelhouse(session, publisher)
     lock, resolved = wheelhouse.compile()
@@ -283,7 +283,7 @@ def _date(locked: str | None) -> str:
 
 class _Wheelhouse:
     def __init__(self, session: Session, publisher: Background[Container] | None) -> None:
-        from grocker import fleet as fleets  # requests and oras-py only when a build runs
+        from grocker.chain import fleet as fleets  # requests and oras-py only when a build runs
 
         self.session = session
         self.publisher = publisher
@@ -352,11 +352,11 @@ class _Wheelhouse:
             self._share(builds, lock, lock_data)
         return replace(lock, added=tuple(totals.added), reused=tuple(totals.reused)), True
 
-    # The fleet's registry (grocker.fleet): fetched files go into the volume through the publisher only
+    # The fleet's registry (grocker.chain.fleet): fetched files go into the volume through the publisher only
 
     def _fleet_lock(self) -> WheelLock | None:
         """The fleet's lock of the release, its wheels fetched and published into the volume; or None."""
-        from grocker import fleet as fleets  # requests and oras-py only when a build runs
+        from grocker.chain import fleet as fleets  # requests and oras-py only when a build runs
 
         local = self.request.release.path is not None
         found = self.fleet.fetch_lock(self._lock_key()) if self.fleet is not None and not local else None
@@ -441,7 +441,7 @@ class _Wheelhouse:
 
     def sources(self, lock: WheelLock) -> dict[str, int]:
         """Where the lock's wheels came from in this build (the output line and the result file)."""
-        from grocker import fleet as fleets  # requests and oras-py only when a build runs
+        from grocker.chain import fleet as fleets  # requests and oras-py only when a build runs
 
         return fleets.count_sources(lock, self.fleet.fetched if self.fleet else set(), self.compiled)
 
@@ -553,7 +553,7 @@ class _Wheelhouse:
         """Run the publisher once: the wheel volume read-write, outboxes read-only.
 
         In the `standby` container when there are no outboxes (it mounts none), else in its own.
-        `fetched`: the files of the fleet's registry (grocker.fleet), put in the container's input.
+        `fetched`: the files of the fleet's registry (grocker.chain.fleet), put in the container's input.
         """
         compiler = self.engine.image(self.names.compiler)
         # Recorded with each wheel built here from an sdist, for the SBOM.

@@ -231,14 +231,14 @@ def _subject(registry: _Registry, digest: str) -> dict[str, Any]:
 def open_repository(reference: str, docker_config: Path | None) -> _Registry:
     """One repository of a registry (`host[:port]/path`), spoken to as the SBOM's push speaks to it.
 
-    Shared with grocker.fleet, so that Grocker has one registry client (oras-py's authentication,
+    Shared with grocker.chain.fleet, so that Grocker has one registry client (oras-py's authentication,
     with the logins of config.json in `docker_config`).
     """
     return _Registry(oras.container.Container(reference), docker_config)
 
 
 def upload_blob(registry: _Registry, blob: bytes, what: str) -> None:
-    """Upload `blob` (`what`, for messages) unless the repository has it (grocker.fleet's blobs)."""
+    """Upload `blob` (`what`, for messages) unless the repository has it (grocker.chain.fleet's blobs)."""
     _upload_blob(registry, "application/octet-stream", blob, what)
 
 

@@ -37,7 +37,7 @@ def _no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A build with a registry prefix asks the fleet's registry (grocker.fleet): unit tests give a
+    # A build with a registry prefix asks the fleet's registry (grocker.chain.fleet): unit tests give a
     # registry of their own (tests/unit/test_fleet.py) or none, never the network's.
     def unreachable(reference: str, docker_config: object) -> object:
         raise requests.ConnectionError(f"unit tests reach no registry ({reference})")

@@ -1,4 +1,4 @@
-"""The fleet's cache (grocker.fleet): keys, publish and fetch decisions, and every failure a warning.
+"""The fleet's cache (grocker.chain.fleet): keys, publish and fetch decisions, and every failure a warning.
 
 The registry here is an in-memory one that speaks the part of the OCI distribution API the fleet
 uses (blobs by digest, monolithic uploads, manifests by tag); the real one is in
@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from grocker import api
-from grocker import fleet as fleets
 from grocker.chain import build
+from grocker.chain import fleet as fleets
 from grocker.chain.session import BuildRequest, BuildResult
 from grocker.chain.wheelhouse import PUBLISH_MARK
 from grocker.naming import internal_names
