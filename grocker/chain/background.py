@@ -14,19 +14,17 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-BACKGROUND = True
-"""Make them in a thread of their own; the unit tests of the chain's order make them inline."""
-
 
 class Background(Generic[T]):
     """What `make` returns, made in the background; `close` waits for it, then removes what it made."""
 
     def __init__(self, make: Callable[[contextlib.ExitStack], T], name: str, *, inline: bool = False) -> None:
-        """Start making it; `inline` makes it here and now (an engine that takes one call at a time)."""
+        """Start making it; `inline` makes it here and now (an engine that takes one call at a time:
+        the callers pass `not engine.parallel`, the engine's own statement of it)."""
         self._made = contextlib.ExitStack()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._future: concurrent.futures.Future[T]
-        self._inline = inline or not BACKGROUND
+        self._inline = inline
         if not self._inline:
             self._future = self._pool.submit(self._make, make)
         else:

@@ -19,7 +19,6 @@ import requests
 from click.testing import CliRunner
 
 from grocker import api, cli
-from grocker.chain import background
 from grocker.chain.build import BuildRequest
 from grocker.chain.wheelhouse import script_path
 from grocker.sbom import referrers
@@ -43,13 +42,6 @@ def _no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
         raise requests.ConnectionError(f"unit tests reach no registry ({reference})")
 
     monkeypatch.setattr(referrers, "open_repository", unreachable)
-
-
-@pytest.fixture(autouse=True)
-def _wheel_server_inline(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fake engine records one sequence of calls: the wheel server starts inline, so that the
-    # order the tests assert is the same on every run (test_chain.py runs it in the background too).
-    monkeypatch.setattr(background, "BACKGROUND", False)
 
 
 @pytest.fixture(autouse=True)

@@ -120,7 +120,9 @@ class FakeEngine:
     live: list[str] = field(default_factory=list)
     failures: dict[Call, BaseException] = field(default_factory=dict)
     build_network_dns: bool = True
-    parallel: bool = True
+    parallel: bool = False
+    """False by default: the wheel server and the publisher start inline, so that the one sequence
+    of calls the tests assert is the same on every run; tests of the background set it True."""
     build_networks: dict[str, tuple[str | None, dict[str, str] | None]] = field(default_factory=dict)
     """The network and /etc/hosts entries each `what` was built with."""
     containers_made: list[dict[str, object]] = field(default_factory=list)

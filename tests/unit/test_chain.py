@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from grocker import api
-from grocker.chain import background, build, render, runner
+from grocker.chain import build, render, runner
 from grocker.chain.build import BuildRequest, BuildResult
 from grocker.chain.runner import MISSING_MODULE_MARK, SETUPTOOLS_MARK
 from grocker.engine.protocol import NO_NETWORK
@@ -737,9 +737,9 @@ def test_the_runner_records_the_gate_it_passed_and_the_next_build_skips_it(engin
 
 
 @pytest.fixture
-def in_background(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The wheel server starts in its own thread, as it does outside the unit tests."""
-    monkeypatch.setattr(background, "BACKGROUND", True)
+def in_background(engine: FakeEngine) -> None:
+    """The wheel server starts in its own thread, as it does on an engine that takes parallel calls."""
+    engine.parallel = True
 
 
 @pytest.mark.usefixtures("in_background")
@@ -795,8 +795,7 @@ def test_a_root_image_without_python_is_named_when_no_gate_ran(engine: FakeEngin
 def test_an_engine_reached_over_ssh_gets_one_call_at_a_time(
     engine: FakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(background, "BACKGROUND", True)
-    engine.parallel = False  # sshd limits the sessions of one connection
+    engine.parallel = False  # sshd limits the sessions of one connection (the fake's default too)
     calls: list[str] = []
     step = engine.step
 
