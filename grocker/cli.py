@@ -7,6 +7,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -18,10 +19,18 @@ from grocker._version import __version__
 from grocker.config import parse_env_options
 from grocker.config.pipconf import mask
 from grocker.errors import GrockerError, InterruptError, shown
-from grocker.log import logger, masked, set_mask, setup
+from grocker.log import Mask, logger, setup
 from grocker.purge import PurgeOptions
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _State:
+    """What the group gives its commands: the verbosity, and the mask every printed line goes through."""
+
+    verbosity: int
+    mask: Mask
 
 
 class _InputPath(click.Path):
@@ -45,9 +54,9 @@ class _InputPath(click.Path):
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Grocker: build a minimal Docker image of a released Python application."""
-    ctx.obj = {"verbosity": -1 if quiet else verbose}
     # URL credentials are hidden from the first line on, before the pip settings are read.
-    setup(ctx.obj["verbosity"], os.environ, mask=mask)
+    ctx.obj = _State(-1 if quiet else verbose, Mask(mask))
+    setup(ctx.obj.verbosity, os.environ, ctx.obj.mask)
 
 
 @main.command("build")
@@ -147,28 +156,66 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "--dry-run", is_flag=True, help="print the resolved configuration and the rendered Dockerfiles; touch no engine"
 )
 @click.pass_context
-def build_command(ctx: click.Context, /, release: str, config_files: tuple[Path, ...], **options: Any) -> None:
+def build_command(
+    ctx: click.Context,
+    /,
+    release: str,
+    config_files: tuple[Path, ...],
+    runtime: str | None,
+    pip_conf: Path | None,
+    pip_constraint: Path | None,
+    entrypoint: str | None,
+    volumes: tuple[str, ...],
+    ports: tuple[str, ...],
+    env: tuple[str, ...],
+    image_prefix: str | None,
+    image_base_name: str | None,
+    image_name: str | None,
+    result_file: Path | None,
+    sbom: Path | None,
+    runner: str | None,
+    build_dependencies: bool,
+    build_image: bool,
+    push: bool | None,
+    no_cache: bool,
+    refresh: bool,
+    dry_run: bool,
+) -> None:
     """Build docker image for <release> (a NAME==VERSION requirement, or a wheel or sdist path)."""
 
     def run() -> None:
-        config = api.load_config(config_files, overrides=_overrides(options))
+        # The configuration keys set on the command line; lists given there replace the configured ones.
+        overrides: dict[str, Any] = {
+            "runtime": runtime,
+            "pip_constraint": str(pip_constraint.resolve()) if pip_constraint else None,
+            "entrypoint_name": entrypoint,
+            "docker_image_prefix": image_prefix,
+            "image_base_name": image_base_name,
+            "volumes": list(volumes) or None,
+            "ports": list(ports) or None,
+            "env": parse_env_options(env) or None,
+            "sbom": str(sbom.resolve()) if sbom else None,
+            "runner": runner,
+        }
+        given = {key: value for key, value in overrides.items() if value is not None}
+        config = api.load_config(config_files, overrides=given)
         for warning in config.warnings:
             logger.warning("%s", warning)
         request = api.prepare_build(
             release,
             config,
-            image_name=options["image_name"],
-            pip_conf=options["pip_conf"],
-            result_file=options["result_file"],
-            build_dependencies=options["build_dependencies"],
-            build_image=options["build_image"],
-            push=options["push"],
-            no_cache=options["no_cache"],
-            refresh=options["refresh"],
+            image_name=image_name,
+            pip_conf=pip_conf,
+            result_file=result_file,
+            build_dependencies=build_dependencies,
+            build_image=build_image,
+            push=push,
+            no_cache=no_cache,
+            refresh=refresh,
         )
         secrets = request.pip.secrets()
-        set_mask(lambda text: mask(text, secrets))
-        if options["dry_run"]:
+        _state(ctx).mask.learn(secrets)
+        if dry_run:
             click.echo(mask(api.dry_run(request), secrets))
             return
         result = api.build(request)
@@ -205,33 +252,21 @@ def purge_command(ctx: click.Context, all_versions: bool, including_final_images
     _handle(ctx, run)
 
 
-def _overrides(options: dict[str, Any]) -> dict[str, Any]:
-    """The config keys set on the command line; lists given there replace the configured ones."""
-    values: dict[str, Any] = {
-        "runtime": options["runtime"],
-        "pip_constraint": str(options["pip_constraint"].resolve()) if options["pip_constraint"] else None,
-        "entrypoint_name": options["entrypoint"],
-        "docker_image_prefix": options["image_prefix"],
-        "image_base_name": options["image_base_name"],
-        "volumes": list(options["volumes"]) or None,
-        "ports": list(options["ports"]) or None,
-        "env": parse_env_options(options["env"]) or None,
-        "sbom": str(options["sbom"].resolve()) if options["sbom"] else None,
-        "runner": options["runner"],
-    }
-    return {key: value for key, value in values.items() if value is not None}
+def _state(ctx: click.Context) -> _State:
+    """The group's state; a command invoked alone (its own tests) gets the defaults."""
+    return ctx.find_object(_State) or _State(0, Mask(mask))
 
 
 def _handle(ctx: click.Context, run: Callable[[], None]) -> None:
-    verbosity = ctx.obj["verbosity"] if ctx.obj else 0
+    state = _state(ctx)
     previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         run()
     except GrockerError as err:
-        _report(err, verbosity)
+        _report(err, state)
         ctx.exit(err.exit_code)
     except KeyboardInterrupt:
-        _report(InterruptError("SIGINT", 130), verbosity)
+        _report(InterruptError("SIGINT", 130), state)
         ctx.exit(130)
     except Exception as err:
         _report(
@@ -239,7 +274,7 @@ def _handle(ctx: click.Context, run: Callable[[], None]) -> None:
                 f"Grocker failed unexpectedly: {type(err).__name__}: {err}. This is a bug in Grocker: "
                 "run the command again with -vv to see the traceback, and report it."
             ),
-            verbosity,
+            state,
         )
         ctx.exit(1)
     finally:
@@ -258,11 +293,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _report(err: GrockerError, verbosity: int) -> None:
-    if verbosity >= 2:
+def _report(err: GrockerError, state: _State) -> None:
+    if state.verbosity >= 2:
         # Masked too: an exception's text may quote a pip setting, token included.
-        sys.stderr.write(masked(traceback.format_exc()))
+        sys.stderr.write(state.mask(traceback.format_exc()))
     logger.error("%s", err.message)
     if err.details:
         # The tail of a build or compile log: plain lines, so they read as the tool printed them.
-        click.echo(masked("\n".join(f"  | {line}" for line in err.details.splitlines())), err=True)
+        click.echo(state.mask("\n".join(f"  | {line}" for line in err.details.splitlines())), err=True)

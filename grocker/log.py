@@ -26,14 +26,36 @@ _COLOURS = {
 }
 
 
+class Mask:
+    """What every line Grocker prints passes through: secrets hidden, control characters shown as `?`.
+
+    Installed once, by `setup`, and held by the command line for what it prints around the
+    logger (tracebacks, log tails). `hide` hides what is always hidden (URL credentials); the
+    secrets of the pip settings are added (`learn`) once they are read, which is after the
+    first lines are logged.
+    """
+
+    def __init__(self, hide: Callable[[str, Sequence[str]], str] = lambda text, secrets: text) -> None:
+        self._hide = hide
+        self._secrets: tuple[str, ...] = ()
+
+    def learn(self, secrets: Sequence[str]) -> None:
+        """Hide `secrets` too in every line from now on."""
+        self._secrets = (*self._secrets, *secrets)
+
+    def __call__(self, text: str) -> str:
+        """`text` as it may be printed."""
+        return printable(self._hide(text, self._secrets))
+
+
 class _Formatter(logging.Formatter):
-    def __init__(self, colour: bool, mask: Callable[[str], str]) -> None:
+    def __init__(self, colour: bool, mask: Mask) -> None:
         super().__init__("%(message)s")
         self.colour = colour
         self.mask = mask
 
     def format(self, record: logging.LogRecord) -> str:
-        text = printable(self.mask(super().format(record)))
+        text = self.mask(super().format(record))
         if record.levelno >= logging.WARNING:
             text = f"{record.levelname.lower()}: {text}"
         if self.colour and record.levelno in _COLOURS:
@@ -41,42 +63,22 @@ class _Formatter(logging.Formatter):
         return text
 
 
-_handler: logging.Handler | None = None
+def setup(verbosity: int, env: Mapping[str, str], mask: Mask, stream: TextIO | None = None) -> None:
+    """Configure the `grocker` logger: -q warnings only, default steps, -v engine output.
 
-
-def setup(
-    verbosity: int,
-    env: Mapping[str, str],
-    stream: TextIO | None = None,
-    mask: Callable[[str], str] = lambda text: text,
-) -> None:
-    """Configure the `grocker` logger: -q warnings only, default steps, -v engine output."""
-    global _handler
+    Every line goes through `mask`. A second setup (the CLI run again in one process, as the
+    tests do) replaces the first one's handler.
+    """
     stream = stream or sys.stderr
     colour = stream.isatty() and "NO_COLOR" not in env and env.get("TERM") != "dumb"
-    if _handler is not None:
-        logger.removeHandler(_handler)
-    _handler = logging.StreamHandler(stream)
-    _handler.setFormatter(_Formatter(colour, mask))
-    logger.addHandler(_handler)
+    for handler in list(logger.handlers):
+        if isinstance(handler.formatter, _Formatter):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_Formatter(colour, mask))
+    logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)
-
-
-def set_mask(mask: Callable[[str], str]) -> None:
-    """Mask secrets in every line logged from now on."""
-    if _handler is not None and isinstance(_handler.formatter, _Formatter):
-        _handler.formatter.mask = mask
-
-
-def masked(text: str) -> str:
-    """`text` with the secrets hidden that every logged line hides, for text printed around the logger.
-
-    Control characters become `?` too, as in every logged line.
-    """
-    if _handler is not None and isinstance(_handler.formatter, _Formatter):
-        return printable(_handler.formatter.mask(text))
-    return printable(text)
 
 
 def printable(text: str) -> str:

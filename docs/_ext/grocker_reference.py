@@ -159,15 +159,13 @@ def _preserved_logging() -> Iterator[None]:
     from grocker import log
 
     logger = logging.getLogger(log.LOGGER_NAME)
-    saved = (list(logger.handlers), logger.propagate, logger.level, getattr(log, "_handler", None))
+    saved = (list(logger.handlers), logger.propagate, logger.level)
     try:
         yield
     finally:
         logger.handlers[:] = saved[0]
         logger.propagate = saved[1]
         logger.setLevel(saved[2])
-        if hasattr(log, "_handler"):
-            log._handler = saved[3]
 
 
 def _main() -> click.Group:
