@@ -206,6 +206,8 @@ def runner_context(
         {
             "Dockerfile": _render(
                 "runner/Dockerfile.j2",
+                home=HOME,
+                app_venv=APP_VENV,
                 runtime=config.runtime,
                 root_image=root_image,
                 release=release,
