@@ -18,6 +18,7 @@ from grocker.engine._calls import is_failure, sentence
 from grocker.engine.docker import DockerEngine
 from grocker.engine.dockerlib import docker, ssh_transport
 from grocker.engine.endpoint import Endpoint, TLSFiles, engine_summary
+from grocker.engine.protocol import Engine
 from grocker.errors import EngineError
 from grocker.log import logger
 
@@ -28,7 +29,7 @@ CONNECT_TIMEOUT = 20
 _FIRST_API_VERSION = "1.39"
 
 
-def connect(endpoint: Endpoint) -> DockerEngine:
+def connect(endpoint: Endpoint) -> Engine:
     """Connect to the engine `endpoint` names, check that it answers and is recent; sweep it."""
     described = endpoint.describe()
     timeout = min(CONNECT_TIMEOUT, endpoint.timeout)
