@@ -131,7 +131,7 @@ def serve(
         client.images.get(names.root)
     except docker.errors.ImageNotFound:
         bootstrap = package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.0")
-        grocker.chain.build(str(bootstrap), "-n", grocker.name("bootstrap"), "--no-push", "--no-build-image")
+        grocker.build(str(bootstrap), "-n", grocker.name("bootstrap"), "--no-push", "--no-build-image")
     token = secrets.token_hex(20)
     files = index_files(projects)
     files["srv/server.py"] = SERVER.encode()

@@ -60,7 +60,7 @@ def _assert_gate_failed(grocker: Grocker, result: Run, image: str) -> None:
 def trixie_images(grocker: Grocker, pure_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The default trixie/3.13 configuration's root and compiler images (a passing build makes them)."""
     out = tmp_path_factory.mktemp("abi-trixie") / "result.yml"
-    grocker.chain.build(str(pure_wheel), "-n", grocker.name("abi-pure"), "--no-push", "--result-file", str(out))
+    grocker.build(str(pure_wheel), "-n", grocker.name("abi-pure"), "--no-push", "--result-file", str(out))
     return yaml.safe_load(out.read_text())
 
 
@@ -79,7 +79,7 @@ def test_undeclared_runtime_package_is_named_then_declared_builds(
     assert "libyaml-0-2 provides it: add it to dependencies.run" in failed.stderr
 
     (tmp_path / ".grocker.yml").write_text("dependencies:\n  run: [libyaml-0-2]\n  build: [libyaml-dev]\n")
-    passed = grocker.chain.build(str(sdist), "-n", name, "--no-push", cwd=tmp_path)
+    passed = grocker.build(str(sdist), "-n", name, "--no-push", cwd=tmp_path)
 
     assert "check wheels against the runtime" in passed.stderr
     assert grocker.docker_run(name).startswith("cextapp ok: libyaml 0.2.")
@@ -167,7 +167,7 @@ def test_wheel_for_another_python_abi_in_a_reused_lock_is_refused(
     # pip never picks a cp312 wheel for python 3.13, and a local cp312 RELEASE is refused up front:
     # such a wheel reaches a lock only from outside (a volume shared or edited), so put it there.
     app = package_fixture("pure-app", dist_dir, kind="wheel", version="4.0.0")
-    grocker.chain.build(str(app), "-n", grocker.name("abi-lock"), "--no-push")
+    grocker.build(str(app), "-n", grocker.name("abi-lock"), "--no-push")
     foreign = _make_wheel(tmp_path, "abioldabi", "cp312-cp312-linux_x86_64", {"abioldabi/__init__.py": b""})
     root = grocker.client.images.get(trixie_images["root_image"])
     # The wheel volume of this configuration and of the environment's pip settings (grocker.trust).

@@ -36,7 +36,7 @@ def _grocker_containers(client: docker.DockerClient) -> list[str]:
 
 def test_seed_example_ipython_from_pypi(engine: MatrixEngine) -> None:
     grocker = engine.grocker
-    result = grocker.chain.build("ipython==8.18.1", "--entrypoint", "ipython", "--no-push")
+    result = grocker.build("ipython==8.18.1", "--entrypoint", "ipython", "--no-push")
 
     assert result.stdout.strip() == "ipython:8.18.1"
     assert grocker.docker_run("ipython:8.18.1", "--version").strip() == "8.18.1"
@@ -66,7 +66,7 @@ def test_c_extension_linking_a_system_library(engine: MatrixEngine, dist_dir: Pa
     (tmp_path / ".grocker.yml").write_text("dependencies:\n  run: [libyaml-0-2]\n  build: [libyaml-dev]\n")
     name = grocker.name("cext")
 
-    result = grocker.chain.build(str(sdist), "-n", name, "--no-push", "--result-file", "out/result.yml", cwd=tmp_path)
+    result = grocker.build(str(sdist), "-n", name, "--no-push", "--result-file", "out/result.yml", cwd=tmp_path)
 
     assert re.match(r"^cextapp ok: libyaml 0\.2\.\d+, six 1\.16\.0$", grocker.docker_run(name).strip())
     audit = grocker.client.containers.run(name, ["-c", RUNNER_AUDIT], entrypoint="/bin/sh", user="root", remove=True)
@@ -134,7 +134,7 @@ def test_options_reach_the_image(grocker: Grocker, pure_wheel: Path, tmp_path: P
     (config_dir / "constraints.txt").write_text((tmp_path / "constraints.txt").read_text())
     name = grocker.name("options")
 
-    grocker.chain.build(f"{pure_wheel}[color]", "-n", name, "-c", str(config_dir / "grocker.yml"), "--no-push")
+    grocker.build(f"{pure_wheel}[color]", "-n", name, "-c", str(config_dir / "grocker.yml"), "--no-push")
 
     attrs = _inspect(grocker.client, name)["Config"]
     assert attrs["Entrypoint"] == ["pure-other"]
@@ -167,7 +167,7 @@ def test_options_reach_the_image(grocker: Grocker, pure_wheel: Path, tmp_path: P
 def test_bookworm_runtime(grocker: Grocker, pure_wheel: Path) -> None:
     name = grocker.name("bookworm")
 
-    grocker.chain.build(str(pure_wheel), "-n", name, "-r", "bookworm/3.11", "--no-push")
+    grocker.build(str(pure_wheel), "-n", name, "-r", "bookworm/3.11", "--no-push")
 
     assert grocker.docker_run(name).strip() == "pureapp 1.0.0 on python 3.11"
     assert _inspect(grocker.client, name)["Config"]["Labels"]["grocker.runtime"] == "bookworm/3.11"
@@ -176,7 +176,7 @@ def test_bookworm_runtime(grocker: Grocker, pure_wheel: Path) -> None:
 def test_local_wheel_as_release(grocker: Grocker, pure_wheel: Path) -> None:
     name = grocker.name("wheel")
 
-    grocker.chain.build(str(pure_wheel), "-n", name, "--no-push")
+    grocker.build(str(pure_wheel), "-n", name, "--no-push")
 
     assert grocker.docker_run(name).strip() == "pureapp 1.0.0 on python 3.13"
 
@@ -185,8 +185,8 @@ def test_second_build_compiles_nothing(grocker: Grocker, dist_dir: Path) -> None
     wheel = package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.1")
     first, second = grocker.name("again"), grocker.name("again")
 
-    grocker.chain.build(str(wheel), "-n", first, "--no-push")
-    result = grocker.chain.build(str(wheel), "-n", second, "--no-push")
+    grocker.build(str(wheel), "-n", first, "--no-push")
+    result = grocker.build(str(wheel), "-n", second, "--no-push")
 
     # The release has a wheel lock: it is reused as it is (no pip, no publisher), and said so.
     assert re.search(
@@ -202,8 +202,8 @@ def test_new_version_reuses_the_dependency_layer(engine: MatrixEngine, dist_dir:
     new = package_fixture("pure-app", dist_dir, kind="wheel", version="2.1.0")
     old_name, new_name = grocker.name("bump", "2.0.0"), grocker.name("bump", "2.1.0")
 
-    grocker.chain.build(str(old), "-n", old_name, "--no-push")
-    result = grocker.chain.build(str(new), "-n", new_name, "--no-push")
+    grocker.build(str(old), "-n", old_name, "--no-push")
+    result = grocker.build(str(new), "-n", new_name, "--no-push")
 
     old_layers, new_layers = _layers(grocker.client, old_name), _layers(grocker.client, new_name)
     assert len(old_layers) == len(new_layers)
@@ -216,23 +216,23 @@ def test_new_version_reuses_the_dependency_layer(engine: MatrixEngine, dist_dir:
 def test_push_digest_and_split_phases(engine: MatrixEngine, registry: str, pure_wheel: Path, tmp_path: Path) -> None:
     grocker = engine.grocker
     pushed = f"{registry}/{grocker.name('pushed')}"
-    grocker.chain.build(str(pure_wheel), "-n", pushed, "--result-file", str(tmp_path / "pushed.yml"))
+    grocker.build(str(pure_wheel), "-n", pushed, "--result-file", str(tmp_path / "pushed.yml"))
     results = yaml.safe_load((tmp_path / "pushed.yml").read_text())
     assert results["hash"] == manifest_digest(pushed)
     assert results["hash"].startswith("sha256:")
 
     local = grocker.name("local")
-    grocker.chain.build(str(pure_wheel), "-n", local, "--no-push", "--result-file", str(tmp_path / "local.yml"))
+    grocker.build(str(pure_wheel), "-n", local, "--no-push", "--result-file", str(tmp_path / "local.yml"))
     assert "hash" not in yaml.safe_load((tmp_path / "local.yml").read_text())
 
     split = f"{registry}/{grocker.name('split')}"
-    grocker.chain.build(str(pure_wheel), "-n", split, "--no-build-image", "--result-file", str(tmp_path / "deps.yml"))
+    grocker.build(str(pure_wheel), "-n", split, "--no-build-image", "--result-file", str(tmp_path / "deps.yml"))
     deps = yaml.safe_load((tmp_path / "deps.yml").read_text())
     assert "compiler_image" in deps
     assert {"hash", "image_id"}.isdisjoint(deps)
     with pytest.raises(docker.errors.ImageNotFound):
         grocker.client.images.get(split)
-    grocker.chain.build(
+    grocker.build(
         str(pure_wheel), "-n", split, "--no-build-dependencies", "--push", "--result-file", str(tmp_path / "img.yml")
     )
     image = yaml.safe_load((tmp_path / "img.yml").read_text())
@@ -296,14 +296,14 @@ def test_entrypoint_importing_pkg_resources_names_the_setuptools_without_it(
     # The fix the message gives: the constraint, through pip_constraint.
     (tmp_path / "constraints.txt").write_text("setuptools<82\n")
     (tmp_path / ".grocker.yml").write_text("pip_constraint: constraints.txt\n")
-    grocker.chain.build(str(wheel), "-n", name, "--no-push", cwd=tmp_path)
+    grocker.build(str(wheel), "-n", name, "--no-push", cwd=tmp_path)
     assert grocker.docker_run(name).strip().splitlines()[-1] == "1.0.0"
 
 
 def test_a_version_range_names_the_version_it_built(grocker: Grocker) -> None:
     name = grocker.name("range", "latest")
 
-    result = grocker.chain.build("six>=1.15,<1.17", "-e", "python", "-n", name, "--no-push")
+    result = grocker.build("six>=1.15,<1.17", "-e", "python", "-n", name, "--no-push")
 
     # six 1.16.0 may already be in the volume (another test's dependency), and the reused count
     # includes the runner's installer (the pip wheel): new or reused, in the right number.
@@ -320,7 +320,7 @@ def test_result_file_is_sorted_yaml(grocker: Grocker, pure_wheel: Path, tmp_path
     name = grocker.name("result")
     target = tmp_path / "deep" / "folder" / "result.yml"
 
-    grocker.chain.build(str(pure_wheel), "-n", name, "--no-push", "--result-file", str(target))
+    grocker.build(str(pure_wheel), "-n", name, "--no-push", "--result-file", str(target))
 
     text = target.read_text()
     keys = [line.split(":")[0] for line in text.splitlines() if not line.startswith(" ")]

@@ -217,7 +217,7 @@ def test_an_engine_that_stops_answering_fails_after_the_client_timeout(
     client, runtime = grocker.client, faults_project.runtime
     # After the cuts, the next build succeeds; and with the internal images built, no step of
     # the build below is silent for the short timeout before the engine stops answering.
-    grocker.chain.build(str(app), "-n", grocker.name("after-cuts"), "--no-push", cwd=faults_project.path)
+    grocker.build(str(app), "-n", grocker.name("after-cuts"), "--no-push", cwd=faults_project.path)
     build = Background(
         ["build", str(app), "-n", grocker.name("stall"), "--no-push", "--refresh"],
         faults_project.path,

@@ -282,7 +282,7 @@ def test_compile_failure_keeps_the_previous_image(
     grocker: Grocker, project: Project, pure_wheel: Path, dist_dir: Path
 ) -> None:
     name = grocker.name("compile-failure")
-    grocker.chain.build(str(pure_wheel), "-n", name, "--no-push", cwd=project.path)
+    grocker.build(str(pure_wheel), "-n", name, "--no-push", cwd=project.path)
     previous = _image_id(grocker.client, name)
     cext = package_fixture("cext-app", dist_dir)
 
@@ -291,7 +291,7 @@ def test_compile_failure_keeps_the_previous_image(
     _assert_failed(run, 5, "Compiling the wheels of grocker-fixture-cext==1.0.0 failed", "yaml.h", "dependencies.build")
     assert _image_id(grocker.client, name) == previous
     _assert_no_containers(grocker.client, project.runtime)
-    grocker.chain.build(str(pure_wheel), "-n", grocker.name("after-compile-failure"), "--no-push", cwd=project.path)
+    grocker.build(str(pure_wheel), "-n", grocker.name("after-compile-failure"), "--no-push", cwd=project.path)
     assert _audit_volume(grocker.client, project)["bad"] == []
 
 
@@ -299,7 +299,7 @@ def test_runner_failure_keeps_the_previous_image(
     grocker: Grocker, projects: Projects, project: Project, pure_wheel: Path
 ) -> None:
     name = grocker.name("runner-failure")
-    grocker.chain.build(str(pure_wheel), "-n", name, "--no-push", cwd=project.path)
+    grocker.build(str(pure_wheel), "-n", name, "--no-push", cwd=project.path)
     previous = _image_id(grocker.client, name)
     no_python = projects.make("nopy", NO_PYTHON)
 
@@ -369,7 +369,7 @@ def test_push_failure(
     assert not result_file.exists() or "hash" not in yaml.safe_load(result_file.read_text())
     assert name not in run.stdout
     _assert_no_containers(grocker.client, project.runtime)
-    grocker.chain.build(str(pure_wheel), "-n", grocker.name("after-push-failure"), "--no-push", cwd=project.path)
+    grocker.build(str(pure_wheel), "-n", grocker.name("after-push-failure"), "--no-push", cwd=project.path)
 
 
 # Interruptions
@@ -409,7 +409,7 @@ def test_interrupt_during_compile(
     audit = _audit_volume(grocker.client, project)
     assert audit["bad"] == []
     assert audit["staging"] == []
-    grocker.chain.build(str(pure_wheel), "-n", grocker.name("after-interrupted-compile"), "--no-push", cwd=project.path)
+    grocker.build(str(pure_wheel), "-n", grocker.name("after-interrupted-compile"), "--no-push", cwd=project.path)
     audit = _audit_volume(grocker.client, project)
     assert audit["bad"] == []
     assert audit["staging"] == []
@@ -450,4 +450,4 @@ def test_interrupt_during_runner_build(
     _assert_failed(run, code, f"Interrupted by {signal.Signals(signum).name}")
     _assert_no_containers(grocker.client, project.runtime)
     assert _image_id(grocker.client, name) is None
-    grocker.chain.build(str(pure_wheel), "-n", grocker.name("after-interrupted-runner"), "--no-push", cwd=project.path)
+    grocker.build(str(pure_wheel), "-n", grocker.name("after-interrupted-runner"), "--no-push", cwd=project.path)

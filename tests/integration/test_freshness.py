@@ -94,7 +94,7 @@ def test_freshness_is_explicit_and_an_up_to_date_rebuild_starts_nothing(
     options = ("-e", "fresh-app", "--no-push", "--pip-conf", str(pip_conf))
 
     # 1. A first release: resolved against the index.
-    built = grocker.chain.build(f"{APP}=={first_app}", "-n", image, *options)
+    built = grocker.build(f"{APP}=={first_app}", "-n", image, *options)
     assert _says(built.stderr, r"done .*; dependencies resolved now"), built.stderr
     assert grocker.docker_run(image).strip() == f"freshapp {first_app} with {DEPENDENCY} {first_dep}"
     first_id = grocker.client.images.get(image).id
@@ -103,7 +103,7 @@ def test_freshness_is_explicit_and_an_up_to_date_rebuild_starts_nothing(
     index.publish(DEPENDENCY, package_fixture("pure-app", dist_dir, kind="wheel", version=second_dep))
     before = time.time_ns()
     result_file = grocker.workdir / f"fresh-{run}.yml"
-    again = grocker.chain.build(f"{APP}=={first_app}", "-n", image, *options, "--result-file", str(result_file))
+    again = grocker.build(f"{APP}=={first_app}", "-n", image, *options, "--result-file", str(result_file))
     after = time.time_ns()
     assert f"{image} is up to date (built from the same inputs by Grocker {__version__}): nothing to build" in (
         again.stderr
@@ -114,18 +114,18 @@ def test_freshness_is_explicit_and_an_up_to_date_rebuild_starts_nothing(
 
     # 3. The same release under another name: built from its lock, not from the newer index.
     copy = grocker.name("fresh-copy", first_app)
-    locked = grocker.chain.build(f"{APP}=={first_app}", "-n", copy, *options)
+    locked = grocker.build(f"{APP}=={first_app}", "-n", copy, *options)
     assert _says(locked.stderr, r"done .*; dependencies locked on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"), locked.stderr
     assert grocker.docker_run(copy).strip() == f"freshapp {first_app} with {DEPENDENCY} {first_dep}"
 
     # 4. A new release: resolved against the index, so it gets the newer dependency.
     second = grocker.name("fresh", second_app)
-    bumped = grocker.chain.build(f"{APP}=={second_app}", "-n", second, *options)
+    bumped = grocker.build(f"{APP}=={second_app}", "-n", second, *options)
     assert _says(bumped.stderr, r"done .*; dependencies resolved now"), bumped.stderr
     assert grocker.docker_run(second).strip() == f"freshapp {second_app} with {DEPENDENCY} {second_dep}"
 
     # 5. --refresh: the first release resolved again, into a new image under its name.
-    refreshed = grocker.chain.build(f"{APP}=={first_app}", "-n", image, *options, "--refresh")
+    refreshed = grocker.build(f"{APP}=={first_app}", "-n", image, *options, "--refresh")
     assert _says(refreshed.stderr, r"done .*; dependencies resolved now"), refreshed.stderr
     assert grocker.docker_run(image).strip() == f"freshapp {first_app} with {DEPENDENCY} {second_dep}"
     assert grocker.client.images.get(image).id != first_id

@@ -49,7 +49,7 @@ def test_minimal_ipython_has_no_shell_and_runs(engine: MatrixEngine, tmp_path: P
     name = grocker.name("minimal-ipython", "8.18.1")
     sbom = tmp_path / "sbom.json"
 
-    grocker.chain.build(
+    grocker.build(
         "ipython==8.18.1", "--runner", "minimal", "-e", "ipython", "-n", name, "--no-push", "--sbom", str(sbom)
     )
 
@@ -131,7 +131,7 @@ def test_minimal_uvicorn_standard_loads_its_extensions_answers_http_and_is_pushe
     name = f"{registry}/{grocker.name('minimal-uvicorn', '0.32.0')}"
     release = ("uvicorn[standard]==0.32.0", "--runner", "minimal", "-e", "uvicorn", "-n", name)
 
-    grocker.chain.build(*release, "--result-file", str(tmp_path / "pushed.yml"))
+    grocker.build(*release, "--result-file", str(tmp_path / "pushed.yml"))
 
     output = grocker.docker_run(name, "-c", UVICORN_PROBE, entrypoint="/home/grocker/app.venv/bin/python")
     assert output.strip().splitlines()[-1] == "minimal ok", output
@@ -139,8 +139,8 @@ def test_minimal_uvicorn_standard_loads_its_extensions_answers_http_and_is_pushe
     assert pushed["hash"] == manifest_digest(name)
     layers = grocker.client.api.inspect_image(name)["RootFS"]["Layers"]
 
-    again = grocker.chain.build(*release, "--no-push")
-    refreshed = grocker.chain.build(*release, "--no-push", "--refresh")
+    again = grocker.build(*release, "--no-push")
+    refreshed = grocker.build(*release, "--no-push", "--refresh")
 
     assert "is up to date" in again.stderr
     assert "is up to date" not in refreshed.stderr
@@ -166,7 +166,7 @@ def test_minimal_sdist_with_a_run_library_builds_and_without_it_fails_at_the_gat
     assert name not in {tag for image in grocker.client.images.list() for tag in image.tags}
 
     (tmp_path / ".grocker.yml").write_text("runner: minimal\ndependencies:\n  run: [libpq5]\n  build: [libpq-dev]\n")
-    grocker.chain.build("psycopg2==2.9.10", "-e", "python", "-n", name, "--no-push", cwd=tmp_path)
+    grocker.build("psycopg2==2.9.10", "-e", "python", "-n", name, "--no-push", cwd=tmp_path)
 
     assert grocker.docker_run(name, "-c", PSYCOPG_PROBE).strip() == "libpq 17"
     files = _files(grocker.client, name)

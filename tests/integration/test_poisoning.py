@@ -117,7 +117,7 @@ def test_private_index_without_pip_and_a_fresh_volume(
         grocker.client.volumes.get(names.volume).remove()
     image = grocker.name("private-only")
 
-    result = grocker.chain.build(f"{PURE}=={PURE_VERSION}", "-n", image, "--no-push", "--pip-conf", str(pip_conf))
+    result = grocker.build(f"{PURE}=={PURE_VERSION}", "-n", image, "--no-push", "--pip-conf", str(pip_conf))
 
     assert grocker.docker_run(image).strip() == f"pureapp {PURE_VERSION} on python 3.13"
     assert index.token not in result.output
@@ -162,7 +162,7 @@ def test_a_package_cannot_poison_the_wheel_volume(grocker: Grocker, index: Priva
 
     # Another project needing six==1.16.0, on the same configuration and volume.
     pure_image = grocker.name("after-evil")
-    pure = grocker.chain.build(f"{PURE}=={PURE_VERSION}", "-n", pure_image, "--no-push", "--pip-conf", str(pip_conf))
+    pure = grocker.build(f"{PURE}=={PURE_VERSION}", "-n", pure_image, "--no-push", "--pip-conf", str(pip_conf))
 
     assert index.token not in pure.output
     assert _volume_sha256(grocker, names, "six-1.16.0-py2.py3-none-any.whl") == _six_sha256(index)

@@ -48,7 +48,7 @@ def test_push_phase_alone_pushes_where_the_name_or_the_prefix_says(
     local = grocker.name("pushphase")  # no registry in the final name
 
     # 1. Build everything under the prefix, without pushing: the registry gets nothing.
-    built = grocker.chain.build(
+    built = grocker.build(
         str(pure_wheel), "--image-prefix", prefix, "-n", local, "--no-push", "--result-file", str(tmp_path / "b.yml")
     )
     result = yaml.safe_load((tmp_path / "b.yml").read_text())

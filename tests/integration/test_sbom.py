@@ -86,7 +86,7 @@ def test_sbom_matches_the_image_and_is_pushed_with_it(
     image = f"{registry}/{grocker.name('sbom')}"
     first, second, third = (tmp_path / f"sbom-{n}.json" for n in (1, 2, 3))
 
-    grocker.chain.build(str(wheel), "-n", image, "--sbom", str(first), "--result-file", str(tmp_path / "result.yml"))
+    grocker.build(str(wheel), "-n", image, "--sbom", str(first), "--result-file", str(tmp_path / "result.yml"))
 
     text = first.read_text()
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
@@ -124,9 +124,7 @@ def test_sbom_matches_the_image_and_is_pushed_with_it(
     # Byte-identical for the same image, run after run, also in the push phase alone, where the
     # lock is read from the wheel volume. (A rebuild is another image: its creation time differs.)
     for target in (second, third):
-        grocker.chain.build(
-            str(wheel), "-n", image, "--no-build-dependencies", "--no-build-image", "--sbom", str(target)
-        )
+        grocker.build(str(wheel), "-n", image, "--no-build-dependencies", "--no-build-image", "--sbom", str(target))
         assert json.loads(target.read_text()) == document
         assert target.read_bytes() == first.read_bytes()
 
@@ -152,9 +150,7 @@ def test_wheel_compiled_from_an_sdist_names_its_compiler(grocker: Grocker, dist_
     image = grocker.name("sbom-sdist")
     target = tmp_path / "sbom.json"
 
-    grocker.chain.build(
-        str(sdist), "-n", image, "--no-push", "--sbom", str(target), "--result-file", str(tmp_path / "r.yml")
-    )
+    grocker.build(str(sdist), "-n", image, "--no-push", "--sbom", str(target), "--result-file", str(tmp_path / "r.yml"))
 
     root = json.loads(target.read_text())["metadata"]["component"]
     compiler = yaml.safe_load((tmp_path / "r.yml").read_text())["compiler_image"]
@@ -178,11 +174,11 @@ def test_package_code_cannot_forge_the_sbom_of_the_push_phase(grocker: Grocker, 
         package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.9"), tmp_path, "zz_forger.pth", FORGER
     )
     image = grocker.name("sbom-forge")
-    grocker.chain.build(str(wheel), "-n", image, "--no-push")
+    grocker.build(str(wheel), "-n", image, "--no-push")
     target = tmp_path / "sbom.json"
 
     # The push phase alone: no gate, so a container of the runner collects the facts.
-    grocker.chain.build(str(wheel), "-n", image, "--no-build-dependencies", "--no-build-image", "--sbom", str(target))
+    grocker.build(str(wheel), "-n", image, "--no-build-dependencies", "--no-build-image", "--sbom", str(target))
 
     text = target.read_text()
     assert "forged" not in text

@@ -75,14 +75,12 @@ def test_a_curated_index_never_gets_what_only_another_projects_index_offered(
 
     # 1. The project with the extra index: the higher version, from the extra index.
     first = grocker.name("trust-extra", FIRST_APP)
-    grocker.chain.build(
-        f"{APP}=={FIRST_APP}", "-n", first, "-e", "fresh-app", "--no-push", "--pip-conf", str(with_extra)
-    )
+    grocker.build(f"{APP}=={FIRST_APP}", "-n", first, "-e", "fresh-app", "--no-push", "--pip-conf", str(with_extra))
     assert grocker.docker_run(first).strip() == f"freshapp {FIRST_APP} with {DEPENDENCY} {EXTRA_DEP}"
 
     # 2. The project pinned to the curated index, same runtime configuration, same engine.
     second = grocker.name("trust-curated", SECOND_APP)
-    built = grocker.chain.build(
+    built = grocker.build(
         f"{APP}=={SECOND_APP}", "-n", second, "-e", "fresh-app", "--no-push", "--pip-conf", str(curated_only)
     )
     assert grocker.docker_run(second).strip() == f"freshapp {SECOND_APP} with {DEPENDENCY} {CURATED_DEP}"
