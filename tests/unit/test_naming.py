@@ -71,38 +71,6 @@ def test_unpinned_release_has_no_default_name(default_config: ProjectConfig) -> 
     )
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("app", "app:latest"),
-        ("app:1.0", "app:1.0"),
-        ("registry.example.com/team/app:1.0", "registry.example.com/team/app:1.0"),
-        ("localhost:5000/app", "localhost:5000/app:latest"),
-        ("my_team/app-name:v1_2.3", "my_team/app-name:v1_2.3"),
-    ],
-)
-def test_valid_image_names(name: str, expected: str) -> None:
-    assert reference.check_image_name(name) == expected
-
-
-@pytest.mark.parametrize("name", ["App:1.0", "app:1.0+local", "app name", "app:", "-app", "app:.1", "registry/app//x"])
-def test_invalid_image_names(name: str) -> None:
-    with pytest.raises(UsageError, match="is not a valid Docker reference"):
-        reference.check_image_name(name)
-
-
-@pytest.mark.parametrize("prefix", ["registry.example.com", "localhost:5000/team", "myaccount", "a.b/c/d"])
-def test_valid_prefixes(prefix: str) -> None:
-    reference.check_prefix(prefix)
-    assert reference.is_valid_prefix(prefix)
-
-
-@pytest.mark.parametrize("prefix", ["https://registry.example.com", "registry.example.com/Team", "a/", "team app"])
-def test_invalid_prefixes(prefix: str) -> None:
-    with pytest.raises(UsageError, match="is not a registry or namespace"):
-        reference.check_prefix(prefix)
-
-
 def test_internal_names(default_config: ProjectConfig) -> None:
     config = dataclasses.replace(default_config, image_prefix="registry.example.com/ci")
     digest = naming.config_hash(config)
