@@ -22,7 +22,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-import elftools
 import packaging
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
@@ -229,6 +228,10 @@ def cache_volume(names: InternalNames) -> str:
 
 def checker_files() -> dict[str, bytes]:
     """The checker script, the SBOM collector it may import, and the libraries they import."""
+    # Here, not at the top: pyelftools is only copied into a container, and `import grocker`
+    # (which imports the chain) stays without it.
+    import elftools
+
     package = resources.files("grocker")
     files = {
         "check.py": package.joinpath("resources/abi/check.py").read_bytes(),

@@ -416,8 +416,12 @@ def test_a_silent_output_on_an_engine_that_answers_is_waited_for() -> None:
 
 
 def test_import_grocker_stays_light() -> None:
-    # docker-py (and requests, urllib3) come in only when a command reaches an engine.
-    code = "import sys, grocker, grocker.api, grocker.cli; print(sorted({'docker', 'requests'} & set(sys.modules)))"
+    # docker-py (and requests, urllib3) come in only when a command reaches an engine; pyelftools
+    # only when the ABI gate copies it into its container.
+    code = (
+        "import sys, grocker, grocker.api, grocker.cli; "
+        "print(sorted({'docker', 'requests', 'elftools'} & set(sys.modules)))"
+    )
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert ran.stdout.strip() == "[]"
