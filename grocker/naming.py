@@ -109,7 +109,7 @@ def _minimal_digest() -> str:
     digest = hashlib.sha256()
     package = resources.files("grocker")
     for folder in _MINIMAL_RESOURCES:
-        for item in sorted(package.joinpath("resources", folder).iterdir(), key=lambda item: item.name):
+        for item in sorted(package.joinpath(f"resources/{folder}").iterdir(), key=lambda item: item.name):
             if item.is_file():
                 digest.update(f"{folder}/{item.name}\0".encode() + item.read_bytes())
     return digest.hexdigest()

@@ -28,6 +28,7 @@ from grocker.wheels import (
     WheelFile,
     WheelLock,
 )
+from grocker.wire.minimal import MinimalRequest
 
 WHEEL_SERVER_HOST = "grocker-wheels"
 WHEEL_SERVER_URL = f"http://{WHEEL_SERVER_HOST}"
@@ -127,7 +128,7 @@ def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
 
 def minimal_context(config: ProjectConfig, root_image: str) -> BuildContext:
     """The minimal base: stage 1 FROM root assembles the kept packages' files, stage 2 FROM scratch copies them."""
-    request = {
+    request: MinimalRequest = {
         "packages": list(config.all_run_packages),
         "python": config.runtime.python,
         "home": HOME,
