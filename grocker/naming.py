@@ -79,10 +79,11 @@ def config_hash(config: ProjectConfig) -> str:
 # the layout and the families' commands are rendered in.
 _IMAGE_MODULES = ("layout.py", "families.py")
 # Resource folders outside the configuration hash: copied into containers when they run, never
-# into an image (the SBOM collector runs in the gate's container or with `python -c`), so that
-# changing them rebuilds nothing; or (`minimal`) making the minimal base alone, whose name has
+# into an internal image (the SBOM collector runs in the gate's container or with `python -c`; the
+# runner's install steps and entrypoint check are in the runner's own build), so that changing
+# them rebuilds nothing internal; or (`minimal`) making the minimal base alone, whose name has
 # their own digest (see `_minimal_digest`), so that changing them rebuilds neither root nor compiler.
-_IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi", "sbom", "minimal"})
+_IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi", "sbom", "minimal", "install", "entrypoint"})
 _MINIMAL_RESOURCES = ("minimal",)
 
 
