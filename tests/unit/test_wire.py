@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -87,8 +88,9 @@ def test_the_checker_answers_the_hosts_request_with_the_hosts_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, locked: bool
 ) -> None:
     """The request the host makes, its folders moved to a temporary volume, gives a report the host reads."""
-    check, collect = _program("abi/check.py"), _program("sbom/collect.py")
-    monkeypatch.setitem(__import__("sys").modules, "collect", collect)  # copied beside the checker in its container
+    check = _program("abi/check.py")
+    # The checker imports the collector from its own folder, where the host copies it.
+    monkeypatch.syspath_prepend(str(RESOURCES / "sbom"))
     name, pip = _wheel(tmp_path, "demo", "1.0"), _wheel(tmp_path, "pip", "25.0")
     lock = WheelLock(application=WheelFile(name, "a" * 64), dependencies=(), installer=WheelFile(pip, "b" * 64))
     request = chain_abi.checker_request("demo-1", lock if locked else None, sbom=True)
@@ -101,7 +103,10 @@ def test_the_checker_answers_the_hosts_request_with_the_hosts_report(
     moved["sbom"] = {**request["sbom"], "wheel_dir": str(tmp_path), "lock_dir": str(locks)}
     (tmp_path / "request.json").write_text(json.dumps(moved))
 
-    assert check.main(["check.py", str(tmp_path / "request.json")]) == 0
+    try:
+        assert check.main(["check.py", str(tmp_path / "request.json")]) == 0
+    finally:
+        sys.modules.pop("collect", None)
 
     report = chain_abi.parse_result(capsys.readouterr().out.splitlines())
     assert report is not None

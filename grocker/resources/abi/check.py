@@ -26,10 +26,10 @@ import posixpath
 import re
 import sys
 import zipfile
-from typing import IO, TYPE_CHECKING, Any, Iterable
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable
 
 from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection, DynamicTag
+from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection, GNUVerSymSection
 from packaging.tags import Tag, parse_tag, sys_tags
@@ -37,6 +37,9 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 if TYPE_CHECKING:
     from grocker.resources.sbom.collect import CollectRequest
+
+    Collector = Callable[[CollectRequest, Dict[str, zipfile.ZipFile]], Dict[str, Any]]
+    """The SBOM collector's collect(): facts for its request from wheels already open."""
 if TYPE_CHECKING or sys.version_info >= (3, 8):
     from typing import TypedDict
 
@@ -107,14 +110,15 @@ def elf_facts(stream: IO[bytes]) -> dict[str, Any]:
         if isinstance(section, DynamicSection):
             for tag in section.iter_tags():
                 kind = tag.entry.d_tag
+                if kind in ("DT_NEEDED", "DT_RPATH", "DT_RUNPATH", "DT_SONAME"):
+                    # pyelftools sets the tag's string as an attribute named after it (needed, rpath...).
+                    text = str(getattr(tag, kind[len("DT_") :].lower()))
                 if kind == "DT_NEEDED":
-                    facts["needed"].append(_tag_text(tag, "needed"))
-                elif kind == "DT_RPATH":
-                    facts["rpath"].extend(entry for entry in _tag_text(tag, "rpath").split(":") if entry)
-                elif kind == "DT_RUNPATH":
-                    facts["runpath"].extend(entry for entry in _tag_text(tag, "runpath").split(":") if entry)
+                    facts["needed"].append(text)
+                elif kind in ("DT_RPATH", "DT_RUNPATH"):
+                    facts[kind[len("DT_") :].lower()].extend(entry for entry in text.split(":") if entry)
                 elif kind == "DT_SONAME":
-                    facts["soname"] = _tag_text(tag, "soname")
+                    facts["soname"] = text
         elif isinstance(section, GNUVerNeedSection):
             for needed, auxiliaries in section.iter_versions():
                 versions = facts["needs"].setdefault(needed.name, [])
@@ -125,11 +129,6 @@ def elf_facts(stream: IO[bytes]) -> dict[str, Any]:
                 if first is not None and not defined["vd_flags"] & VER_FLG_BASE:
                     facts["defines"].append(first.name)
     return facts
-
-
-def _tag_text(tag: DynamicTag, name: str) -> str:
-    """The string pyelftools sets on a dynamic tag as an attribute named after its kind (needed, rpath...)."""
-    return str(getattr(tag, name))
 
 
 def symbols_needing(stream: IO[bytes], library: str, versions: set[str]) -> list[str]:
@@ -444,14 +443,16 @@ def lock_wheels(lock_dir: str, key: str) -> list[str] | None:
     return [entry["file"] for entry in entries]
 
 
-def main(argv: list[str]) -> int:
-    """Check the wheels the request file argv[1] names; print RESULT_MARK and the report."""
-    with open(argv[1]) as stream:
-        request: AbiRequest = json.load(stream)
+def check(request: AbiRequest, collector: Collector | None = None) -> dict[str, Any]:
+    """The report for `request`: what the runtime's loader would say of its wheels.
+
+    With the request's `sbom` and nothing found, the report holds `collector`'s facts for it,
+    from the wheels already open: the build then starts no container for them (the root image's
+    package database is the runner's).
+    """
     wheels = request.get("wheels") or lock_wheels(request["lock_dir"], request["lock"])
     if wheels is None:
-        print(RESULT_MARK + json.dumps({"lock_missing": True}), flush=True)
-        return 0
+        return {"lock_missing": True}
     machine, elfclass, tags = runtime_facts()
     system = System(system_libraries(loader_dirs()), machine, elfclass)
     findings: list[dict[str, Any]] = []
@@ -473,18 +474,25 @@ def main(argv: list[str]) -> int:
         "findings": findings + found,
         "checked": counts,
     }
-    if request.get("sbom") and not report["findings"]:
-        # The SBOM's facts, from the wheels already open: the build then starts no container for
-        # them (the root image's package database is the runner's).
+    if request.get("sbom") and collector is not None and not report["findings"]:
+        report["sbom"] = collector(request["sbom"], archives)
+    for archive in archives.values():
+        archive.close()
+    return report
+
+
+def main(argv: list[str]) -> int:
+    """Check the wheels the request file argv[1] names; print RESULT_MARK and the report."""
+    with open(argv[1]) as stream:
+        request: AbiRequest = json.load(stream)
+    collector = None
+    if request.get("sbom"):
         if TYPE_CHECKING:
             from grocker.resources.sbom import collect
         else:
             import collect  # copied beside this script
-
-        report["sbom"] = collect.collect(request["sbom"], archives)
-    for archive in archives.values():
-        archive.close()
-    print(RESULT_MARK + json.dumps(report, sort_keys=True), flush=True)
+        collector = collect.collect
+    print(RESULT_MARK + json.dumps(check(request, collector), sort_keys=True), flush=True)
     return 0
 
 
