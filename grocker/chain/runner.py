@@ -127,6 +127,7 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served,
 # command and runs load.py's text, which imports the console script's entry point and reports a
 # module missing from the image (MISSING_MODULE_MARK, SETUPTOOLS_MARK).
 def _entrypoint_program(name: str) -> str:
+    """The text of the entrypoint check's program resources/entrypoint/NAME.py."""
     return resources.files("grocker").joinpath(f"resources/entrypoint/{name}.py").read_text("utf-8")
 
 
