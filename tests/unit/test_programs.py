@@ -7,13 +7,19 @@ import calendar
 import hashlib
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 import time
+import venv
 import zipfile
 from pathlib import Path
 from types import ModuleType
 
+import installer
 import pytest
+
+from grocker import render
 
 RESOURCES = Path(__file__).resolve().parents[2] / "grocker" / "resources"
 
@@ -92,3 +98,43 @@ def test_the_assembler_reads_a_packages_list_from_the_info_folder_it_is_given(tm
     assert assemble.package_files("bar", "all", str(tmp_path)) == ["/usr/bin/bar"]
     assert assemble.owner_of("/usr/bin/bar", packages, str(tmp_path)) == "bar"
     assert assemble.owner_of("/usr/bin/none", packages, str(tmp_path)) is None
+
+
+def _pure_wheel(folder: Path) -> Path:
+    """A minimal valid wheel: one module, its metadata, WHEEL and RECORD."""
+    path = folder / "demo-1.0-py3-none-any.whl"
+    files = {
+        "demo/__init__.py": "VALUE = 1\n",
+        "demo-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
+        "demo-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+        archive.writestr(
+            "demo-1.0.dist-info/RECORD", "".join(f"{name},,\n" for name in files) + "demo-1.0.dist-info/RECORD,,\n"
+        )
+    return path
+
+
+def test_install_installs_with_the_given_installer_and_compiles_what_it_installed(tmp_path: Path) -> None:
+    """The program's text, run by a venv's Python as the runner's step runs it, with pypa/installer from a folder."""
+    archive = tmp_path / "installer-archive"
+    shutil.copytree(Path(installer.__file__).parent, archive / "installer")
+    env_dir = tmp_path / "app.venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+
+    done = subprocess.run(
+        [str(python), "-c", render._INSTALL, str(archive), str(_pure_wheel(tmp_path))],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "SOURCE_DATE_EPOCH": "1700000000"},
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    site = next(env_dir.glob("lib/python3*/site-packages"))
+    assert (site / "demo" / "__init__.py").read_text() == "VALUE = 1\n"
+    assert (site / "demo-1.0.dist-info" / "INSTALLER").read_text() == "grocker\n"
+    assert list((site / "demo" / "__pycache__").glob("__init__.*.pyc"))

@@ -19,7 +19,7 @@ import os
 import pathlib
 import sys
 import sysconfig
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 
 def install(archive: str, wheels: list[str]) -> list[str]:
@@ -27,9 +27,11 @@ def install(archive: str, wheels: list[str]) -> list[str]:
     sys.path.insert(0, archive)
     from installer import install as install_wheel
     from installer.destinations import SchemeDictionaryDestination
-    from installer.records import RecordEntry
     from installer.sources import WheelFile
-    from installer.utils import Scheme
+
+    if TYPE_CHECKING:  # only for the annotations: nothing more of the installer is needed at run time
+        from installer.records import RecordEntry
+        from installer.utils import Scheme
 
     paths, sources = sysconfig.get_paths(), []
     headers = os.path.join(sys.prefix, "include", "site", f"python{sys.version_info[0]}.{sys.version_info[1]}")
