@@ -69,10 +69,11 @@ def config_hash(config: ProjectConfig) -> str:
 # alone, so that moving it between folders changes no image name.
 _IMAGE_MODULES = ("layout.py", "config/families.py")
 # Resource folders outside the configuration hash: copied into containers when they run, never
-# into an image (the SBOM collector runs in the gate's container or with `python -c`), so that
-# changing them rebuilds nothing; or (`minimal`) making the minimal base alone, whose name has
+# into an internal image (the SBOM collector runs in the gate's container or with `python -c`; the
+# runner's install steps and entrypoint check are in the runner's own build), so that changing
+# them rebuilds nothing internal; or (`minimal`) making the minimal base alone, whose name has
 # their own digest (see `_minimal_digest`), so that changing them rebuilds neither root nor compiler.
-_IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi", "sbom", "minimal"})
+_IMAGELESS_RESOURCES = frozenset({"wheelhouse", "abi", "sbom", "minimal", "install", "entrypoint"})
 _MINIMAL_RESOURCES = ("minimal",)
 
 
@@ -99,7 +100,7 @@ def _minimal_digest() -> str:
     digest = hashlib.sha256()
     package = resources.files("grocker")
     for folder in _MINIMAL_RESOURCES:
-        for item in sorted(package.joinpath("resources", folder).iterdir(), key=lambda item: item.name):
+        for item in sorted(package.joinpath(f"resources/{folder}").iterdir(), key=lambda item: item.name):
             if item.is_file():
                 digest.update(f"{folder}/{item.name}\0".encode() + item.read_bytes())
     return digest.hexdigest()

@@ -36,10 +36,11 @@ from grocker.errors import BuildError, EngineError, cut
 from grocker.log import counted, logger, phase, tail
 from grocker.naming import InternalNames, base_kind, internal_labels
 from grocker.wheels import WheelFile, WheelLock, lock_key
+from grocker.wire.abi import RESULT_MARK, AbiRequest
+from grocker.wire.sbom import collect_request
 
 CHECK_DIR = "/tmp/grocker-abi"
 CACHE_PATH = "/var/tmp"
-RESULT_MARK = "GROCKER-ABI:"
 # How Docker and Podman say a container's command does not exist in its image.
 _NO_INTERPRETER_RE = re.compile(r"executable file (?:`[^`]*` )?not found|exec: \S+: not found")
 Kind = Literal["tags", "architecture", "library", "symbol", "unreadable"]
@@ -142,13 +143,7 @@ def check_wheels(
                 note(passed)
             return Report(findings=(), runtime={}, wheels=len(_lock_wheels(lock)), memo=memo)
     key = lock_key(release, config.pip_constraint, names.index_domain)
-    request: dict[str, object] = {"lock": key}
-    if lock is not None:
-        request = {"wheels": [wheel.file for wheel in _lock_wheels(lock)]}
-    if config.sbom is not None:
-        # The runner installs the application and its dependencies, not the installer (pip).
-        files = None if lock is None else [wheel.file for wheel in (lock.application, *lock.dependencies)]
-        request["sbom"] = {"lock": key, "files": files}
+    request = checker_request(key, lock, sbom=config.sbom is not None)
     with phase("check wheels against the runtime") as note:
         report = _run_checker(engine, config, names, request, on_line)
         if report is None:
@@ -161,6 +156,23 @@ def check_wheels(
             details = gate_details(findings, report.runtime, base_kind(config))
             raise BuildError(gate_message(findings, config), details=details)
     return dataclasses.replace(report, memo=memo)
+
+
+def checker_request(key: str, lock: WheelLock | None, sbom: bool) -> AbiRequest:
+    """The checker's request: the wheels of `lock`, or without it those of the volume's lock `key`.
+
+    With `sbom`, the SBOM collector's request too (see Report.sbom).
+    """
+    request: AbiRequest = {"wheel_dir": layout.COMPILE_MOUNT, "lock_dir": f"{layout.COMPILE_MOUNT}/{layout.LOCKS_DIR}"}
+    if lock is None:
+        request["lock"] = key
+    else:
+        request["wheels"] = [wheel.file for wheel in _lock_wheels(lock)]
+    if sbom:
+        # The runner installs the application and its dependencies, not the installer (pip).
+        files = None if lock is None else [wheel.file for wheel in (lock.application, *lock.dependencies)]
+        request["sbom"] = collect_request(key, files)
+    return request
 
 
 def _lock_wheels(lock: WheelLock) -> tuple[WheelFile, ...]:
@@ -256,7 +268,7 @@ def _run_checker(
     engine: ChainEngine,
     config: ProjectConfig,
     names: InternalNames,
-    request: Mapping[str, object],
+    request: AbiRequest,
     on_line: LineHandler,
 ) -> Report | None:
     files = checker_files()

@@ -29,6 +29,8 @@ from grocker.wheels import (
     WheelFile,
     WheelLock,
 )
+from grocker.wire.minimal import MinimalRequest
+from grocker.wire.runner import MAX_EPOCH, MIN_EPOCH
 
 WHEEL_SERVER_HOST = "grocker-wheels"
 WHEEL_SERVER_URL = f"http://{WHEEL_SERVER_HOST}"
@@ -39,10 +41,6 @@ APP_VENV = f"{HOME}/app.venv"
 TEMP_DIR = f"{HOME}/.grocker-tmp"
 """Where a runner step downloads its wheels and pip keeps its temporary files: removed at its end."""
 MARKER = f"{TEMP_DIR}/.started"
-MIN_EPOCH = 315532800
-"""1980-01-01T00:00:00Z, the oldest time a ZIP file records."""
-MAX_EPOCH = 253402300799
-"""9999-12-31T23:59:59Z."""
 GROCKER_UID = 1000
 
 
@@ -128,7 +126,7 @@ def compiler_context(config: ProjectConfig, root_image: str) -> BuildContext:
 
 def minimal_context(config: ProjectConfig, root_image: str) -> BuildContext:
     """The minimal base: stage 1 FROM root assembles the kept packages' files, stage 2 FROM scratch copies them."""
-    request = {
+    request: MinimalRequest = {
         "packages": list(config.all_run_packages),
         "python": config.runtime.python,
         "home": HOME,
@@ -324,35 +322,6 @@ def _install_exec(
     return json.dumps([python, "-c", _STEP.strip(), json.dumps(spec, sort_keys=True)])
 
 
-# step SPEC: a runner layer without a shell (see _install_exec): the scripts run as subprocesses
-# of the runtime's python, each failure ending the step with the script's status.
-_STEP = """
-import json, os, subprocess, sys
-spec, env = json.loads(sys.argv[1]), dict(os.environ)
-for name in ("no_proxy", "NO_PROXY"):
-    env[name] = ",".join(part for part in (spec["host"], env.get(name, "")) if part)
-os.mkdir(spec["temp"])
-open(spec["marker"], "w").close()
-env["TMPDIR"] = spec["temp"]
-
-
-def run(*command, **options):
-    done = subprocess.run(command, env=env, **options)
-    if done.returncode:
-        sys.exit(done.returncode)
-    return done
-
-
-newest = run(sys.executable, "-c", spec["fetch"], *spec["files"], stdout=subprocess.PIPE, text=True).stdout
-env["SOURCE_DATE_EPOCH"] = spec["epoch"] or newest.strip()
-if spec["venv"]:
-    run(sys.executable, "-m", "venv", "--without-pip", spec["venv"])
-if spec["install"]:
-    run(*spec["install"])
-run(sys.executable, "-c", spec["settle"], spec["home"], env["SOURCE_DATE_EPOCH"], spec["marker"])
-"""
-
-
 def check_source_date_epoch(epoch: int) -> int:
     """Refuse an epoch that cannot be a file time of the runner's layers (before 1980 or after 9999)."""
     if not MIN_EPOCH <= epoch <= MAX_EPOCH:
@@ -369,79 +338,17 @@ def _script(code: str) -> str:
     return shlex.quote(f"exec({code.strip()!r})")
 
 
-# fetch INSTALLER_URL SHA256 PATH [URL SHA256 PATH]...: download and check each file, then print
-# the newest time the ZIP entries of the wheels (the installer's excepted: the layer does not hold
-# it) record, read as UTC; MIN_EPOCH (1980-01-01) for no wheel.
-_FETCH = f"""
-import calendar, hashlib, sys, urllib.request, zipfile
-newest, args = {MIN_EPOCH}, sys.argv[1:]
-for index, (url, sha256, path) in enumerate(zip(args[0::3], args[1::3], args[2::3])):
-    digest = hashlib.sha256()
-    with urllib.request.urlopen(url) as answer, open(path, "wb") as out:
-        for block in iter(lambda: answer.read(1 << 20), b""):
-            digest.update(block)
-            out.write(block)
-    if digest.hexdigest() != sha256:
-        sys.exit(url + ": not the SHA-256 of the lock")
-    if index:
-        with zipfile.ZipFile(path) as wheel:
-            for info in wheel.infolist():
-                newest = max(newest, calendar.timegm(info.date_time + (0, 0, 0)))
-print(min(newest, {MAX_EPOCH}))
-"""
-
-# install ARCHIVE WHEEL...: install each wheel into the running interpreter's environment (the
-# venv) with pypa/installer from ARCHIVE, as pip would: console scripts for its interpreter, files
-# overwritten, INSTALLER "grocker"; then compile the .py files it installed in the library
-# folders, in parallel (hash-based .pyc: SOURCE_DATE_EPOCH is set), as pip compiles them (a file
-# that does not compile is left without bytecode).
-_INSTALL = """
-import compileall, concurrent.futures, functools, os, sys, sysconfig
-sys.path.insert(0, sys.argv[1])
-from installer import install
-from installer.destinations import SchemeDictionaryDestination
-from installer.sources import WheelFile
-paths, sources = sysconfig.get_paths(), []
-headers = os.path.join(sys.prefix, "include", "site", "python%d.%d" % sys.version_info[:2])
+def _program(name: str) -> str:
+    """The text of a runner layer's program, resources/install/NAME.py (see that folder)."""
+    return resources.files("grocker").joinpath(f"resources/install/{name}.py").read_text("utf-8")
 
 
-class Destination(SchemeDictionaryDestination):
-    def write_file(self, scheme, path, stream, is_executable):
-        entry = super().write_file(scheme, path, stream, is_executable)
-        if scheme in ("purelib", "platlib") and entry.path.endswith(".py"):
-            sources.append(os.path.join(self.scheme_dict[scheme], entry.path))
-        return entry
-
-
-for wheel in sys.argv[2:]:
-    with WheelFile.open(wheel) as source:
-        scheme = {name: paths[name] for name in ("purelib", "platlib", "scripts", "data")}
-        scheme["headers"] = os.path.join(headers, source.distribution)
-        destination = Destination(scheme, sys.executable, "posix", overwrite_existing=True)
-        install(source, destination, {"INSTALLER": b"grocker\\n"})
-compile_file = functools.partial(compileall.compile_file, force=True, quiet=2)
-try:
-    with concurrent.futures.ProcessPoolExecutor(min(os.cpu_count() or 1, 8)) as pool:
-        list(pool.map(compile_file, sources, chunksize=16))
-except (ImportError, OSError, NotImplementedError, concurrent.futures.BrokenExecutor):  # no pool: one by one
-    for path in sources:
-        compile_file(path)
-"""
-
-# settle TOP EPOCH MARKER: remove MARKER's folder, then set the times of everything under TOP (TOP
-# included) that this step created or changed to EPOCH. "Changed" is a change time no older than
-# MARKER's, made when the step started: the files of the layers below were changed (written,
-# extracted) before this step's container existed, so they are left alone (not copied up).
-_SETTLE = """
-import os, shutil, sys
-top, epoch, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-start = os.lstat(marker).st_ctime_ns
-shutil.rmtree(os.path.dirname(marker))
-paths = [top] + [os.path.join(d, n) for d, dirs, files in os.walk(top) for n in dirs + files]
-for path in paths:
-    if os.lstat(path).st_ctime_ns >= start:
-        os.utime(path, (epoch, epoch), follow_symlinks=False)
-"""
+# The runner layers' programs, run with `python -c`: fetch URL SHA256 PATH..., install ARCHIVE
+# WHEEL..., settle TOP EPOCH MARKER; step SPEC runs the three without a shell (the minimal runner).
+_FETCH = _program("fetch")
+_INSTALL = _program("install")
+_SETTLE = _program("settle")
+_STEP = _program("step")
 
 
 def _checked(wheel: WheelFile) -> WheelFile:

@@ -12,6 +12,7 @@ import datetime
 import json
 import re
 from collections.abc import Mapping
+from importlib import resources
 
 from packaging.version import Version
 
@@ -24,6 +25,7 @@ from grocker.errors import BuildError, EngineError
 from grocker.log import counted, phase, tail
 from grocker.naming import base_kind, internal_labels, runner_labels
 from grocker.wheels import WheelLock
+from grocker.wire.runner import MISSING_MODULE_MARK, SETUPTOOLS_MARK
 
 # Docker's classic builder says "---> Using cache"; Podman's (buildah) "--> Using cache ID".
 _CACHED_STEP_RE = re.compile(r"-{2,3}> Using cache(?: [0-9a-f]{12,64})?")
@@ -120,54 +122,16 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served,
     return image_id
 
 
-# The entrypoint check's second half: when the entrypoint is a console script of the venv, import
-# what it runs, as the script would, and report a module missing from the image. Runs with the
-# image's Python (3.8 at least): nothing of Grocker's. Other failures at import time depend on
-# where the image runs (configuration, services) and are not the build's to judge.
-MISSING_MODULE_MARK = "GROCKER-MISSING-MODULE "
-SETUPTOOLS_MARK = "GROCKER-SETUPTOOLS "
-"""After a missing pkg_resources: the version of setuptools installed in the image, or null."""
-_IMPORT_CHECK = f"""
-import json, os, signal, sys
-try:
-    from importlib import metadata
-except ImportError:
-    sys.exit(0)
+# The entrypoint check (resources/entrypoint/): probe.py, run by the venv's python, finds the
+# command and runs load.py's text, which imports the console script's entry point and reports a
+# module missing from the image (MISSING_MODULE_MARK, SETUPTOOLS_MARK).
+def _entrypoint_program(name: str) -> str:
+    """The text of the entrypoint check's program resources/entrypoint/NAME.py."""
+    return resources.files("grocker").joinpath(f"resources/entrypoint/{name}.py").read_text("utf-8")
 
 
-def late(signum, frame):
-    raise TimeoutError
-
-
-signal.signal(signal.SIGALRM, late)
-signal.alarm(60)
-sys.path[0] = os.path.dirname(sys.executable)
-points = metadata.entry_points()
-scripts = points.select(group="console_scripts") if hasattr(points, "select") else points.get("console_scripts", ())
-for point in scripts:
-    if point.name == sys.argv[1]:
-        try:
-            point.load()
-        except ModuleNotFoundError as err:
-            print({MISSING_MODULE_MARK!r} + json.dumps(err.name), flush=True)
-            if (err.name or "").split(".")[0] == "pkg_resources":
-                try:
-                    found = metadata.version("setuptools")
-                except Exception:
-                    found = None
-                print({SETUPTOOLS_MARK!r} + json.dumps(found), flush=True)
-        except BaseException:
-            pass
-        break
-"""
-# Status 1: no such command; 2: the import check itself failed. Run by the venv's python, not a
-# shell: the minimal runner has none.
-_CHECK_SCRIPT = """
-import shutil, subprocess, sys
-if shutil.which(sys.argv[1]) is None:
-    sys.exit(1)
-sys.exit(subprocess.run([sys.executable, "-c", sys.argv[2], sys.argv[1]]).returncode and 2)
-"""
+_IMPORT_CHECK = _entrypoint_program("load")
+_CHECK_SCRIPT = _entrypoint_program("probe")
 _MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 

@@ -36,6 +36,7 @@ from grocker.log import tail
 from grocker.naming import internal_labels
 from grocker.sbom.document import Distribution, NestedSbom, SbomFacts, SystemPackage
 from grocker.wheels import WheelFile, WheelLock, parse_lock
+from grocker.wire.sbom import collect_request
 
 # A wheel file name as pip writes it; anything else never reaches the container's command line.
 _WHEEL_RE = re.compile(r"[A-Za-z0-9_.+!-]+\.whl")
@@ -107,7 +108,7 @@ def _run_collector(
         role=keys.SBOM,
         labels=internal_labels(config, keys.SBOM),
         entrypoint=[config.runtime.python, "-I", "-S", "-c", script],
-        command=[json.dumps({"lock": request.lock_key, "files": files})],
+        command=[json.dumps(collect_request(request.lock_key, files))],
         environment={"PATH": SYSTEM_PATH},
         volumes={request.volume: (layout.COMPILE_MOUNT, "ro")},
         network=NO_NETWORK,

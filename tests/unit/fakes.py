@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from grocker import layout
-from grocker.chain.abi import RESULT_MARK as ABI_MARK
 from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
 from grocker.engine.protocol import (
     ChainEngine,
@@ -33,6 +32,7 @@ from grocker.engine.protocol import (
     PurgeEngine,
     VolumeInfo,
 )
+from grocker.wire.abi import RESULT_MARK as ABI_MARK
 
 Call = tuple[str, str]
 

@@ -400,7 +400,11 @@ def test_the_gate_fails_the_build_naming_the_package_to_add(tmp_path: Path) -> N
     assert checker["volumes"] == {names.volume: ("/home/grocker/wheels", "ro"), cache: ("/var/tmp", "rw")}
     assert engine.volume_labels(cache) == naming.internal_labels(config, "abi-cache")
     request = json.loads(engine.files_put["abi-check"]["/tmp/grocker-abi/request.json"])
-    assert request == {"lock": lock_key(parse_release("demo==1.0", tmp_path), None, names.index_domain)}
+    assert request == {
+        "lock": lock_key(parse_release("demo==1.0", tmp_path), None, names.index_domain),
+        "wheel_dir": "/home/grocker/wheels",
+        "lock_dir": "/home/grocker/wheels/.grocker/locks",
+    }
     assert suggest["image"] == names.compiler
     assert suggest["command"] == ["libyaml-0.so.2"]
 
@@ -522,6 +526,8 @@ def test_with_an_sbom_the_gate_asks_its_container_for_the_sbom_facts_too(tmp_pat
     assert request["sbom"] == {
         "lock": lock_key(release, None, index_domain(PipSettings())),
         "files": ["demo-1.0-py3-none-any.whl", "six-1.16.0-py2.py3-none-any.whl"],
+        "wheel_dir": "/home/grocker/wheels",
+        "lock_dir": "/home/grocker/wheels/.grocker/locks",
     }
     # The collector goes in beside the checker, which imports it.
     assert "/tmp/grocker-abi/collect.py" in files

@@ -49,12 +49,12 @@ ALLOWED: Mapping[str, Set[str]] = {
     # purge and api are the only ones that reach docker-py's side of the engine (to connect).
     "purge": {"engine", "engine-face", "leaf"},
     "chain": {"sbom", "names", "config", "engine-face", "wire", "leaf"},
-    "sbom": {"names", "config", "engine-face", "leaf"},
+    "sbom": {"names", "config", "engine-face", "wire", "leaf"},
     "names": {"config", "leaf"},
     "config": {"leaf"},
     "engine": {"engine-face", "leaf"},
     "engine-face": {"leaf"},
-    "wire": set(),
+    "wire": {"leaf"},
     "leaf": set(),
 }
 

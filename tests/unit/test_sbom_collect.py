@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -26,15 +25,23 @@ A description that mentions License: nothing.
 """
 
 
-@pytest.fixture
-def collector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("grocker_sbom_collect", COLLECT_SCRIPT)
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "WHEELS", str(tmp_path))
     return module
+
+
+@pytest.fixture
+def collector() -> ModuleType:
+    return _load(COLLECT_SCRIPT, "grocker_sbom_collect")
+
+
+def _request(volume: Path, lock: str, files: list[str] | None) -> dict[str, object]:
+    """The collector's request for a wheel volume at `volume`, as grocker.wire.sbom makes it."""
+    return {"lock": lock, "files": files, "wheel_dir": str(volume), "lock_dir": str(volume / ".grocker" / "locks")}
 
 
 def _wheel(folder: Path, sboms: dict[str, bytes]) -> Path:
@@ -66,9 +73,7 @@ def test_metadata_and_pep770_sboms_are_read_from_the_wheel(collector: ModuleType
     assert len(info["sboms"][1]["sha256"]) == 64
 
 
-def test_lock_is_read_from_the_volume_when_not_given(
-    collector: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_lock_is_read_from_the_volume_when_not_given(collector: ModuleType, tmp_path: Path) -> None:
     _wheel(tmp_path, {})
     lock = {
         "application": {"file": "demo_pkg-1.2-py3-none-any.whl", "sha256": "a" * 64},
@@ -77,74 +82,70 @@ def test_lock_is_read_from_the_volume_when_not_given(
     }
     (tmp_path / ".grocker" / "locks").mkdir(parents=True)
     (tmp_path / ".grocker" / "locks" / "demo-1.json").write_text(json.dumps(lock))
-    monkeypatch.setattr(collector, "packages", lambda: [])
-    monkeypatch.setattr("sys.argv", ["collect.py", json.dumps({"lock": "demo-1", "files": None})])
+    image = tmp_path / "image"  # an image with no package database
+    image.mkdir()
 
-    assert collector.main() == 0
+    result = collector.collect(_request(tmp_path, "demo-1", None), root=str(image))
 
-    result = json.loads(capsys.readouterr().out)
+    assert result["packages"] == []
     assert result["lock"] == lock
     assert list(result["wheels"]) == ["demo_pkg-1.2-py3-none-any.whl"]
 
 
-def test_alpine_packages_are_read_from_the_apk_database(
-    collector: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    database = tmp_path / "installed"
-    database.write_text("C:Q1abc=\nP:musl\nV:1.2.5-r10\nA:x86_64\nS:1\n\nC:Q1def=\nP:python3\nV:3.12.11-r0\nA:x86_64\n")
-    monkeypatch.setattr(collector, "APK_DATABASE", str(database))
-    monkeypatch.setattr(collector.shutil, "which", lambda _name: None)
+def test_a_missing_lock_gives_the_system_facts_alone(collector: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "os-release").write_text('ID=debian\nVERSION_ID="13"\n')
 
-    assert collector.packages() == [
+    result = collector.collect(_request(tmp_path, "none-1", None), root=str(tmp_path))
+
+    assert result == {"os": {"id": "debian", "version_id": "13"}, "packages": []}
+
+
+def test_the_script_prints_its_facts_for_the_request_in_its_argument(
+    collector: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _wheel(tmp_path, {})
+
+    assert collector.main(["collect.py", json.dumps(_request(tmp_path, "demo-1", [path.name]))]) == 0
+
+    assert list(json.loads(capsys.readouterr().out)["wheels"]) == [path.name]
+
+
+def test_alpine_packages_are_read_from_the_apk_database(collector: ModuleType, tmp_path: Path) -> None:
+    database = tmp_path / "lib" / "apk" / "db" / "installed"
+    database.parent.mkdir(parents=True)
+    database.write_text("C:Q1abc=\nP:musl\nV:1.2.5-r10\nA:x86_64\nS:1\n\nC:Q1def=\nP:python3\nV:3.12.11-r0\nA:x86_64\n")
+
+    assert collector.packages(str(tmp_path), dpkg_query="") == [
         {"name": "musl", "version": "1.2.5-r10", "architecture": "x86_64"},
         {"name": "python3", "version": "3.12.11-r0", "architecture": "x86_64"},
     ]
 
 
 def test_the_abi_checker_returns_the_collectors_facts_from_the_wheels_it_opened(
-    collector: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    collector: ModuleType, tmp_path: Path
 ) -> None:
     nested = {"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}
     path = _wheel(tmp_path, {"a.cdx.json": json.dumps(nested).encode()})
-    spec = importlib.util.spec_from_file_location("grocker_abi_check", CHECK_SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    checker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(checker)
-    monkeypatch.setattr(checker, "WHEELS", str(tmp_path))
-    monkeypatch.setattr(
-        collector, "packages", lambda: [{"name": "libc6", "version": "2.41-12", "architecture": "amd64"}]
-    )
-    monkeypatch.setitem(sys.modules, "collect", collector)  # the checker imports it from its own folder
-    sbom_request = {"lock": "demo-1", "files": [path.name]}
-    (tmp_path / "request.json").write_text(json.dumps({"wheels": [path.name], "sbom": sbom_request}))
-    monkeypatch.setattr("sys.argv", ["check.py", str(tmp_path / "request.json")])
+    checker = _load(CHECK_SCRIPT, "grocker_abi_check")
+    sbom_request = _request(tmp_path, "demo-1", [path.name])
+    request = {"wheels": [path.name], "sbom": sbom_request, "wheel_dir": str(tmp_path), "lock_dir": str(tmp_path)}
 
-    assert checker.main() == 0
+    report = checker.check(request, collector.collect)
 
-    line = capsys.readouterr().out.strip()
-    assert line.startswith("GROCKER-ABI:")
-    report = json.loads(line[len("GROCKER-ABI:") :])
     assert report["findings"] == []
     # The same facts as the collector's own container would print for that request.
     assert report["sbom"] == collector.collect(sbom_request)
     assert report["sbom"]["wheels"][path.name]["sboms"][0]["document"] == nested
-    assert report["sbom"]["packages"] == [{"name": "libc6", "version": "2.41-12", "architecture": "amd64"}]
 
 
 def test_the_abi_checker_gathers_no_sbom_facts_unless_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _wheel(tmp_path, {})
-    spec = importlib.util.spec_from_file_location("grocker_abi_check", CHECK_SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    checker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(checker)
-    checker.WHEELS = str(tmp_path)
-    (tmp_path / "request.json").write_text(json.dumps({"wheels": [path.name]}))
+    checker = _load(CHECK_SCRIPT, "grocker_abi_check")
+    request = {"wheels": [path.name], "wheel_dir": str(tmp_path), "lock_dir": str(tmp_path)}
+    (tmp_path / "request.json").write_text(json.dumps(request))
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.argv", ["check.py", str(tmp_path / "request.json")])
-        assert checker.main() == 0
+    assert checker.main(["check.py", str(tmp_path / "request.json")]) == 0
 
     report = json.loads(capsys.readouterr().out.strip()[len("GROCKER-ABI:") :])
     assert report["checked"] == {"elf_files": 0, "wheels": 1}
@@ -166,7 +167,7 @@ def test_package_code_in_the_venv_cannot_run_in_the_collector(tmp_path: Path) ->
     (site / "evil.pth").write_text(f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x'); {forged}\n")
     python = str(env_dir / "bin" / "python3")
     script = COLLECT_SCRIPT.read_text()
-    request = json.dumps({"lock": "none", "files": []})
+    request = json.dumps(_request(tmp_path, "none", []))
 
     # The control: the venv's interpreter, as the runner's PATH finds it, runs the .pth file.
     subprocess.run([python, "-c", "pass"], check=True, env={"PATH": f"{env_dir / 'bin'}:{SYSTEM_PATH}"})

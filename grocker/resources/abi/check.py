@@ -1,8 +1,9 @@
 """Grocker's ABI check: runs in a container of the root image, the wheel volume mounted read-only.
 
-Input: a JSON request file (argv[1]): {"wheels": [file, ...]} or {"lock": key}, and with
-"sbom": {"lock": key, "files": [...] or null}, the SBOM collector's request (resources/sbom/collect.py,
-copied beside this script).
+Input: a JSON request file (argv[1]): {"wheels": [file, ...]} or {"lock": key}, the folders
+"wheel_dir" and "lock_dir", and with "sbom" the SBOM collector's request
+(resources/sbom/collect.py, copied beside this script). grocker/wire/abi.py is the host's side
+of these shapes.
 Output: one `GROCKER-ABI:` line of JSON, {"runtime": {...}, "findings": [...], "checked": {...}},
 with "sbom": the collector's facts, when asked and nothing was found.
 
@@ -11,8 +12,11 @@ wheel's tags among the interpreter's supported tags, is every ELF file for this 
 every DT_NEEDED library found (RPATH/RUNPATH with $ORIGIN, the wheels' own libraries, the root
 image's loader directories), and does each found library define every symbol version asked of
 it (.gnu.version_r against .gnu.version_d). Standard library, pyelftools and packaging only:
-Grocker copies the last two in, nothing is installed.
+Grocker copies the last two in, nothing is installed. It runs on the runtime's Python, which
+may be older than Grocker's: typing only where Python 3.7 reads it (annotations are not evaluated).
 """
+
+from __future__ import annotations
 
 import glob
 import io
@@ -22,24 +26,46 @@ import posixpath
 import re
 import sys
 import zipfile
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection, GNUVerSymSection
-from packaging.tags import parse_tag, sys_tags
+from packaging.tags import Tag, parse_tag, sys_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-WHEELS = "/home/grocker/wheels"
-LOCKS = WHEELS + "/.grocker/locks"
+if TYPE_CHECKING:
+    from grocker.resources.sbom.collect import CollectRequest
+
+    Collector = Callable[[CollectRequest, Dict[str, zipfile.ZipFile]], Dict[str, Any]]
+    """The SBOM collector's collect(): facts for its request from wheels already open."""
+if TYPE_CHECKING or sys.version_info >= (3, 8):
+    from typing import TypedDict
+
+    class AbiFolders(TypedDict):
+        """Where the wheel volume's files are: grocker/wire/abi.py's AbiFolders."""
+
+        wheel_dir: str
+        lock_dir: str
+
+    class AbiRequest(AbiFolders, total=False):
+        """The request: grocker/wire/abi.py's AbiRequest."""
+
+        wheels: list[str]
+        lock: str
+        sbom: CollectRequest
+
+
 RESULT_MARK = "GROCKER-ABI:"
 ELF_MAGIC = b"\x7fELF"
 # Files that no loader loads: not opened at all (typeshed stubs alone are thousands of files).
 # Extensions load by their suffix (.so) and libraries by name, so nothing loadable ends so.
-NOT_LOADED_SUFFIXES = frozenset(
-    ".py .pyi .pyc .pyx .pxd .pxi .c .h .cc .cpp .hpp .txt .typed .json .md .rst .html .htm .css .js "
-    ".map .cfg .toml .yaml .yml .ini .csv .xml .jpg .jpeg .png .gif .svg .ico .mo .po .pem .sh".split()
-)
+_NOT_LOADED = """
+.py .pyi .pyc .pyx .pxd .pxi .c .h .cc .cpp .hpp .txt .typed .json .md .rst .html .htm .css .js
+.map .cfg .toml .yaml .yml .ini .csv .xml .jpg .jpeg .png .gif .svg .ico .mo .po .pem .sh
+"""
+NOT_LOADED_SUFFIXES = frozenset(_NOT_LOADED.split())
 VER_FLG_BASE = 0x1
 VER_FLG_WEAK = 0x2
 # Where the loader looks after RPATH/RUNPATH and the ld.so.conf directories (glibc and musl).
@@ -57,7 +83,7 @@ ARCHITECTURES = {
 }
 
 
-def architecture(machine, elfclass=None):
+def architecture(machine: str, elfclass: int | None = None) -> str:
     """A reader's name for an ELF e_machine value (EM_AARCH64 -> aarch64)."""
     name = ARCHITECTURES.get(machine, str(machine).replace("EM_", "").lower())
     if name == "riscv" and elfclass:
@@ -65,11 +91,11 @@ def architecture(machine, elfclass=None):
     return name
 
 
-def elf_facts(stream):
+def elf_facts(stream: IO[bytes]) -> dict[str, Any]:
     """What the dynamic loader needs of one ELF file: machine, needed libraries, search paths,
     version needs (library -> versions) and the versions it defines."""
     elf = ELFFile(stream)
-    facts = {
+    facts: dict[str, Any] = {
         "machine": elf["e_machine"],
         "class": elf.elfclass,
         "type": elf["e_type"],
@@ -84,14 +110,15 @@ def elf_facts(stream):
         if isinstance(section, DynamicSection):
             for tag in section.iter_tags():
                 kind = tag.entry.d_tag
+                if kind in ("DT_NEEDED", "DT_RPATH", "DT_RUNPATH", "DT_SONAME"):
+                    # pyelftools sets the tag's string as an attribute named after it (needed, rpath...).
+                    text = str(getattr(tag, kind[len("DT_") :].lower()))
                 if kind == "DT_NEEDED":
-                    facts["needed"].append(tag.needed)
-                elif kind == "DT_RPATH":
-                    facts["rpath"].extend(entry for entry in tag.rpath.split(":") if entry)
-                elif kind == "DT_RUNPATH":
-                    facts["runpath"].extend(entry for entry in tag.runpath.split(":") if entry)
+                    facts["needed"].append(text)
+                elif kind in ("DT_RPATH", "DT_RUNPATH"):
+                    facts[kind[len("DT_") :].lower()].extend(entry for entry in text.split(":") if entry)
                 elif kind == "DT_SONAME":
-                    facts["soname"] = tag.soname
+                    facts["soname"] = text
         elif isinstance(section, GNUVerNeedSection):
             for needed, auxiliaries in section.iter_versions():
                 versions = facts["needs"].setdefault(needed.name, [])
@@ -104,11 +131,11 @@ def elf_facts(stream):
     return facts
 
 
-def symbols_needing(stream, library, versions):
+def symbols_needing(stream: IO[bytes], library: str, versions: set[str]) -> list[str]:
     """The undefined symbols of an ELF file bound to `versions` of `library`, as name@VERSION."""
     elf = ELFFile(stream)
-    indexes = {}
-    versym = None
+    indexes: dict[int, str] = {}
+    versym: GNUVerSymSection | None = None
     for section in elf.iter_sections():
         if isinstance(section, GNUVerNeedSection):
             for needed, auxiliaries in section.iter_versions():
@@ -119,7 +146,7 @@ def symbols_needing(stream, library, versions):
             versym = section
     if versym is None or not indexes:
         return []
-    found = []
+    found: list[str] = []
     for number in range(1, versym.num_symbols()):
         index = versym.get_symbol(number)["ndx"]
         if isinstance(index, int) and index & 0x7FFF in indexes:
@@ -129,18 +156,18 @@ def symbols_needing(stream, library, versions):
     return sorted(set(found))
 
 
-def loader_dirs(root="/"):
+def loader_dirs(root: str = "/") -> list[str]:
     """The directories the dynamic loader searches by default, in its order."""
-    dirs = []
+    dirs: list[str] = []
 
-    def read_conf(path, depth=0):
+    def read_conf(path: str, depth: int = 0) -> None:
         try:
             with open(path) as stream:
                 lines = stream.read().splitlines()
         except OSError:
             return
-        for line in lines:
-            line = line.split("#", 1)[0].strip()
+        for text in lines:
+            line = text.split("#", 1)[0].strip()
             if line.startswith("include") and depth < 8:
                 for pattern in line.split()[1:]:
                     full = pattern if pattern.startswith("/") else posixpath.join(posixpath.dirname(path), pattern)
@@ -157,9 +184,9 @@ def loader_dirs(root="/"):
     return list(dict.fromkeys(dirs))
 
 
-def system_libraries(dirs):
+def system_libraries(dirs: Iterable[str]) -> dict[str, str]:
     """File name -> path of every shared library in `dirs`; the first directory wins, as in ld.so."""
-    found = {}
+    found: dict[str, str] = {}
     for folder in dirs:
         try:
             names = sorted(os.listdir(folder))
@@ -176,13 +203,13 @@ def system_libraries(dirs):
 class System:
     """The root image as the loader sees it: its libraries and the versions each one defines."""
 
-    def __init__(self, libraries, machine, elfclass):
+    def __init__(self, libraries: dict[str, str], machine: str, elfclass: int) -> None:
         self.libraries = libraries
         self.machine = machine
         self.elfclass = elfclass
-        self._defines = {}
+        self._defines: dict[str, set[str]] = {}
 
-    def defines(self, path):
+    def defines(self, path: str) -> set[str]:
         """The versions the library at `path` defines (read once)."""
         if path not in self._defines:
             try:
@@ -193,7 +220,7 @@ class System:
         return self._defines[path]
 
 
-def installed_path(member):
+def installed_path(member: str) -> str:
     """Where a wheel member lands relative to site-packages (purelib and platlib data included)."""
     if ".data/" not in member:  # nearly every member: called once per file of every wheel
         return member
@@ -206,12 +233,12 @@ def installed_path(member):
 class Tree:
     """Every file the lock's wheels install, as paths relative to site-packages."""
 
-    def __init__(self, paths):
+    def __init__(self, paths: Iterable[str]) -> None:
         self.paths = set(paths)
-        self._by_name = None
+        self._by_name: dict[str, list[str]] | None = None
 
     @property
-    def by_name(self):
+    def by_name(self) -> dict[str, list[str]]:
         """File name -> installed paths, built on first use (a rare fallback of `resolve`)."""
         if self._by_name is None:
             self._by_name = {}
@@ -220,7 +247,7 @@ class Tree:
         return self._by_name
 
 
-def resolve(name, origin, facts, tree, system):
+def resolve(name: str, origin: str, facts: dict[str, Any], tree: Tree, system: System) -> tuple[str, str] | None:
     """Find the library `name` needed by a file installed in `origin` (relative to site-packages).
 
     Returns ("wheel", installed path), ("system", path) or None. The order is the loader's:
@@ -233,7 +260,7 @@ def resolve(name, origin, facts, tree, system):
         if name.startswith("/"):
             return ("system", name) if os.path.exists(name) else None
         return ("wheel", candidate) if candidate in tree.paths else None
-    search = ([] if facts["runpath"] else facts["rpath"]) + facts["runpath"]
+    search: list[str] = [*([] if facts["runpath"] else facts["rpath"]), *facts["runpath"]]
     for entry in search:
         expanded = entry.replace("${ORIGIN}", "$ORIGIN")
         if expanded.startswith("$ORIGIN"):
@@ -252,8 +279,9 @@ def resolve(name, origin, facts, tree, system):
     return None
 
 
-def check_tags(wheel, supported):
+def check_tags(wheel: str, supported: set[str]) -> dict[str, Any] | None:
     """A finding when none of the wheel's tags is supported by the runtime's interpreter."""
+    tags: frozenset[Tag] | None
     try:
         _name, _version, _build, tags = parse_wheel_filename(wheel)
     except InvalidWheelFilename as err:
@@ -271,7 +299,7 @@ def check_tags(wheel, supported):
     return {"wheel": wheel, "file": "", "kind": "tags", "tags": sorted(str(tag) for tag in tags)}
 
 
-def may_be_loaded(member):
+def may_be_loaded(member: str) -> bool:
     """False for the wheel's metadata and for files whose suffix no loaded file has."""
     top = member.split("/", 1)[0]
     if top.endswith(".dist-info"):
@@ -280,13 +308,15 @@ def may_be_loaded(member):
     return suffix not in NOT_LOADED_SUFFIXES
 
 
-def check_wheels(paths, system, supported, archives=None):
+def check_wheels(
+    paths: list[str], system: System, supported: set[str], archives: dict[str, zipfile.ZipFile] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Check the wheels at `paths` (one lock) against the system; return (findings, counts).
 
     The wheels are opened into `archives` (file name -> ZipFile) when given, for the caller to
     read further and close; otherwise they are closed here.
     """
-    findings = []
+    findings: list[dict[str, Any]] = []
     keep = archives is not None
     archives = {} if archives is None else archives
     for path in paths:
@@ -299,7 +329,7 @@ def check_wheels(paths, system, supported, archives=None):
         except (OSError, zipfile.BadZipFile) as err:
             findings.append({"wheel": wheel, "file": "", "kind": "unreadable", "detail": str(err)})
     tree = Tree(installed_path(name) for archive in archives.values() for name in archive.namelist())
-    elves = []
+    elves: list[tuple[str, str, bytes, dict[str, Any]]] = []
     for wheel, archive in archives.items():
         for info in archive.infolist():
             if info.is_dir() or info.file_size < 64 or not may_be_loaded(info.filename):
@@ -324,7 +354,15 @@ def check_wheels(paths, system, supported, archives=None):
     return findings, {"wheels": len(paths), "elf_files": len(elves)}
 
 
-def check_elf(wheel, name, content, facts, tree, system, wheel_defines):
+def check_elf(
+    wheel: str,
+    name: str,
+    content: bytes,
+    facts: dict[str, Any],
+    tree: Tree,
+    system: System,
+    wheel_defines: dict[str, set[str]],
+) -> list[dict[str, Any]]:
     """The findings of one ELF member of a wheel."""
     if facts["type"] not in ("ET_DYN", "ET_EXEC"):
         return []
@@ -338,9 +376,9 @@ def check_elf(wheel, name, content, facts, tree, system, wheel_defines):
                 "expected": f"{architecture(system.machine, system.elfclass)} ({system.elfclass}-bit)",
             }
         ]
-    findings = []
+    findings: list[dict[str, Any]] = []
     origin = posixpath.dirname(installed_path(name))
-    providers = {}
+    providers: dict[str, tuple[str, str]] = {}
     for library in facts["needed"]:
         found = resolve(library, origin, facts, tree, system)
         if found is None:
@@ -371,9 +409,9 @@ def check_elf(wheel, name, content, facts, tree, system, wheel_defines):
     return findings
 
 
-def newest_versions(defined, missing):
+def newest_versions(defined: Iterable[str], missing: Iterable[str]) -> list[str]:
     """For each family of the missing versions (GLIBC_, GLIBCXX_...), the newest one the library defines."""
-    newest = []
+    newest: list[str] = []
     for family in sorted({version.rstrip("0123456789.") for version in missing}):
         same = [version for version in defined if version.rstrip("0123456789.") == family]
         if same:
@@ -381,11 +419,11 @@ def newest_versions(defined, missing):
     return newest
 
 
-def _version_key(version):
+def _version_key(version: str) -> list[int]:
     return [int(part) for part in re.findall(r"\d+", version)]
 
 
-def runtime_facts():
+def runtime_facts() -> tuple[str, int, list[str]]:
     """The interpreter's machine and tags, as the runner's python will see them."""
     with open(os.path.realpath(sys.executable), "rb") as stream:
         elf = ELFFile(stream)
@@ -394,10 +432,10 @@ def runtime_facts():
     return machine, elfclass, tags
 
 
-def lock_wheels(key):
-    """The wheel files a lock of the volume names, or None when there is no such lock."""
+def lock_wheels(lock_dir: str, key: str) -> list[str] | None:
+    """The wheel files the lock `key` in `lock_dir` names, or None when there is no such lock."""
     try:
-        with open(posixpath.join(LOCKS, key + ".json")) as stream:
+        with open(posixpath.join(lock_dir, key + ".json")) as stream:
             lock = json.load(stream)
     except FileNotFoundError:
         return None
@@ -405,26 +443,29 @@ def lock_wheels(key):
     return [entry["file"] for entry in entries]
 
 
-def main():
-    with open(sys.argv[1]) as stream:
-        request = json.load(stream)
-    wheels = request.get("wheels") or lock_wheels(request["lock"])
+def check(request: AbiRequest, collector: Collector | None = None) -> dict[str, Any]:
+    """The report for `request`: what the runtime's loader would say of its wheels.
+
+    With the request's `sbom` and nothing found, the report holds `collector`'s facts for it,
+    from the wheels already open: the build then starts no container for them (the root image's
+    package database is the runner's).
+    """
+    wheels = request.get("wheels") or lock_wheels(request["lock_dir"], request["lock"])
     if wheels is None:
-        print(RESULT_MARK + json.dumps({"lock_missing": True}), flush=True)
-        return 0
+        return {"lock_missing": True}
     machine, elfclass, tags = runtime_facts()
     system = System(system_libraries(loader_dirs()), machine, elfclass)
-    findings = []
-    paths = []
+    findings: list[dict[str, Any]] = []
+    paths: list[str] = []
     for wheel in wheels:
-        path = posixpath.join(WHEELS, wheel)
+        path = posixpath.join(request["wheel_dir"], wheel)
         if os.path.isfile(path):
             paths.append(path)
         else:
             findings.append({"wheel": wheel, "file": "", "kind": "unreadable", "detail": "not in the wheel volume"})
-    archives = {}
+    archives: dict[str, zipfile.ZipFile] = {}
     found, counts = check_wheels(paths, system, set(tags), archives)
-    report = {
+    report: dict[str, Any] = {
         "runtime": {
             "architecture": architecture(machine, elfclass),
             "tags": tags[:3],
@@ -433,17 +474,27 @@ def main():
         "findings": findings + found,
         "checked": counts,
     }
-    if request.get("sbom") and not report["findings"]:
-        # The SBOM's facts, from the wheels already open: the build then starts no container for
-        # them (the root image's package database is the runner's).
-        import collect
-
-        report["sbom"] = collect.collect(request["sbom"], archives)
+    if request.get("sbom") and collector is not None and not report["findings"]:
+        report["sbom"] = collector(request["sbom"], archives)
     for archive in archives.values():
         archive.close()
-    print(RESULT_MARK + json.dumps(report, sort_keys=True), flush=True)
+    return report
+
+
+def main(argv: list[str]) -> int:
+    """Check the wheels the request file argv[1] names; print RESULT_MARK and the report."""
+    with open(argv[1]) as stream:
+        request: AbiRequest = json.load(stream)
+    collector = None
+    if request.get("sbom"):
+        if TYPE_CHECKING:
+            from grocker.resources.sbom import collect
+        else:
+            import collect  # copied beside this script
+        collector = collect.collect
+    print(RESULT_MARK + json.dumps(check(request, collector), sort_keys=True), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

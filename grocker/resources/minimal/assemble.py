@@ -12,8 +12,12 @@ than dpkg (the CA bundle, /usr/bin/python3's link when its package is cut), the 
 nobody and grocker, the home, /tmp, the loader's cache and the standard library's bytecode
 (compiled as unchecked-hash .pyc: the same sources give the same files).
 
-Must run on the root image's Python (3.7 and later): standard library only.
+Must run on the root image's Python (3.7 and later): standard library only, and typing only
+where Python 3.7 reads it (annotations are not evaluated). grocker/wire/minimal.py is the host's
+side of the request's shape.
 """
+
+from __future__ import annotations
 
 import compileall
 import json
@@ -23,6 +27,22 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from typing import TYPE_CHECKING, Dict, Tuple
+
+if TYPE_CHECKING or sys.version_info >= (3, 8):
+    from typing import TypedDict
+
+    class MinimalRequest(TypedDict):
+        """The request (argv[1]): grocker/wire/minimal.py's MinimalRequest."""
+
+        packages: list[str]
+        python: str
+        home: str
+
+
+Fields = Dict[str, str]
+Packages = Dict[str, Tuple[Fields, str]]
+"""Installed packages: name -> (status fields, stanza text)."""
 
 STATUS = "/var/lib/dpkg/status"
 INFO = "/var/lib/dpkg/info"
@@ -69,11 +89,11 @@ CUT = (
 NOLOGIN = "/usr/sbin/nologin"
 
 
-def parse_status(text):
+def parse_status(text: str) -> Packages:
     """Installed packages of a dpkg status file: name -> (fields, stanza text)."""
-    packages = {}
+    packages: Packages = {}
     for stanza in text.split("\n\n"):
-        fields = {}
+        fields: Fields = {}
         name = None
         for line in stanza.splitlines():
             if not line or line[0] in " \t":
@@ -87,9 +107,9 @@ def parse_status(text):
     return packages
 
 
-def relations(value):
+def relations(value: str) -> list[list[str]]:
     """A Depends value as a list of alternatives, each a list of bare package names."""
-    groups = []
+    groups: list[list[str]] = []
     for group in value.split(","):
         names = [alt.strip().split(" ", 1)[0].split("(", 1)[0].split(":", 1)[0] for alt in group.split("|")]
         names = [name for name in names if name]
@@ -98,9 +118,9 @@ def relations(value):
     return groups
 
 
-def providers(packages):
+def providers(packages: Packages) -> dict[str, list[str]]:
     """Virtual package name -> installed packages that provide it."""
-    provided = {}
+    provided: dict[str, list[str]] = {}
     for name, (fields, _text) in sorted(packages.items()):
         for group in relations(fields.get("Provides", "")):
             for virtual in group:
@@ -108,21 +128,22 @@ def providers(packages):
     return provided
 
 
-def closure(packages, roots, cut):
+def closure(packages: Packages, roots: list[str], cut: set[str]) -> list[str]:
     """The installed packages reachable from `roots` over Depends and Pre-Depends, avoiding `cut`.
 
     Of alternatives (`a | b`), the first installed one outside the cut is followed; a virtual
     name leads to its installed providers' first. A dependency met only by the cut is dropped.
     """
     provided = providers(packages)
-    kept, todo = set(), [root for root in roots if root in packages and root not in cut]
+    kept: set[str] = set()
+    todo = [root for root in roots if root in packages and root not in cut]
     while todo:
         name = todo.pop()
         if name in kept:
             continue
         kept.add(name)
         fields = packages[name][0]
-        for group in relations(fields.get("Pre-Depends", "")) + relations(fields.get("Depends", "")):
+        for group in [*relations(fields.get("Pre-Depends", "")), *relations(fields.get("Depends", ""))]:
             for alternative in group:
                 candidates = [alternative] if alternative in packages else provided.get(alternative, [])
                 usable = [candidate for candidate in candidates if candidate not in cut]
@@ -132,27 +153,27 @@ def closure(packages, roots, cut):
     return sorted(kept)
 
 
-def bare_name(package):
+def bare_name(package: str) -> str:
     """A package as apt-get took it (`NAME=VERSION`, `NAME:ARCH`, `NAME/RELEASE`): its name."""
     for separator in "=:/":
         package = package.split(separator, 1)[0]
     return package
 
 
-def package_files(name, architecture):
-    """The paths dpkg lists for a package (its .list file, with or without the architecture)."""
+def package_files(name: str, architecture: str, info: str = INFO) -> list[str]:
+    """The paths dpkg lists for a package (its .list file in `info`, with or without the architecture)."""
     for list_name in (f"{name}:{architecture}.list", f"{name}.list"):
-        path = os.path.join(INFO, list_name)
+        path = os.path.join(info, list_name)
         if os.path.exists(path):
             with open(path, encoding="utf-8", errors="surrogateescape") as stream:
                 return [line.rstrip("\n") for line in stream if line.strip() and line.strip() != "/."]
     return []
 
 
-def owner_of(path, packages):
-    """The installed package whose list holds `path`, or None."""
+def owner_of(path: str, packages: Packages, info: str = INFO) -> str | None:
+    """The installed package whose list (in `info`) holds `path`, or None."""
     for name, (fields, _text) in sorted(packages.items()):
-        if path in package_files(name, fields.get("Architecture", "")):
+        if path in package_files(name, fields.get("Architecture", ""), info):
             return name
     return None
 
@@ -160,13 +181,14 @@ def owner_of(path, packages):
 class Tree:
     """The output tree: copies of paths of this file system, symlinks and owners kept."""
 
-    def __init__(self, out):
+    def __init__(self, out: str) -> None:
         self.out = out
 
-    def target(self, path):
+    def target(self, path: str) -> str:
+        """Where `path` of this file system goes in the tree."""
         return os.path.join(self.out, path.lstrip("/"))
 
-    def copy(self, path):
+    def copy(self, path: str) -> None:
         """Copy `path` (not following a last symlink) with the symlinked folders leading to it."""
         if not os.path.lexists(path):
             return
@@ -174,7 +196,7 @@ class Tree:
         real = os.path.join(parent, os.path.basename(path))
         self.copy_entry(real)
 
-    def ensure_dir(self, path):
+    def ensure_dir(self, path: str) -> str:
         """Make the folder `path` in the tree, its symlinked components as symlinks; return its real path."""
         real = "/"
         for part in [part for part in path.split("/") if part]:
@@ -187,7 +209,8 @@ class Tree:
             real = current
         return real
 
-    def copy_entry(self, path):
+    def copy_entry(self, path: str) -> None:
+        """Copy one entry of this file system (a symlink as a symlink), its owner kept; not twice."""
         destination = self.target(path)
         if os.path.lexists(destination):
             return
@@ -203,7 +226,7 @@ class Tree:
             return  # no device, FIFO or socket belongs in an image
         os.lchown(destination, info.st_uid, info.st_gid)
 
-    def copy_tree(self, path):
+    def copy_tree(self, path: str) -> None:
         """Copy `path` and, when it is a real folder, everything under it."""
         self.copy(path)
         if os.path.isdir(path) and not os.path.islink(path):
@@ -211,24 +234,27 @@ class Tree:
                 for name in sorted(dirs + files):
                     self.copy_entry(os.path.join(folder, name))
 
-    def make_parent(self, path):
+    def make_parent(self, path: str) -> None:
         """The folder of `path` in the tree: as in this file system where it exists, else a new folder."""
         self.ensure_dir(os.path.dirname(path))
         os.makedirs(os.path.dirname(self.target(path)), exist_ok=True)
 
-    def write(self, path, text, mode=0o644):
+    def write(self, path: str, text: str, mode: int = 0o644) -> None:
+        """Write a new file of the tree."""
         self.make_parent(path)
         with open(self.target(path), "w", encoding="utf-8") as stream:
             stream.write(text)
         os.chmod(self.target(path), mode)
 
-    def link(self, path, target):
+    def link(self, path: str, target: str) -> None:
+        """Make a symlink in the tree, unless `path` is there already."""
         if os.path.lexists(self.target(path)):
             return
         self.make_parent(path)
         os.symlink(target, self.target(path))
 
-    def folder(self, path, mode, uid=0, gid=0):
+    def folder(self, path: str, mode: int, uid: int = 0, gid: int = 0) -> None:
+        """Make (or set) a folder of the tree with this mode and owner."""
         self.make_parent(path)
         if not os.path.isdir(self.target(path)):
             os.mkdir(self.target(path))
@@ -236,9 +262,9 @@ class Tree:
         os.chown(self.target(path), uid, gid)
 
 
-def accounts(path, names):
+def accounts(path: str, names: tuple[str, ...]) -> str:
     """The lines of /etc/passwd or /etc/group for `names`, with no login shell."""
-    kept = []
+    kept: list[str] = []
     with open(path, encoding="utf-8") as stream:
         for line in stream:
             fields = line.rstrip("\n").split(":")
@@ -249,17 +275,18 @@ def accounts(path, names):
     return "".join(kept)
 
 
-def main():
-    with open(sys.argv[1], encoding="utf-8") as stream:
-        request = json.load(stream)
-    tree = Tree(sys.argv[2])
+def main(argv: list[str]) -> int:
+    """Assemble the tree for the request file argv[1] into the folder argv[2]."""
+    with open(argv[1], encoding="utf-8") as stream:
+        request: MinimalRequest = json.load(stream)
+    tree = Tree(argv[2])
     os.makedirs(tree.out, exist_ok=True)
     with open(STATUS, encoding="utf-8", errors="surrogateescape") as stream:
         packages = parse_status(stream.read())
     essential = {name for name, (fields, _text) in packages.items() if fields.get("Essential") == "yes"}
     cut = (essential | set(CUT)) - set(KEEP)
     interpreter = os.path.realpath(sys.executable)
-    roots = [bare_name(package) for package in request["packages"]] + list(KEEP)
+    roots = [*(bare_name(package) for package in request["packages"]), *KEEP]
     missing = sorted(set(roots) - set(packages) - set(KEEP))
     if missing:
         print(f"minimal base: not installed in the root image, skipped: {' '.join(missing)}", flush=True)
@@ -290,7 +317,7 @@ def main():
     for link, target in SSL_LINKS.items():
         tree.link(link, target)
     tree.write("/etc/passwd", accounts("/etc/passwd", USERS))
-    tree.write("/etc/group", accounts("/etc/group", USERS + ("nogroup",)))
+    tree.write("/etc/group", accounts("/etc/group", (*USERS, "nogroup")))
     home = request["home"]
     user = os.stat(home)
     tree.folder(home, 0o755, user.st_uid, user.st_gid)
@@ -315,4 +342,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))
