@@ -22,7 +22,7 @@ from grocker import __version__, api, build, referrers
 from grocker.chain.freshness import inputs_digest
 from grocker.chain.session import BuildRequest, BuildResult, Session
 from grocker.labels import BASE_ID_LABEL, INPUTS_LABEL, ROLE_LABEL, RUNNER, VERSION_LABEL
-from grocker.naming import internal_names
+from grocker.naming import internal_names, runner_labels
 from tests.unit.fakes import BASE, FakeEngine, chain_engine
 from tests.unit.test_fleet import MemoryRegistry
 
@@ -81,7 +81,9 @@ def _publish(fleet: Fleet, engine: FakeEngine, request: BuildRequest, **changed:
     assert base is not None
     _, root_id = fleet.put_image(names.root, {ROLE_LABEL: "root", BASE_ID_LABEL: base.id})
     session = Session(engine, request, names, BuildResult(request.release.text, NAME, "trixie/3.13"))
-    labels = {ROLE_LABEL: RUNNER, VERSION_LABEL: __version__, INPUTS_LABEL: inputs_digest(session, root_id)}
+    labels = runner_labels(request.release, request.config, "2026-12-06T10:00:00Z")
+    labels[INPUTS_LABEL] = inputs_digest(session, root_id)
+    assert (labels[ROLE_LABEL], labels[VERSION_LABEL]) == (RUNNER, __version__)
     labels.update(changed)
     engine.registry[NAME] = labels  # what the engine's pull finds
     digest, _ = fleet.put_image(NAME, labels)
@@ -201,3 +203,37 @@ def test_no_registry_check_for_a_range_no_cache_or_refresh(
     assert "runner image" in engine.did("build")
     final = NAME.rsplit(":", 1)[0]
     assert [done for done in fleet.requests() if done[1] == "manifests/1.0"] == [], final
+
+
+def test_a_bump_after_a_pull_builds_on_the_pulled_image_s_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet, engine = Fleet(monkeypatch), chain_engine()
+    request = _request(tmp_path)
+    _publish(fleet, engine, request)
+    build.build(request, engine)
+    pulled = engine.id_of(NAME)
+
+    bump = api.prepare_build(
+        "app==1.1",
+        request.config,
+        image_name=f"{PREFIX}/app:1.1",
+        cwd=tmp_path,
+        env={"HOME": str(tmp_path)},
+        push=True,
+    )
+    build.build(bump, engine)
+
+    # The pulled runner is the runner build's cache: its dependencies' layer is not built again.
+    assert engine.cache_from["runner image"] == [pulled]
+
+
+def test_no_cache_gives_no_cache_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, engine = Fleet(monkeypatch), chain_engine()
+    request = _request(tmp_path)
+    _publish(fleet, engine, request)
+    build.build(request, engine)
+
+    build.build(_request(tmp_path, no_cache=True), engine)
+
+    assert engine.cache_from["runner image"] == []
