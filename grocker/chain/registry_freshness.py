@@ -40,7 +40,7 @@ from grocker.log import logger, phase
 from grocker.protocol import ImageInfo
 
 Opener = Callable[[str], Any]
-"""Opens a repository `host/path` (grocker.referrers.open_repository; tests give their own)."""
+"""Opens a repository `host/path` with the build's registry logins (grocker.referrers.open_repository)."""
 
 # The manifests an engine's push writes: Docker's schema 2 (Docker 20.10, 26) and OCI (Podman, containerd).
 _IMAGE_MANIFESTS = (referrers.OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json")
@@ -69,7 +69,7 @@ class Pulled:
     image: ImageInfo
 
 
-def pull_if_up_to_date(session: Session, opener: Opener | None = None) -> Pulled | None:
+def pull_if_up_to_date(session: Session) -> Pulled | None:
     """Pull the final image when the registry holds it built from this build's inputs; else None."""
     request, config = session.request, session.config
     name = request.image_name
@@ -82,7 +82,10 @@ def pull_if_up_to_date(session: Session, opener: Opener | None = None) -> Pulled
         or fleet.registry_host(config.image_prefix) is None
     ):
         return None
-    open_repository = opener or (lambda reference: referrers.open_repository(reference, request.docker_config))
+
+    def open_repository(reference: str) -> Any:
+        return referrers.open_repository(reference, request.docker_config)
+
     try:
         remote = _up_to_date_remote(session, open_repository)
     except (_UnansweredError, GrockerError) as err:
