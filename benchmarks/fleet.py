@@ -10,11 +10,14 @@ the engine DOCKER_HOST names before anything is timed: it is what a CI runner's 
 holds.
 
 - Engine A builds the previous release (N) with an image prefix naming the registry, push on.
-- A fresh engine B builds N again (the rebuild), then the bumped release (N+1), push on.
+- A fresh engine B builds N again under the same name (the rebuild: the registry holds that image,
+  built from the same inputs, so B pulls it), then the bumped release (N+1), push on.
+- A fresh engine C builds N under a second name, which the registry does not hold: the build from
+  the fleet's lock and wheels (what a rebuild costs when the final image must be built).
 - The multi-stage Dockerfile (benchmarks/dockerfiles/multistage) builds N on a fresh engine, then
   N+1 on another fresh engine: the baseline, a CI runner without Grocker.
 
-Figures: each build's time; what B's builds compiled, downloaded and fetched from the registry
+Figures: each build's time; what B's and C's builds compiled, downloaded and fetched from the registry
 (Grocker's result file, `wheels:`); the layer bytes B's pushes added to the registry (the
 compressed size of the layers of its image that the registry lacked before). Targets: B's rebuild
 compiles and downloads nothing, pushes no layer bytes and takes at most 0.3 of the multi-stage's
@@ -80,8 +83,13 @@ class FleetFigures:
     a_wheels: dict[str, int] = field(default_factory=dict)
     rebuild_seconds: float = 0.0
     rebuild_wheels: dict[str, int] = field(default_factory=dict)
+    rebuild_pulled_from: str | None = None
     rebuild_pushed_layer_bytes: int = 0
-    rebuild_same_layers: bool = False
+    from_wheels_seconds: float = 0.0
+    """C's build of N under a name the registry lacks: from the fleet's lock and wheels."""
+    from_wheels_wheels: dict[str, int] = field(default_factory=dict)
+    from_wheels_pushed_layer_bytes: int = 0
+    from_wheels_same_layers: bool = False
     bump_seconds: float = 0.0
     bump_wheels: dict[str, int] = field(default_factory=dict)
     bump_pushed_layer_bytes: int = 0
@@ -207,33 +215,47 @@ def _fresh_engine(base: Path) -> Iterator[PrivateEngine]:
 
 
 def _grocker_builds(scenario: Scenario, context: Path, run_id: str, base: Path, figures: FleetFigures) -> None:
-    print("== fleet: engine A builds N, a fresh engine B rebuilds N, then bumps to N+1", file=sys.stderr)
+    print(
+        "== fleet: engine A builds N, a fresh engine B rebuilds N then bumps to N+1, a fresh C builds N",
+        file=sys.stderr,
+    )
     with ExitStack() as stack:
         registry = Registry(scenario.registry_port, Path(tempfile.mkdtemp(prefix="registry-", dir=PARENT)))
         stack.callback(registry.stop)
         prefix = f"{registry.address}/bench-fleet-{run_id}"
 
-        def build(engine: PrivateEngine, release: str, tag: str) -> tuple[float, dict[str, int], str]:
+        def build(engine: PrivateEngine, release: str, tag: str, label: str) -> tuple[float, dict[str, object], str]:
             image = f"{prefix}/app:{tag}"
-            result = context / f"result-{tag}.yml"
-            seconds, summary = _grocker(engine, scenario, context, release, image, prefix, result)
-            figures.notes.append(f"{tag}: {summary}")
-            wheels = yaml.safe_load(result.read_text())["wheels"]
-            print(f"   {tag}: {seconds:.1f} s, wheels {wheels}", file=sys.stderr)
-            return seconds, wheels, image
+            result_file = context / f"result-{label}.yml"
+            seconds, summary = _grocker(engine, scenario, context, release, image, prefix, result_file)
+            figures.notes.append(f"{label}: {summary}")
+            result = yaml.safe_load(result_file.read_text())
+            where = f"pulled from {result['pulled_from']}" if "pulled_from" in result else f"wheels {result['wheels']}"
+            print(f"   {label}: {seconds:.1f} s, {where}", file=sys.stderr)
+            return seconds, result, image
 
-        # One engine at a time: A is gone (as an ephemeral runner is) before B starts.
+        # One engine at a time: A is gone (as an ephemeral runner is) before B starts, B before C.
         with _fresh_engine(base) as engine_a:
-            figures.a_seconds, figures.a_wheels, image_a = build(engine_a, scenario.previous, "a-n")
-        engine_b = stack.enter_context(_fresh_engine(base))
-        before = registry.blobs()
-        figures.rebuild_seconds, figures.rebuild_wheels, image_b = build(engine_b, scenario.previous, "b-n")
-        figures.rebuild_pushed_layer_bytes = _added(registry.layers(image_b), before)
-        figures.rebuild_same_layers = registry.layers(image_b) == registry.layers(image_a)
-        before = registry.blobs()
-        figures.bump_seconds, figures.bump_wheels, image_bump = build(engine_b, scenario.app, "b-n1")
-        figures.bump_pushed_layer_bytes = _added(registry.layers(image_bump), before)
-        run._check(engine_b.client(), image_bump, [scenario.entrypoint, "--version"])
+            figures.a_seconds, result, image_a = build(engine_a, scenario.previous, "n", "a-n")
+            figures.a_wheels = result["wheels"]
+        with _fresh_engine(base) as engine_b:
+            before = registry.blobs()
+            figures.rebuild_seconds, result, image_b = build(engine_b, scenario.previous, "n", "b-n")
+            figures.rebuild_wheels = result.get("wheels", {})
+            figures.rebuild_pulled_from = result.get("pulled_from")
+            figures.rebuild_pushed_layer_bytes = _added(registry.layers(image_b), before)
+            run._check(engine_b.client(), image_b, [scenario.entrypoint, "--version"])
+            before = registry.blobs()
+            figures.bump_seconds, result, image_bump = build(engine_b, scenario.app, "n1", "b-n1")
+            figures.bump_wheels = result["wheels"]
+            figures.bump_pushed_layer_bytes = _added(registry.layers(image_bump), before)
+            run._check(engine_b.client(), image_bump, [scenario.entrypoint, "--version"])
+        with _fresh_engine(base) as engine_c:
+            before = registry.blobs()
+            figures.from_wheels_seconds, result, image_c = build(engine_c, scenario.previous, "n-copy", "c-n")
+            figures.from_wheels_wheels = result["wheels"]
+            figures.from_wheels_pushed_layer_bytes = _added(registry.layers(image_c), before)
+            figures.from_wheels_same_layers = registry.layers(image_c) == registry.layers(image_a)
 
 
 def _grocker(
@@ -281,29 +303,41 @@ def _multistage_builds(scenario: Scenario, context: Path, run_id: str, base: Pat
 
 def _report(scenario: Scenario, figures: FleetFigures) -> dict[str, object]:
     rebuild_ratio = figures.rebuild_seconds / figures.multistage_cold_seconds
+    from_wheels_ratio = figures.from_wheels_seconds / figures.multistage_cold_seconds
     bump_ratio = figures.bump_seconds / figures.multistage_fresh_bump_seconds
-    rebuild, bump = figures.rebuild_wheels, figures.bump_wheels
+    rebuild, bump, from_wheels = figures.rebuild_wheels, figures.bump_wheels, figures.from_wheels_wheels
+    if figures.rebuild_pulled_from:
+        # A pulled image started no container: nothing was compiled or downloaded.
+        rebuild = {"total": 0, "registry": 0, "downloaded": 0, "compiled": 0, "reused": 0}
     print(f"\nfleet: {scenario.previous} -> {scenario.app} on {scenario.runtime}, a fresh engine B")
     rows = [
         ("A builds N (s)", figures.a_seconds),
         ("B rebuilds N (s)", figures.rebuild_seconds),
+        ("C builds N, another name (s)", figures.from_wheels_seconds),
         ("B bumps to N+1 (s)", figures.bump_seconds),
         ("multi-stage N, fresh engine (s)", figures.multistage_cold_seconds),
         ("multi-stage N+1, fresh engine (s)", figures.multistage_fresh_bump_seconds),
         ("B's rebuild: layer bytes pushed", figures.rebuild_pushed_layer_bytes),
+        ("C's build: layer bytes pushed", figures.from_wheels_pushed_layer_bytes),
         ("B's bump: layer bytes pushed", figures.bump_pushed_layer_bytes),
     ]
     for label, value in rows:
         print(f"{label:36}{value:>14.1f}")
-    print(f"{'A wheels':36}{figures.a_wheels}\n{'B rebuild wheels':36}{rebuild}\n{'B bump wheels':36}{bump}")
+    print(f"{'A wheels':36}{figures.a_wheels}\n{'B bump wheels':36}{bump}\n{'C wheels':36}{from_wheels}")
+    print(f"{'B rebuild pulled from':36}{figures.rebuild_pulled_from or '- (built)'} {figures.rebuild_wheels or ''}")
+    print(f"{'C: same layers as A':36}{figures.from_wheels_same_layers}")
     verdicts = {
         "rebuild_compiled": _verdict(rebuild.get("compiled", -1), 0, "B's rebuild of N: wheels compiled"),
         "rebuild_downloaded": _verdict(rebuild.get("downloaded", -1), 0, "B's rebuild of N: wheels downloaded"),
         "rebuild_time": _verdict(rebuild_ratio, REBUILD_TARGET, "B's rebuild of N / multi-stage cold N"),
         "rebuild_push": _verdict(figures.rebuild_pushed_layer_bytes, 0, "B's rebuild of N: layer bytes pushed"),
         "bump_compiled": _verdict(bump.get("compiled", -1), scenario.new_sdists, "B's bump: wheels compiled"),
+        "from_wheels_compiled": _verdict(from_wheels.get("compiled", -1), 0, "C's build of N: wheels compiled"),
+        "from_wheels_downloaded": _verdict(from_wheels.get("downloaded", -1), 0, "C's build of N: wheels downloaded"),
+        "from_wheels_push": _verdict(figures.from_wheels_pushed_layer_bytes, 0, "C's build of N: layer bytes pushed"),
         "bump_time": _verdict(bump_ratio, BUMP_TARGET, "B's bump / multi-stage N+1 on a fresh engine"),
     }
+    print(f"{'C builds N under another name / multi-stage cold N':52} {from_wheels_ratio:>10.2f} (no target)")
     print()
     for verdict in verdicts.values():
         mark = "met" if verdict["met"] else "MISSED"
@@ -315,6 +349,7 @@ def _report(scenario: Scenario, figures: FleetFigures) -> dict[str, object]:
         "figures": asdict(figures),
         "ratios": {
             "rebuild_over_multistage_cold": round(rebuild_ratio, 3),
+            "from_wheels_over_multistage_cold": round(from_wheels_ratio, 3),
             "bump_over_multistage_fresh": round(bump_ratio, 3),
         },
         "targets": verdicts,

@@ -39,7 +39,21 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
     if config.sbom is not None:
         sbom_step.preload()
     current = freshness.up_to_date(session)
-    if current is not None:
+    from grocker.chain import registry_freshness  # requests and oras-py only when a build runs
+
+    pulled = registry_freshness.pull_if_up_to_date(session) if current is None else None
+    if pulled is not None:
+        # Built by another engine of the fleet from the same inputs: pulled, nothing to build or push.
+        current = pulled.image
+        result.up_to_date, result.pulled_from, result.hash = True, pulled.registry, pulled.digest
+        result.root_image, result.image_id, result.size = names.root, current.id, current.size
+        logger.info(
+            "%s is up to date in %s (built from the same inputs by Grocker %s on another engine): pulled",
+            request.image_name,
+            pulled.registry,
+            __version__,
+        )
+    elif current is not None:
         # Image inspects only: no container, no build. The push and the SBOM below still happen.
         result.up_to_date = True
         result.root_image, result.image_id, result.size = names.root, current.id, current.size
@@ -59,7 +73,8 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
         )
         result.sbom = str(config.sbom)
     if request.push:
-        result.hash = push.push(session)
+        if pulled is None:
+            result.hash = push.push(session)
         if sbom_text is not None and result.hash is not None:
             result.sbom_digest = sbom_step.push(request.image_name, result.hash, sbom_text, request.docker_config)
     elif current is None:  # an up-to-date image said all there is to say in its one line

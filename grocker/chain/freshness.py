@@ -20,10 +20,21 @@ from grocker.chain import render
 from grocker.chain.session import Session
 from grocker.chain.wheelhouse import reuses_lock
 from grocker.engine.protocol import ImageInfo
-from grocker.labels import BASE_ID_LABEL, INPUTS_LABEL, ROLE_LABEL, RUNNER, VERSION_LABEL
+from grocker.labels import (
+    APP_NAME_LABEL,
+    BASE_ID_LABEL,
+    CONFIG_HASH_LABEL,
+    INPUTS_LABEL,
+    ROLE_LABEL,
+    RUNNER,
+    VERSION_LABEL,
+)
 from grocker.log import logger
-from grocker.naming import runner_labels
+from grocker.naming import config_hash, runner_labels
 from grocker.wheels import lock_key
+
+CACHE_SOURCES = 16
+"""At most this many runner images are given to a runner build as its cache sources."""
 
 
 def inputs_digest(session: Session, root_id: str) -> str:
@@ -76,6 +87,22 @@ def current_root_id(session: Session) -> str | None:
     if base is not None and built_from and built_from != base.id:
         return None
     return root.id
+
+
+def cache_sources(session: Session) -> list[str]:
+    """The runner images of the same application and configuration: the runner build's cache.
+
+    A runner pulled from the fleet's registry (grocker.chain.registry_freshness) was built on
+    another engine: the engine's build cache knows nothing of its steps, and a version bump would
+    build its dependencies' layer again. Given as cache sources, its steps are reused. Every such
+    image is given (the newest first, at most CACHE_SOURCES), as the engine then takes a cached
+    step only from their chains: the runners built here stay usable as the cache they were.
+    """
+    if session.request.no_cache:
+        return []
+    release, config = session.request.release, session.config
+    wanted = {ROLE_LABEL: RUNNER, APP_NAME_LABEL: release.name, CONFIG_HASH_LABEL: config_hash(config)}
+    return list(session.engine.labelled_images(wanted))[:CACHE_SOURCES]
 
 
 def inputs_label(session: Session) -> dict[str, str]:

@@ -104,6 +104,7 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served,
                 network=served.network,
                 extra_hosts=served.hosts,
                 nocache=session.request.no_cache,
+                cache_from=freshness.cache_sources(session),
             )
         except BuildError as err:
             if not missing_python:

@@ -56,6 +56,8 @@ class BuildResult:
     """Where the lock's wheels came from: total, registry, downloaded, compiled, reused (grocker.chain.fleet)."""
     up_to_date: bool = False
     """True when the image existed, built from the same inputs, and nothing was built."""
+    pulled_from: str | None = None
+    """The registry the up-to-date image was pulled from (built by another engine of the fleet)."""
 
     def as_dict(self) -> dict[str, object]:
         """The result file's content: set values only, keys sorted when dumped."""
@@ -65,7 +67,7 @@ class BuildResult:
             "runtime": self.runtime,
             "duration_seconds": round(self.duration_seconds, 1),
         }
-        for key in ("root_image", "compiler_image", "image_id", "size", "hash", "sbom", "sbom_digest"):
+        for key in ("root_image", "compiler_image", "image_id", "size", "hash", "sbom", "sbom_digest", "pulled_from"):
             value = getattr(self, key)
             if value is not None:
                 values[key] = value

@@ -94,6 +94,13 @@ class DockerEngine(ContainerOps, MutexOps, CleanupOps):
         found = self.api.images(filters={"label": wanted}, quiet=True)
         return str(found[0]) if found else None
 
+    def labelled_images(self, labels: Mapping[str, str]) -> Sequence[str]:
+        """The IDs of the local images that carry every one of `labels` with its value, newest first."""
+        wanted = [f"{label}={value}" for label, value in sorted(labels.items())]
+        images = self.api.images(filters={"label": wanted})
+        ordered = sorted(images, key=lambda image: int(image.get("Created") or 0), reverse=True)
+        return list(dict.fromkeys(str(image["Id"]) for image in ordered))
+
     def build(
         self,
         files: Mapping[str, bytes],
@@ -104,6 +111,7 @@ class DockerEngine(ContainerOps, MutexOps, CleanupOps):
         extra_hosts: Mapping[str, str] | None = None,
         network: str | None = None,
         nocache: bool = False,
+        cache_from: Sequence[str] = (),
     ) -> str:
         """Build an image from in-memory files, streaming its output; return the new image ID.
 
@@ -122,6 +130,8 @@ class DockerEngine(ContainerOps, MutexOps, CleanupOps):
                 extra_hosts=self._extra_hosts(extra_hosts),
                 network_mode=network,
                 nocache=nocache,
+                # Buildah reads cache sources as repositories to pull from, not local images: Docker only.
+                cache_from=None if self._podman else list(cache_from) or None,
                 decode=True,
             )
             image_id = _read_build(stream, what, lines, on_line)

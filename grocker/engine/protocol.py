@@ -107,6 +107,9 @@ class ChainEngine(Protocol):
     def labelled_image(self, labels: Mapping[str, str]) -> str | None:
         """The ID of one local image that carries every one of `labels` with its value, or None."""
 
+    def labelled_images(self, labels: Mapping[str, str]) -> Sequence[str]:
+        """The IDs of the local images that carry every one of `labels` with its value, newest first."""
+
     def build(
         self,
         files: Mapping[str, bytes],
@@ -117,10 +120,12 @@ class ChainEngine(Protocol):
         extra_hosts: Mapping[str, str] | None = None,
         network: str | None = None,
         nocache: bool = False,
+        cache_from: Sequence[str] = (),
     ) -> str:
         """Build an untagged image from in-memory files, streaming its output; return its ID.
 
-        With `network`, the RUN steps join that network.
+        With `network`, the RUN steps join that network. `cache_from`: images (pulled ones too)
+        whose steps the build may reuse; the engine then takes a cached step only from their chains.
         """
 
     def tag(self, image_id: str, name: str) -> None:

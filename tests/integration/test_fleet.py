@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -194,6 +195,24 @@ def test_three_engines_compile_once_and_build_the_same_layers(fleet: Fleet, groc
     assert value.startswith("fleet value ")
     assert "unset" not in value
 
+    # A fresh engine's build of the release under the name the registry holds: pulled, not built.
+    client = fleet.engines[2][0]
+    since = int(time.time())  # the private engine runs on this machine: the same clock
+    stderr, pulled = fleet.build(grocker, 2, "app:first", "--push")
+    host = fleet.prefix.split("/")[0]
+    assert f"app:first is up to date in {host} (built from the same inputs by Grocker" in stderr, stderr
+    assert pulled["pulled_from"] == host
+    assert pulled["hash"] == result["hash"], "the image the first engine pushed"
+    repository = f"{fleet.prefix}/app"
+    assert f"{repository}@{result['hash']}" in client.images.get(f"{fleet.prefix}/app:first").attrs["RepoDigests"]
+    created = client.events(since=since, until=int(time.time()) + 1, filters={"type": "container"}, decode=True)
+    assert [event["Actor"]["Attributes"].get("name") for event in created] == [], (
+        "no container: no compile, no publisher"
+    )
+    assert "push" not in stderr, "nothing pushed"
+    assert fleet.value(2, "app:first") == value
+
+    # Under another name, each fresh engine builds from the fleet's wheels: the same layers.
     for engine in (1, 2):
         stderr, result = fleet.build(grocker, engine, f"app:engine{engine}", "--no-push")
         assert "pull compiler image" in stderr, "the engine has no disk of the first: it pulls"

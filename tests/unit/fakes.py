@@ -125,6 +125,8 @@ class FakeEngine:
     of calls the tests assert is the same on every run; tests of the background set it True."""
     build_networks: dict[str, tuple[str | None, dict[str, str] | None]] = field(default_factory=dict)
     """The network and /etc/hosts entries each `what` was built with."""
+    cache_from: dict[str, list[str]] = field(default_factory=dict)
+    """The images each build (by `what`) was given as its cache sources."""
     containers_made: list[dict[str, object]] = field(default_factory=list)
     """Each container created: its role, image, volumes, command, entrypoint, user and network."""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -175,6 +177,14 @@ class FakeEngine:
         self.add_image(name, labels)
         return True
 
+    def labelled_images(self, labels: Mapping[str, str]) -> Sequence[str]:
+        # A query, as image(): not recorded in `calls`.
+        return [
+            info.id
+            for info in reversed(self.images.values())
+            if all(info.labels.get(label) == value for label, value in labels.items())
+        ]
+
     def labelled_image(self, labels: Mapping[str, str]) -> str | None:
         self.step("labelled_image", ",".join(sorted(labels)))
         return next(
@@ -196,8 +206,10 @@ class FakeEngine:
         extra_hosts: Mapping[str, str] | None = None,
         network: str | None = None,
         nocache: bool = False,
+        cache_from: Sequence[str] = (),
     ) -> str:
         self.step("build", what)
+        self.cache_from[what] = list(cache_from)
         self.build_networks[what] = (network, dict(extra_hosts) if extra_hosts else None)
         self.built[what] = dict(files)
         for line in self.build_lines.get(what, []):

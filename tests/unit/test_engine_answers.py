@@ -224,3 +224,52 @@ def test_ages_are_counted_on_the_engine_s_clock(created: object, expected: float
     assert now == 1800000000.0
     assert age(now, created) == expected
     assert age(None, created) is None
+
+
+@pytest.mark.parametrize(
+    ("podman", "expected"), [(False, ["sha256:" + "1" * 64]), (True, None)], ids=["docker", "podman"]
+)
+def test_cache_sources_go_to_docker_only(podman: bool, expected: object) -> None:
+    # Buildah would read them as repositories to pull from.
+    engine, api = _engine(podman)
+    with pytest.raises(EngineError):
+        engine.build(
+            {"Dockerfile": b"FROM scratch\n"},
+            labels={},
+            what="runner image",
+            on_line=print,
+            cache_from=["sha256:" + "1" * 64],
+        )
+    assert api.build_kwargs["cache_from"] == expected
+
+
+def test_no_cache_sources_is_no_parameter() -> None:
+    engine, api = _engine(podman=False)
+    with pytest.raises(EngineError):
+        engine.build({"Dockerfile": b"FROM scratch\n"}, labels={}, what="runner image", on_line=print)
+    assert api.build_kwargs["cache_from"] is None
+
+
+class _ListingApi:
+    """The low-level API's image listing: the images of every label filter given, as the engine answers."""
+
+    def __init__(self) -> None:
+        self.filters: dict[str, Any] = {}
+
+    def images(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.filters = filters
+        return [
+            {"Id": "sha256:" + "1" * 64, "Created": 100},
+            {"Id": "sha256:" + "2" * 64, "Created": 300},
+            {"Id": "sha256:" + "1" * 64, "Created": 100},  # listed once per tag
+        ]
+
+
+def test_labelled_images_are_the_newest_first_once_each() -> None:
+    api = _ListingApi()
+    engine = DockerEngine(SimpleNamespace(api=api), "the Docker engine", podman=False)  # type: ignore[arg-type]
+
+    found = engine.labelled_images({"grocker.image.role": "runner", "grocker.app.name": "app"})
+
+    assert found == ["sha256:" + "2" * 64, "sha256:" + "1" * 64]
+    assert api.filters == {"label": ["grocker.app.name=app", "grocker.image.role=runner"]}
