@@ -100,7 +100,7 @@ def grocker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Cl
 
 @pytest.fixture
 def publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The publisher script, its wheel volume a temporary folder."""
+    """The publisher script, its wheel volume a temporary folder, its candidates volume another."""
     spec = importlib.util.spec_from_file_location("grocker_publish_origins", script_path("publish.py"))
     assert spec is not None
     assert spec.loader is not None
@@ -116,6 +116,7 @@ def publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         "ELF_FLAGS": state / "elf",
         "TEMPORARY": state / "tmp",
         "QUARANTINE": state / "quarantine",
+        "CANDIDATES": tmp_path / "candidates-volume",
     }.items():
         monkeypatch.setattr(module, name, path)
         if name != "WHEELS":

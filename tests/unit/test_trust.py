@@ -29,7 +29,7 @@ from grocker.naming import internal_names
 from grocker.pipconf import PipSettings
 from grocker.trust import index_domain, normalized_url
 from grocker.wheels import lock_key
-from tests.unit.fakes import FakeEngine, chain_engine
+from tests.unit.fakes import SIX, FakeEngine, chain_engine
 
 TOKEN = "Zq9x7Lk2Vb8Np4Rt6Ym1"
 
@@ -128,11 +128,11 @@ def test_a_project_that_moves_to_another_index_resolves_and_builds_again(tmp_pat
     # Not up to date, and its dependencies resolved against the new index, not locked from the old.
     assert not result.up_to_date
     assert result.dependencies == "resolved now"
-    old, new = (internal_names(request.config, request.pip).volume for request in (first, moved))
-    assert old != new
-    # The resolve and the publisher mount the new index's volume alone; the sdist builds none.
-    assert _mounts(engine, "compile") == [{new}]
-    assert all(mounts == {new} for mounts in _mounts(engine, "publish"))
+    old, new = (internal_names(request.config, request.pip) for request in (first, moved))
+    assert old.volume != new.volume
+    # The resolve mounts the new index's candidates alone, the publisher its volumes alone.
+    assert _mounts(engine, "compile") == [{new.candidates}]
+    assert all(mounts == {new.volume, new.candidates} for mounts in _mounts(engine, "publish"))
     # And back to the first index: the image is built again (other inputs), from the lock that is
     # still in that index's volume, with no resolve.
     engine.calls.clear()
@@ -140,6 +140,45 @@ def test_a_project_that_moves_to_another_index_resolves_and_builds_again(tmp_pat
     assert not back.up_to_date
     assert back.dependencies.startswith("locked on")
     assert "compile" not in engine.did("create_container")
+
+
+# Package code sees only its own build: the mounts of each container
+
+
+def test_no_container_that_runs_package_code_mounts_the_wheel_volume(tmp_path: Path) -> None:
+    engine = chain_engine()
+    items = [
+        {"name": "app", "version": "1.0", "filename": "app-1.0.tar.gz", "in_volume": False},
+        {"name": "six", "version": "1.16.0", "filename": SIX, "in_volume": True},
+    ]
+    engine.outputs["compile"] = (0, [REPORT_MARK + json.dumps({"items": items})])
+    # A local sdist as RELEASE: the resolve reads it from its input, its build gets an outbox.
+    sdist = tmp_path / "app-1.0.tar.gz"
+    sdist.write_bytes(b"the user's own sdist")
+    request = _request(tmp_path, None, str(sdist))
+    names = internal_names(request.config, request.pip)
+
+    build.build(request, engine)
+
+    made = {(entry["role"], tuple(sorted(entry["volumes"].items()))) for entry in engine.containers_made}
+    by_role: dict[str, list[dict[str, tuple[str, str]]]] = {}
+    for role, volumes in made:
+        by_role.setdefault(role, []).append(dict(volumes))
+    # The resolve: the candidates volume, read-only, and nothing else of the domain.
+    assert by_role["compile"] == [{names.candidates: (layout.CANDIDATES_MOUNT, "ro")}]
+    # The sdist's build: its own fresh outbox alone.
+    (outbox,) = by_role["build-sdist"]
+    assert list(outbox.values()) == [(layout.COMPILE_MOUNT, "rw")]
+    assert next(iter(outbox)).startswith("grocker-outbox-")
+    # The publisher, which runs no package code, keeps both volumes (and reads the outboxes).
+    for volumes in by_role["publish"]:
+        assert volumes[names.volume] == (layout.COMPILE_MOUNT, "rw")
+        assert volumes[names.candidates] == (layout.CANDIDATES_MOUNT, "rw")
+    assert any(volumes.get(next(iter(outbox))) == ("/outbox/0", "ro") for volumes in by_role["publish"])
+    # The resolve's local file came by copy, into its input folder.
+    assert engine.files_put["compile"]["/tmp/grocker-input/dist/app-1.0.tar.gz"] == b"the user's own sdist"
+    untrusted = [volumes for role in ("compile", "build-sdist") for volumes in by_role[role]]
+    assert not [volumes for volumes in untrusted if names.volume in volumes]
 
 
 # The resolve script, with pip, against a loopback index
@@ -190,23 +229,22 @@ def _script(name: str) -> ModuleType:
 
 
 @pytest.fixture
-def volume(tmp_path: Path) -> Path:
-    """A wheel volume: demo-dep 2.0 downloaded from the index (yanked there since), 3.0 a local
-    RELEASE another build published, 4.0 with no publisher record (planted, or an older Grocker),
-    5.0 built from a local sdist."""
-    wheels = tmp_path / "volume"
-    origins = wheels / ".grocker" / "origins"
-    origins.mkdir(parents=True)
+def volume(publisher: ModuleType) -> Path:
+    """The candidates volume the publisher keeps for a wheel volume of demo-dep: 2.0 downloaded
+    from the index (yanked there since), 3.0 a local RELEASE another build published, 4.0 with no
+    publisher record (planted, or an older Grocker), 5.0 built from a local sdist."""
     recorded = {
         "2.0": {"kind": "index", "url": "http://127.0.0.1/demo_dep-2.0-py3-none-any.whl", "index": "x"},
         "3.0": {"kind": "file"},
         "5.0": {"kind": "built", "compiler": "sha256:c0", "local": True},
     }
     for version in ("2.0", "3.0", "4.0", "5.0"):
-        wheel = _dist_wheel(wheels, version)
+        wheel = _dist_wheel(publisher.WHEELS, version)
         if version in recorded:
-            (origins / wheel.name).write_text(json.dumps(recorded[version]))
-    return wheels
+            publisher.write_origin(wheel.name, recorded[version])
+            publisher.write_record(wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest())
+        publisher.offer(wheel.name)
+    return Path(publisher.CANDIDATES)
 
 
 def _resolve(
@@ -218,8 +256,7 @@ def _resolve(
         _dist_wheel(index_root, version)
     resolve = _script("resolve.py")
     monkeypatch.setattr(resolve, "WHEELS", str(volume))
-    monkeypatch.setattr(resolve, "ORIGINS", str(volume / ".grocker" / "origins"))
-    monkeypatch.setattr(resolve, "CANDIDATES", str(tmp_path / "candidates"))
+    monkeypatch.setattr(resolve, "CANDIDATES", str(tmp_path / "links"))
     request = tmp_path / "request.json"
     request.write_text(json.dumps({"target": target, "constraint": None}))
     monkeypatch.setattr("sys.argv", ["resolve.py", str(request)])
@@ -242,11 +279,27 @@ def _resolve(
 def test_the_resolve_sees_only_the_volumes_files_of_its_indexes(tmp_path: Path, volume: Path) -> None:
     resolve = _script("resolve.py")
 
-    linked = resolve.link_candidates(str(volume), str(volume / ".grocker" / "origins"), str(tmp_path / "view"))
+    linked = resolve.link_candidates(str(volume), str(tmp_path / "view"))
 
-    # Not another build's local file, nor a wheel built from one, nor a file nobody recorded.
+    # The candidates volume, all the resolve mounts: not another build's local file, nor a wheel
+    # built from one, nor a file nobody recorded, nor any lock, record or origin.
+    assert sorted(os.listdir(volume)) == ["demo_dep-2.0-py3-none-any.whl"]
     assert linked == ["demo_dep-2.0-py3-none-any.whl"]
     assert sorted(os.listdir(tmp_path / "view")) == linked
+
+
+def test_the_publisher_offers_each_reusable_wheel_once_and_mends_a_stale_copy(publisher: ModuleType) -> None:
+    wheel = _dist_wheel(publisher.WHEELS, "2.0")
+    publisher.write_origin(wheel.name, {"kind": "index", "url": "http://127.0.0.1/x.whl", "index": "x"})
+    publisher.write_record(wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest())
+
+    assert publisher.offer(wheel.name) is True
+    assert publisher.offer(wheel.name) is False  # a bump's reused wheels cost a stat, not a copy
+    (publisher.CANDIDATES / wheel.name).write_bytes(b"cut short")
+    assert publisher.offer(wheel.name) is True
+
+    assert (publisher.CANDIDATES / wheel.name).read_bytes() == wheel.read_bytes()
+    assert not list(publisher.CANDIDATES.glob(".offer-*"))
 
 
 def test_a_newer_version_in_the_volume_that_the_index_does_not_offer_is_not_chosen(
@@ -340,7 +393,8 @@ def test_a_wheel_built_from_a_local_sdist_is_marked_local(publisher: ModuleType,
     assert not publisher.reusable(publisher.origin_of("app-1.0-py3-none-any.whl"))
 
 
-def test_the_scripts_spell_the_origins_folder_as_grocker_does() -> None:
+def test_the_scripts_spell_the_origins_and_candidates_folders_as_grocker_does() -> None:
     resolve, publish = _script("resolve.py"), _script("publish.py")
 
-    assert resolve.ORIGINS == str(publish.ORIGINS) == f"{layout.COMPILE_MOUNT}/{layout.ORIGINS_DIR}"
+    assert str(publish.ORIGINS) == f"{layout.COMPILE_MOUNT}/{layout.ORIGINS_DIR}"
+    assert resolve.WHEELS == str(publish.CANDIDATES) == layout.CANDIDATES_MOUNT

@@ -249,8 +249,10 @@ def test_the_in_container_scripts_spell_the_volume_layout_as_grocker_does(name: 
     # The scripts import nothing of Grocker (they run with the compiler image's Python): the one
     # layout is grocker.layout, and this keeps their copies of it in step.
     module = _script_module(name)
-    assert str(module.WHEELS) == layout.COMPILE_MOUNT
+    # The resolve mounts the candidates volume only (package code runs there), the publisher both.
+    assert str(module.WHEELS) == (layout.CANDIDATES_MOUNT if name == "resolve.py" else layout.COMPILE_MOUNT)
     if name == "publish.py":
+        assert str(module.CANDIDATES) == layout.CANDIDATES_MOUNT
         assert Path(layout.COMPILE_MOUNT) / layout.LOCKS_DIR == module.LOCKS
         # Its copy of the compiled installer's name pattern is the one check_lock applies.
         assert module.COMPILED_RE.pattern == COMPILED_INSTALLER_RE.pattern

@@ -16,6 +16,11 @@ never overwritten (an earlier local file of the application's excepted), and eve
 published gets a record of its SHA-256 under .grocker/sha256, so that a file nobody published is
 never reused.
 
+The candidates volume, mounted beside it, is what the resolve (package code) sees of the
+domain: after each run, every wheel of this run whose origin another build may reuse is copied
+there (`offer`). Nothing else of the wheel volume is: its locks, records, origins, local RELEASE
+files and wheels built from them stay where no package code reads them.
+
 The volume belongs to one index-settings domain (grocker.trust): every build that mounts it has
 the same indexes. A wheel is reused only if its recorded origin is one of them (downloaded from
 an index, or built from an index's sdist), never a local RELEASE file another build published;
@@ -55,6 +60,8 @@ ELF_FLAGS = STATE / "elf"
 again at each publish took 0.3 s for ipython's 16 wheels."""
 TEMPORARY = STATE / "tmp"
 QUARANTINE = STATE / "quarantine"
+# The resolve's view of the domain: copies of the wheels another build may reuse (offer).
+CANDIDATES = Path("/home/grocker/candidates")
 SDISTS = Path("/tmp/grocker-sdists")
 PUBLISH_MARK = "GROCKER-PUBLISH:"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -81,7 +88,7 @@ class PublishError(Exception):
 def main():
     with open(sys.argv[1]) as stream:
         request = json.load(stream)
-    for folder in (LOCKS, RECORDS, ORIGINS, ELF_FLAGS, TEMPORARY, QUARANTINE):
+    for folder in (LOCKS, RECORDS, ORIGINS, ELF_FLAGS, TEMPORARY, QUARANTINE, CANDIDATES):
         folder.mkdir(parents=True, exist_ok=True)
     clean_temporary()
     publisher = Publisher(request)
@@ -240,10 +247,31 @@ def write_origin(filename, origin):
     os.replace(temporary, ORIGINS / filename)
 
 
+def offer(filename):
+    """Copy the volume's wheel `filename` into the candidates volume if another build may reuse it.
+
+    Only a wheel an index of these settings offered, or built from one of their sdists: never a
+    local RELEASE file, a wheel built from one, or a file without a record. A copy that is there
+    with the same size is kept: the publisher is its only writer, and it copies recorded files.
+    """
+    source = WHEELS / filename
+    if not WHEEL_RE.fullmatch(filename) or record_of(filename) is None or not reusable(origin_of(filename)):
+        return False
+    target = CANDIDATES / filename
+    if target.is_file() and not target.is_symlink() and target.stat().st_size == source.stat().st_size:
+        return False
+    fd, temporary = tempfile.mkstemp(dir=CANDIDATES, prefix=".offer-")
+    with os.fdopen(fd, "wb") as stream, open(source, "rb") as origin:
+        shutil.copyfileobj(origin, stream, 1 << 20)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, target)
+    return True
+
+
 def clean_temporary():
     """Remove the temporary files of publishers that died more than an hour ago."""
     limit = time.time() - 3600
-    for path in TEMPORARY.iterdir():
+    for path in [*TEMPORARY.iterdir(), *CANDIDATES.glob(".offer-*")]:
         try:
             if path.stat().st_mtime < limit:
                 path.unlink()
@@ -396,6 +424,8 @@ class Publisher:
             self.publish_local(item)
         for outbox in self.request.get("outboxes", []):
             self.collect(outbox)
+        for filename in sorted(set(self.wheels.values())):
+            offer(filename)
         result = {
             "added": self.added,
             "reused": self.reused,

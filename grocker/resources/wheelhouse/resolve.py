@@ -1,17 +1,19 @@
 """Grocker's resolve step: runs in a compiler container that must be treated as untrusted.
 
-Package code may run here (pip prepares the metadata of sdists), so the wheel volume is mounted
-read-only and nothing written here persists. The volume is the one of this build's index
-settings (its trust domain, see grocker.trust). pip resolves the request against the index
-and the volume's candidates without installing anything, and this script prints what it chose
-on one `GROCKER-REPORT:` line. The host validates that line; the trusted publisher then fetches
-or reuses exactly those files, verified, so a forged report can only choose among verified files.
+Package code may run here (pip prepares the metadata of sdists), so the wheel volume is not
+mounted at all: only the candidates volume of this build's index settings (its trust domain, see
+grocker.trust), read-only, and nothing written here persists. pip resolves the request against
+the index and those candidates without installing anything, and this script prints what it
+chose on one `GROCKER-REPORT:` line. The host validates that line; the trusted publisher then
+fetches or reuses exactly those files, verified, so a forged report can only choose among
+verified files.
 
-The volume's candidates are only the wheels a publisher recorded as downloaded from one of these
-indexes or built from one of their sdists: a folder of links to them is pip's `--find-links`.
-A local RELEASE file another build published is not one (this build's own comes from its input
-folder), nor anything without a record. A version the index has yanked stays yanked: pip is
-not offered the volume's copy of it (a find-links file carries no yank flag).
+The candidates are only copies of the wheels a publisher recorded as downloaded from one of these
+indexes or built from one of their sdists (the publisher copies nothing else there): a folder of
+links to them is pip's `--find-links`. No lock, record, origin, local RELEASE file of another
+build, or wheel built from one is in reach (this build's own local file comes from its input
+folder). A version the index has yanked stays yanked: pip is not offered the volume's copy of it
+(a find-links file carries no yank flag).
 
 An existing lock is not read here: the host reads it from the volume, so that package code can
 never hand it one.
@@ -27,19 +29,17 @@ import sys
 import tempfile
 import urllib.parse
 
-WHEELS = "/home/grocker/wheels"
-ORIGINS = WHEELS + "/.grocker/origins"
+# The candidates volume (grocker.layout.CANDIDATES_MOUNT): every wheel in it may be reused.
+WHEELS = "/home/grocker/candidates"
 CANDIDATES = "/tmp/grocker-candidates"
 REPORT_MARK = "GROCKER-REPORT:"
-# Where a reusable wheel came from: an index of these settings, or built from one of its sdists.
-REUSABLE_KINDS = ("index", "built")
 WHEEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._!+-]*\.whl")
 
 
 def main():
     with open(sys.argv[1]) as stream:
         request = json.load(stream)
-    link_candidates(WHEELS, ORIGINS, CANDIDATES)
+    link_candidates(WHEELS, CANDIDATES)
     report_path = os.path.join(tempfile.mkdtemp(prefix="grocker-resolve-"), "report.json")
     # Always against the index (the volume is only a cache of files): a new release gets the
     # newest versions its requirements allow, as pip would choose them, never just the ones an
@@ -67,25 +67,17 @@ def main():
     return 0
 
 
-def reusable(origin):
-    """True for a recorded origin of an index of these settings, or a build of one of their sdists."""
-    return isinstance(origin, dict) and origin.get("kind") in REUSABLE_KINDS and not origin.get("local")
+def link_candidates(wheels, folder):
+    """Make `folder` hold a link to each wheel of the candidates volume; return their names.
 
-
-def link_candidates(wheels, origins, folder):
-    """Make `folder` hold a link to each wheel of the volume this resolve may choose; return their names."""
+    Only whole wheel names of regular files: not a copy the publisher is still writing.
+    """
     os.makedirs(folder, exist_ok=True)
     linked = []
     for name in sorted(os.listdir(wheels)):
-        if not WHEEL_NAME_RE.fullmatch(name) or not os.path.isfile(os.path.join(wheels, name)):
-            continue
-        try:
-            with open(os.path.join(origins, name)) as stream:
-                origin = json.load(stream)
-        except (OSError, ValueError):
-            continue  # no record: not published by this volume's publisher for these indexes
-        if reusable(origin):
-            os.symlink(os.path.join(wheels, name), os.path.join(folder, name))
+        path = os.path.join(wheels, name)
+        if WHEEL_NAME_RE.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+            os.symlink(path, os.path.join(folder, name))
             linked.append(name)
     return linked
 
