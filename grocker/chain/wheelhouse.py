@@ -73,13 +73,14 @@ from grocker.wheels import (
     lock_key,
     parse_lock,
 )
+from grocker.wire.wheelhouse import PUBLISH_MARK, REPORT_MARK, ResolveRequest
 
 INPUT_DIR = "/tmp/grocker-input"
 """Where each wheelhouse container finds its request, pip settings, certificates and script."""
 PYTHON = "/opt/grocker/venv/bin/python"
-REPORT_MARK = "GROCKER-REPORT:"
-PUBLISH_MARK = "GROCKER-PUBLISH:"
 SDISTS_DIR = "/tmp/grocker-sdists"
+_LINKS_DIR = "/tmp/grocker-candidates"
+"""Where the resolve links the candidates volume's wheels for pip (its container's own folder)."""
 SDIST_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+\.(?:tar\.gz|zip)")
 _PROJECT_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _VERSION_RE = re.compile(r"[A-Za-z0-9_.!+-]+")
@@ -494,7 +495,12 @@ class _Wheelhouse:
             existing = self._existing_lock() or self._fleet_lock()
             if existing is not None:
                 return existing
-        request: dict[str, Any] = {"target": target, "constraint": None}
+        request: ResolveRequest = {
+            "target": target,
+            "constraint": None,
+            "candidates": layout.CANDIDATES_MOUNT,
+            "links": _LINKS_DIR,
+        }
         extra = {"resolve.py": _script("resolve.py")}
         if self.config.pip_constraint is not None:
             extra["constraints.txt"] = self.config.pip_constraint.read_bytes()

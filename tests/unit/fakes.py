@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from grocker import layout
 from grocker.chain.abi import RESULT_MARK as ABI_MARK
-from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
 from grocker.protocol import (
     ChainEngine,
     Container,
@@ -33,6 +32,7 @@ from grocker.protocol import (
     PurgeEngine,
     VolumeInfo,
 )
+from grocker.wire.wheelhouse import PUBLISH_MARK, REPORT_MARK
 
 Call = tuple[str, str]
 

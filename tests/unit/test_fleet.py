@@ -19,9 +19,9 @@ import requests
 from grocker import api, build, referrers
 from grocker import fleet as fleets
 from grocker.chain.session import BuildRequest, BuildResult
-from grocker.chain.wheelhouse import PUBLISH_MARK
 from grocker.naming import internal_names
 from grocker.wheels import Origin, WheelFile, WheelLock
+from grocker.wire.wheelhouse import PUBLISH_MARK
 from tests.unit.fakes import APP, SIX, FakeEngine, chain_engine
 
 ENVIRONMENT = fleets.Environment("c" * 64, "sha256:" + "1" * 64, "sha256:" + "2" * 64, "d" * 64)

@@ -24,11 +24,12 @@ from types import ModuleType
 import pytest
 
 from grocker import api, build, layout
-from grocker.chain.wheelhouse import REPORT_MARK, script_path
+from grocker.chain.wheelhouse import script_path
 from grocker.naming import internal_names
 from grocker.pipconf import PipSettings
 from grocker.trust import index_domain, normalized_url
 from grocker.wheels import lock_key
+from grocker.wire.wheelhouse import REPORT_MARK
 from tests.unit.fakes import SIX, FakeEngine, chain_engine
 
 TOKEN = "Zq9x7Lk2Vb8Np4Rt6Ym1"
@@ -255,11 +256,10 @@ def _resolve(
     for version in ("1.0", "2.0"):
         _dist_wheel(index_root, version)
     resolve = _script("resolve.py")
-    monkeypatch.setattr(resolve, "WHEELS", str(volume))
-    monkeypatch.setattr(resolve, "CANDIDATES", str(tmp_path / "links"))
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"target": target, "constraint": None}))
-    monkeypatch.setattr("sys.argv", ["resolve.py", str(request)])
+    request.write_text(
+        json.dumps({"target": target, "constraint": None, "candidates": str(volume), "links": str(tmp_path / "links")})
+    )
     # Only the loopback index: none of the machine's pip settings or proxies.
     for name in list(os.environ):
         if name.startswith("PIP_") or name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
@@ -271,7 +271,7 @@ def _resolve(
     ) as url:
         monkeypatch.setenv("PIP_INDEX_URL", url)
         capfd.readouterr()
-        assert resolve.main() == 0
+        assert resolve.main(["resolve.py", str(request)]) == 0
     lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith(REPORT_MARK)]
     return list(json.loads(lines[-1][len(REPORT_MARK) :])["items"])
 
@@ -397,4 +397,7 @@ def test_the_scripts_spell_the_origins_and_candidates_folders_as_grocker_does() 
     resolve, publish = _script("resolve.py"), _script("publish.py")
 
     assert str(publish.ORIGINS) == f"{layout.COMPILE_MOUNT}/{layout.ORIGINS_DIR}"
-    assert resolve.WHEELS == str(publish.CANDIDATES) == layout.CANDIDATES_MOUNT
+    assert str(publish.CANDIDATES) == layout.CANDIDATES_MOUNT
+    # The resolve spells no path: the host gives them in its request (grocker.wire.wheelhouse).
+    assert not hasattr(resolve, "WHEELS")
+    assert not hasattr(resolve, "CANDIDATES")

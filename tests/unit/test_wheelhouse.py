@@ -244,19 +244,16 @@ def _script_module(name: str) -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("name", ["resolve.py", "publish.py"])
-def test_the_in_container_scripts_spell_the_volume_layout_as_grocker_does(name: str) -> None:
-    # The scripts import nothing of Grocker (they run with the compiler image's Python): the one
-    # layout is grocker.layout, and this keeps their copies of it in step.
-    module = _script_module(name)
-    # The resolve mounts the candidates volume only (package code runs there), the publisher both.
-    assert str(module.WHEELS) == (layout.CANDIDATES_MOUNT if name == "resolve.py" else layout.COMPILE_MOUNT)
-    if name == "publish.py":
-        assert str(module.CANDIDATES) == layout.CANDIDATES_MOUNT
-        assert Path(layout.COMPILE_MOUNT) / layout.LOCKS_DIR == module.LOCKS
-        # Its copy of the compiled installer's name pattern is the one check_lock applies.
-        assert module.COMPILED_RE.pattern == COMPILED_INSTALLER_RE.pattern
-        assert module.INSTALLER_RE.pattern == WHEEL_INSTALLER_RE.pattern
+def test_the_publisher_spells_the_volume_layout_as_grocker_does() -> None:
+    # The script imports nothing of Grocker (it runs with the compiler image's Python): the one
+    # layout is grocker.layout, and this keeps its copy of it in step.
+    module = _script_module("publish.py")
+    assert str(module.WHEELS) == layout.COMPILE_MOUNT
+    assert str(module.CANDIDATES) == layout.CANDIDATES_MOUNT
+    assert Path(layout.COMPILE_MOUNT) / layout.LOCKS_DIR == module.LOCKS
+    # Its copy of the compiled installer's name pattern is the one check_lock applies.
+    assert module.COMPILED_RE.pattern == COMPILED_INSTALLER_RE.pattern
+    assert module.INSTALLER_RE.pattern == WHEEL_INSTALLER_RE.pattern
 
 
 def _pip_wheel(path: Path) -> None:

@@ -18,8 +18,12 @@ folder). A version the index has yanked stays yanked: pip is not offered the vol
 An existing lock is not read here: the host reads it from the volume, so that package code can
 never hand it one.
 
-Input: a JSON request file (argv[1]): target, optional constraint.
+Input: a JSON request file (argv[1]), grocker.wire.wheelhouse.ResolveRequest: the target, an
+optional constraints file, where the candidates volume is mounted and where to link its wheels.
+Output: one line, REPORT_MARK and grocker.wire.wheelhouse.Report as JSON.
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -28,18 +32,24 @@ import subprocess
 import sys
 import tempfile
 import urllib.parse
+from typing import Any
 
-# The candidates volume (grocker.layout.CANDIDATES_MOUNT): every wheel in it may be reused.
-WHEELS = "/home/grocker/candidates"
-CANDIDATES = "/tmp/grocker-candidates"
+# The same as grocker.wire.wheelhouse.REPORT_MARK (tests/unit/test_wire.py holds them together).
 REPORT_MARK = "GROCKER-REPORT:"
+REQUEST_KEYS = frozenset({"target", "constraint", "candidates", "links"})
+"""The keys of the request (grocker.wire.wheelhouse.ResolveRequest)."""
 WHEEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._!+-]*\.whl")
 
 
-def main():
-    with open(sys.argv[1]) as stream:
-        request = json.load(stream)
-    link_candidates(WHEELS, CANDIDATES)
+def main(argv: list[str]) -> int:
+    """Resolve the request of the file argv[1]; print the report line; pip's status."""
+    with open(argv[1]) as stream:
+        request: dict[str, Any] = json.load(stream)
+    missing = sorted(REQUEST_KEYS - set(request))
+    if missing:
+        print(f"grocker: the resolve's request lacks {missing}", flush=True)
+        return 2
+    link_candidates(request["candidates"], request["links"])
     report_path = os.path.join(tempfile.mkdtemp(prefix="grocker-resolve-"), "report.json")
     # Always against the index (the volume is only a cache of files): a new release gets the
     # newest versions its requirements allow, as pip would choose them, never just the ones an
@@ -48,26 +58,31 @@ def main():
     if status != 0:
         return status
     with open(report_path) as stream:
-        report = json.load(stream)
-    items = []
-    for item in report.get("install", []):
-        info = item.get("download_info") or {}
-        url = info.get("url", "")
-        path = urllib.parse.urlsplit(url).path
-        items.append(
-            {
-                "name": item["metadata"]["name"],
-                "version": item["metadata"]["version"],
-                "filename": urllib.parse.unquote(path.rsplit("/", 1)[-1]),
-                "in_volume": url.startswith("file://" + CANDIDATES + "/"),
-                "requested": bool(item.get("requested")),
-            }
-        )
-    print(REPORT_MARK + json.dumps({"pip": report.get("pip_version", ""), "items": items}, sort_keys=True), flush=True)
+        report: dict[str, Any] = json.load(stream)
+    print(REPORT_MARK + json.dumps(report_of(report, request["links"]), sort_keys=True), flush=True)
     return 0
 
 
-def link_candidates(wheels, folder):
+def report_of(pip_report: dict[str, Any], links: str) -> dict[str, Any]:
+    """The resolve's report (grocker.wire.wheelhouse.Report) from pip's installation report."""
+    items = []
+    for item in pip_report.get("install", []):
+        info = item.get("download_info") or {}
+        url = str(info.get("url", ""))
+        path = urllib.parse.urlsplit(url).path
+        items.append(
+            {
+                "name": str(item["metadata"]["name"]),
+                "version": str(item["metadata"]["version"]),
+                "filename": urllib.parse.unquote(path.rsplit("/", 1)[-1]),
+                "in_volume": url.startswith("file://" + links.rstrip("/") + "/"),
+                "requested": bool(item.get("requested")),
+            }
+        )
+    return {"pip": str(pip_report.get("pip_version", "")), "items": items}
+
+
+def link_candidates(wheels: str, folder: str) -> list[str]:
     """Make `folder` hold a link to each wheel of the candidates volume; return their names.
 
     Only whole wheel names of regular files: not a copy the publisher is still writing.
@@ -121,7 +136,8 @@ runpy.run_module("pip", run_name="__main__", alter_sys=True)
 """
 
 
-def resolve(request, report_path):
+def resolve(request: dict[str, Any], report_path: str) -> int:
+    """Run pip's resolve of the request, its report written to `report_path`; pip's status."""
     command = [
         sys.executable,
         "-c",
@@ -134,14 +150,14 @@ def resolve(request, report_path):
         "--report",
         report_path,
         "--find-links",
-        CANDIDATES,
+        request["links"],
     ]
     if request.get("constraint"):
-        command += ["--constraint", request["constraint"]]
-    command.append(request["target"])
+        command += ["--constraint", str(request["constraint"])]
+    command.append(str(request["target"]))
     # pip's own lines ("Looking in indexes", what it collects) show at -v and in a failure's tail.
     return subprocess.call(command)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

@@ -1,0 +1,1 @@
+"""Shapes and marks shared by the host and the programs that run in containers."""
