@@ -73,7 +73,7 @@ from grocker.wheels import (
     lock_key,
     parse_lock,
 )
-from grocker.wire.wheelhouse import PUBLISH_MARK, REPORT_MARK, ResolveRequest
+from grocker.wire.wheelhouse import PUBLISH_MARK, REPORT_MARK, PublishPaths, ResolveRequest
 
 INPUT_DIR = "/tmp/grocker-input"
 """Where each wheelhouse container finds its request, pip settings, certificates and script."""
@@ -572,8 +572,12 @@ class _Wheelhouse:
         content = {**self.settings, **request, "compiler_image": compiler.id if compiler else None}
         version, installer_files = wheel_installer_files()
         content["wheel_installer"] = {"version": version, "folder": f"{INPUT_DIR}/{_INSTALLER_DIR}"}
+        content["paths"] = PublishPaths(
+            wheels=layout.COMPILE_MOUNT, candidates=layout.CANDIDATES_MOUNT, sdists=SDISTS_DIR
+        )
         command = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]
         files = {"publish.py": _script("publish.py"), "publish.json": json.dumps(content).encode()}
+        files.update(publisher_modules())
         files.update(installer_files)
         files.update(fetched or {})
         if standby is not None and not outboxes:
@@ -733,6 +737,16 @@ def wheel_installer_files() -> tuple[str, dict[str, bytes]]:
 
 def _script(name: str) -> bytes:
     return resources.files("grocker").joinpath(f"resources/wheelhouse/{name}").read_bytes()
+
+
+def publisher_modules() -> dict[str, bytes]:
+    """The publisher's package (resources/wheelhouse/publishing), put beside publish.py in its input."""
+    folder = resources.files("grocker").joinpath("resources/wheelhouse/publishing")
+    return {
+        f"publishing/{entry.name}": entry.read_bytes()
+        for entry in sorted(folder.iterdir(), key=lambda entry: entry.name)
+        if entry.name.endswith(".py")
+    }
 
 
 def script_path(name: str) -> Path:

@@ -30,6 +30,7 @@ from grocker.pipconf import PipSettings
 from grocker.trust import index_domain, normalized_url
 from grocker.wheels import lock_key
 from grocker.wire.wheelhouse import REPORT_MARK
+from tests.unit.conftest import PublisherKit, load_publishing
 from tests.unit.fakes import SIX, FakeEngine, chain_engine
 
 TOKEN = "Zq9x7Lk2Vb8Np4Rt6Ym1"
@@ -230,7 +231,7 @@ def _script(name: str) -> ModuleType:
 
 
 @pytest.fixture
-def volume(publisher: ModuleType) -> Path:
+def volume(publisher: PublisherKit) -> Path:
     """The candidates volume the publisher keeps for a wheel volume of demo-dep: 2.0 downloaded
     from the index (yanked there since), 3.0 a local RELEASE another build published, 4.0 with no
     publisher record (planted, or an older Grocker), 5.0 built from a local sdist."""
@@ -240,12 +241,12 @@ def volume(publisher: ModuleType) -> Path:
         "5.0": {"kind": "built", "compiler": "sha256:c0", "local": True},
     }
     for version in ("2.0", "3.0", "4.0", "5.0"):
-        wheel = _dist_wheel(publisher.WHEELS, version)
+        wheel = _dist_wheel(publisher.wheels, version)
         if version in recorded:
-            publisher.write_origin(wheel.name, recorded[version])
-            publisher.write_record(wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest())
-        publisher.offer(wheel.name)
-    return Path(publisher.CANDIDATES)
+            publisher.volume.write_origin(wheel.name, recorded[version])
+            publisher.volume.write_record(wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest())
+        publisher.volume.offer(wheel.name)
+    return Path(publisher.candidates)
 
 
 def _resolve(
@@ -288,18 +289,18 @@ def test_the_resolve_sees_only_the_volumes_files_of_its_indexes(tmp_path: Path, 
     assert sorted(os.listdir(tmp_path / "view")) == linked
 
 
-def test_the_publisher_offers_each_reusable_wheel_once_and_mends_a_stale_copy(publisher: ModuleType) -> None:
-    wheel = _dist_wheel(publisher.WHEELS, "2.0")
-    publisher.write_origin(wheel.name, {"kind": "index", "url": "http://127.0.0.1/x.whl", "index": "x"})
-    publisher.write_record(wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest())
+def test_the_publisher_offers_each_reusable_wheel_once_and_mends_a_stale_copy(publisher: PublisherKit) -> None:
+    wheel = _dist_wheel(publisher.wheels, "2.0")
+    publisher.volume.write_origin(wheel.name, {"kind": "index", "url": "http://127.0.0.1/x.whl", "index": "x"})
+    publisher.volume.write_record(wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest())
 
-    assert publisher.offer(wheel.name) is True
-    assert publisher.offer(wheel.name) is False  # a bump's reused wheels cost a stat, not a copy
-    (publisher.CANDIDATES / wheel.name).write_bytes(b"cut short")
-    assert publisher.offer(wheel.name) is True
+    assert publisher.volume.offer(wheel.name) is True
+    assert publisher.volume.offer(wheel.name) is False  # a bump's reused wheels cost a stat, not a copy
+    (publisher.candidates / wheel.name).write_bytes(b"cut short")
+    assert publisher.volume.offer(wheel.name) is True
 
-    assert (publisher.CANDIDATES / wheel.name).read_bytes() == wheel.read_bytes()
-    assert not list(publisher.CANDIDATES.glob(".offer-*"))
+    assert (publisher.candidates / wheel.name).read_bytes() == wheel.read_bytes()
+    assert not list(publisher.candidates.glob(".offer-*"))
 
 
 def test_a_newer_version_in_the_volume_that_the_index_does_not_offer_is_not_chosen(
@@ -323,47 +324,47 @@ def test_a_yanked_version_stays_pinnable_from_the_index(
 # The publisher: a local RELEASE file and a published file never stand for each other
 
 
-def _temporary(publisher: ModuleType, content: bytes) -> tuple[Path, str]:
-    temporary, digest = publisher.write_temporary(iter([content]))
+def _temporary(publisher: PublisherKit, content: bytes) -> tuple[Path, str]:
+    temporary, digest = publisher.volume.write_temporary(iter([content]))
     return Path(temporary), str(digest)
 
 
-def test_a_local_file_never_replaces_a_file_from_an_index(publisher: ModuleType) -> None:
+def test_a_local_file_never_replaces_a_file_from_an_index(publisher: PublisherKit) -> None:
     name = "app-1.0-py3-none-any.whl"
     origin = {"kind": "index", "url": "https://h.example/app.whl", "index": "https://h.example/simple/"}
     temporary, digest = _temporary(publisher, b"the index's")
-    publisher.Publisher({}).publish(temporary, name, digest, origin=origin)
+    publisher.job({}).publish(temporary, name, digest, origin=origin)
 
     local, other = _temporary(publisher, b"the user's own")
-    with pytest.raises(publisher.PublishError, match="give the local build its own version"):
-        publisher.Publisher({}).publish(local, name, other, local=True, origin={"kind": "file"})
+    with pytest.raises(publisher.error, match="give the local build its own version"):
+        publisher.job({}).publish(local, name, other, local=True, origin={"kind": "file"})
 
-    assert (publisher.WHEELS / name).read_bytes() == b"the index's"
-    assert publisher.origin_of(name) == origin
+    assert (publisher.wheels / name).read_bytes() == b"the index's"
+    assert publisher.volume.origin_of(name) == origin
     # The same bytes are the same file: reused.
     same, digest = _temporary(publisher, b"the index's")
-    job = publisher.Publisher({})
+    job = publisher.job({})
     assert job.publish(same, name, digest, local=True, origin={"kind": "file"}) == name
     assert job.reused == [name]
 
 
-def test_a_local_file_replaces_an_earlier_local_file(publisher: ModuleType) -> None:
+def test_a_local_file_replaces_an_earlier_local_file(publisher: PublisherKit) -> None:
     name = "app-1.0-py3-none-any.whl"
     first, digest = _temporary(publisher, b"first local")
-    publisher.Publisher({}).publish(first, name, digest, local=True, origin={"kind": "file"})
+    publisher.job({}).publish(first, name, digest, local=True, origin={"kind": "file"})
     second, digest = _temporary(publisher, b"second local")
 
-    publisher.Publisher({}).publish(second, name, digest, local=True, origin={"kind": "file"})
+    publisher.job({}).publish(second, name, digest, local=True, origin={"kind": "file"})
 
-    assert (publisher.WHEELS / name).read_bytes() == b"second local"
+    assert (publisher.wheels / name).read_bytes() == b"second local"
 
 
 def test_a_file_from_an_index_is_never_taken_for_a_local_one_of_the_same_name(
-    publisher: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    publisher: PublisherKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = "six-1.16.0-py2.py3-none-any.whl"
     local, digest = _temporary(publisher, b"a local six")
-    publisher.Publisher({}).publish(local, name, digest, local=True, origin={"kind": "file"})
+    publisher.job({}).publish(local, name, digest, local=True, origin={"kind": "file"})
     root = tmp_path / "index"
     root.mkdir()
     (root / name).write_bytes(b"the index's six")
@@ -371,33 +372,39 @@ def test_a_file_from_an_index_is_never_taken_for_a_local_one_of_the_same_name(
         monkeypatch.delenv(variable, raising=False)
 
     with _loopback_index(root, {name: False}, project="six") as url:
-        job = publisher.Publisher({"indexes": [url], "timeout": 5})
+        job = publisher.job({"indexes": [url], "timeout": 5})
         # The resolve says the volume has it: the publisher does not reuse another build's local
         # file; it downloads the index's, whose other bytes cannot take the local file's place.
-        with pytest.raises(publisher.PublishError, match="is a local file given as RELEASE"):
+        with pytest.raises(publisher.error, match="is a local file given as RELEASE"):
             job.reuse({"name": "six", "version": "1.16.0", "filename": name})
 
     assert "no publisher record of an index of these settings" in job.warnings[0]
-    assert (publisher.WHEELS / name).read_bytes() == b"a local six"
+    assert (publisher.wheels / name).read_bytes() == b"a local six"
 
 
-def test_a_wheel_built_from_a_local_sdist_is_marked_local(publisher: ModuleType, tmp_path: Path) -> None:
+def test_a_wheel_built_from_a_local_sdist_is_marked_local(publisher: PublisherKit, tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     (outbox / "app-1.0-py3-none-any.whl").write_bytes(b"built from the user's sdist")
-    job = publisher.Publisher({"compiler_image": "sha256:c0"})
+    job = publisher.job({"compiler_image": "sha256:c0"})
 
     job.collect({"path": str(outbox), "name": "app", "version": "1.0", "replace": True})
 
-    assert publisher.origin_of("app-1.0-py3-none-any.whl") == {"kind": "built", "compiler": "sha256:c0", "local": True}
-    assert not publisher.reusable(publisher.origin_of("app-1.0-py3-none-any.whl"))
+    assert publisher.volume.origin_of("app-1.0-py3-none-any.whl") == {
+        "kind": "built",
+        "compiler": "sha256:c0",
+        "local": True,
+    }
+    assert not publisher.reusable(publisher.volume.origin_of("app-1.0-py3-none-any.whl"))
 
 
-def test_the_scripts_spell_the_origins_and_candidates_folders_as_grocker_does() -> None:
+def test_the_scripts_spell_no_mount_point_and_lay_the_volume_out_as_grocker_does() -> None:
     resolve, publish = _script("resolve.py"), _script("publish.py")
+    volume = load_publishing("volume").Volume(Path(layout.COMPILE_MOUNT), Path(layout.CANDIDATES_MOUNT))
 
-    assert str(publish.ORIGINS) == f"{layout.COMPILE_MOUNT}/{layout.ORIGINS_DIR}"
-    assert str(publish.CANDIDATES) == layout.CANDIDATES_MOUNT
-    # The resolve spells no path: the host gives them in its request (grocker.wire.wheelhouse).
-    assert not hasattr(resolve, "WHEELS")
-    assert not hasattr(resolve, "CANDIDATES")
+    # The host gives the mount points in the requests (grocker.wire.wheelhouse); inside the
+    # wheel volume, the publisher keeps its state where the host reads it (grocker.layout).
+    assert str(volume.origins) == f"{layout.COMPILE_MOUNT}/{layout.ORIGINS_DIR}"
+    assert str(volume.locks) == f"{layout.COMPILE_MOUNT}/{layout.LOCKS_DIR}"
+    for script in (resolve, publish):
+        assert not [name for name in ("WHEELS", "CANDIDATES", "ORIGINS", "LOCKS") if hasattr(script, name)]

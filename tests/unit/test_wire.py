@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from grocker.chain.wheelhouse import parse_report, script_path
+from grocker.chain.wheelhouse import parse_publish, parse_report, publisher_modules, script_path
 from grocker.wire import wheelhouse as wire
+from tests.unit.conftest import load_publishing
 
 
 def _script(name: str) -> ModuleType:
@@ -68,8 +71,41 @@ def test_the_resolve_refuses_a_request_without_its_paths(tmp_path: Path, capsys:
     assert "lacks ['candidates', 'links']" in capsys.readouterr().out
 
 
-def test_the_publisher_prints_the_result_the_host_defines(publisher: ModuleType) -> None:
-    result = publisher.Publisher({}).run()
+def test_the_publisher_runs_isolated_from_the_files_the_host_ships_and_prints_its_result(tmp_path: Path) -> None:
+    # As in its container: publish.py and its package in one input folder, run with `python -I`
+    # (no script folder on sys.path), its volumes where the request's paths say.
+    folder = tmp_path / "input"
+    files = {"publish.py": script_path("publish.py").read_bytes(), **publisher_modules()}
+    for path, content in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(content)
+    paths = wire.PublishPaths(
+        wheels=str(tmp_path / "wheels"), candidates=str(tmp_path / "candidates"), sdists=str(tmp_path / "sdists")
+    )
+    (folder / "publish.json").write_text(json.dumps({"paths": paths, "indexes": ["http://127.0.0.1:9/simple/"]}))
 
-    assert publisher.PUBLISH_MARK == wire.PUBLISH_MARK
+    ran = subprocess.run(
+        [sys.executable, "-I", str(folder / "publish.py"), str(folder / "publish.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    (line,) = [line for line in ran.stdout.splitlines() if line.startswith(wire.PUBLISH_MARK)]
+    result = parse_publish([line])
+    assert result is not None
     assert set(result) == wire.keys(wire.PublishResult)
+    assert (tmp_path / "wheels" / ".grocker" / "locks").is_dir()
+    assert (tmp_path / "candidates").is_dir()
+
+
+def test_the_publisher_agrees_with_the_hosts_marks_and_paths() -> None:
+    publish = _script("publish.py")
+    publishing = load_publishing("__init__")
+
+    assert publish.PUBLISH_MARK == wire.PUBLISH_MARK
+    assert wire.keys(wire.PublishPaths) == publish.PATH_KEYS
+    with pytest.raises(publishing.PublishError, match="lacks the paths"):
+        publish.Publisher({"paths": {"wheels": "/w"}})
