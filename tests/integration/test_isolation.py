@@ -4,8 +4,9 @@ Two projects of one index domain (the same pip settings: PyPI for the build tool
 index of the test's own, tests/integration/private_index.py) on one engine:
 
 1. project A builds a proprietary wheel given as a local RELEASE file (tests/fixtures/pure-app at
-   a version of this run only), whose dependencies (six, attrs) come from the private index: the
-   wheel volume then holds A's local file, its lock, records and origins;
+   a version of this run only), then the sdist of another such version, whose dependencies (six,
+   attrs) come from the private index: the wheel volume then holds A's local wheel, the wheel
+   built from its local sdist, their locks, records and origins;
 2. project B builds tests/fixtures/snoop-app from the private index: its setup.py, which runs in
    the resolve (metadata) and in its sdist build, walks the whole filesystem for a `.grocker`
    folder or A's file and fails the build listing what it found. It finds none, and B builds;
@@ -29,7 +30,8 @@ from tests.integration.private_index import PrivateIndex, serve
 
 SNOOP = "grocker-fixture-snoop"
 # A's proprietary release: a version of this run only, never on any index.
-SECRET_VERSION = f"6.{uuid.uuid4().int % 10**6}.0"
+_RUN = uuid.uuid4().int % 10**6
+SECRET_VERSION, SECRET_SDIST_VERSION = f"6.{_RUN}.0", f"6.{_RUN}.1"
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +80,15 @@ def test_package_code_never_reads_another_builds_files(
     first = grocker.name("isolation-secret")
     grocker.build(str(secret), "-n", first, "--no-push", "--pip-conf", str(pip_conf))
     assert grocker.docker_run(first).strip().startswith(f"pureapp {SECRET_VERSION} ")
+    # And its proprietary sdist: the wheel built from it is A's too.
+    secret_sdist = package_fixture("pure-app", dist_dir, kind="sdist", version=SECRET_SDIST_VERSION)
+    built = grocker.name("isolation-secret-sdist")
+    grocker.build(str(secret_sdist), "-n", built, "--no-push", "--pip-conf", str(pip_conf))
+    assert grocker.docker_run(built).strip().startswith(f"pureapp {SECRET_SDIST_VERSION} ")
     # What B's package code must not see is in the domain's wheel volume...
     state = _volume_paths(grocker, names.root, names.volume)
     assert secret.name in state, state
+    assert f"grocker_fixture_pure-{SECRET_SDIST_VERSION}-py3-none-any.whl" in state, state
     assert [path for path in state if path.startswith(".grocker/locks/")], state
     assert f".grocker/origins/{secret.name}" in state, state
     # ...and only the index's wheels are in its candidates volume.
