@@ -1,7 +1,9 @@
 """Where things are in the wheel volume, for Grocker and the wheelhouse's in-container scripts.
 
 The scripts (resources/wheelhouse/*.py) run with the compiler image's Python and import nothing
-of Grocker: they spell the same paths, and tests/unit/test_wheelhouse.py checks that they agree.
+of Grocker: the host gives them the mount points in their requests (grocker.wire.wheelhouse);
+the publisher keeps its state under the volume's `.grocker` as below, and tests/unit/test_trust.py
+checks that they agree.
 """
 
 COMPILE_MOUNT = "/home/grocker/wheels"
