@@ -198,6 +198,7 @@ def dry_run(request: BuildRequest) -> str:
         f"wheel-server image: {names.wheel_server}",
         *([f"minimal base image: {names.minimal}"] if config.runner == "minimal" else []),
         f"wheel volume: {names.volume}",
+        f"candidates volume: {names.candidates}",
         f"pip settings from: {', '.join(request.pip.sources) or 'none'}",
         "",
     ]

@@ -15,6 +15,7 @@ Role = Literal[
     "wheel-server",
     "runner",
     "wheel",
+    "wheel-candidates",
     "outbox",
     "compile",
     "publish",
@@ -39,6 +40,8 @@ COMPILER: Final = "compiler"
 WHEEL_SERVER: Final = "wheel-server"
 RUNNER: Final = "runner"
 WHEEL_VOLUME: Final = "wheel"
+CANDIDATES: Final = "wheel-candidates"
+"""The volume of the wheel volume's public wheels: the only files of it the resolve mounts."""
 OUTBOX: Final = "outbox"
 """The volume one isolated sdist build writes its wheel into: garbage once that build is over."""
 COMPILE: Final = "compile"

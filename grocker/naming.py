@@ -39,6 +39,16 @@ class InternalNames:
     minimal: str = ""
     """The minimal runner's base (built only for `runner: minimal`)."""
 
+    @property
+    def candidates(self) -> str:
+        """The volume of the wheel volume's public wheels, the resolve's only view of the domain.
+
+        A copy of each wheel an index of these settings offered or that was built from one of
+        their sdists (resources/wheelhouse/publish.py); never locks, records, origins or a
+        build's local files, which stay in `volume`, that package code never mounts.
+        """
+        return self.volume.replace("grocker-wheel-cache-", "grocker-wheel-candidates-", 1)
+
     def runner_base(self, config: ProjectConfig) -> str:
         """The image the runner is built FROM: root, or the minimal base."""
         return self.minimal if config.runner == "minimal" else self.root

@@ -2,7 +2,8 @@
 
 Grocker's objects are found by the `grocker.version` label and told apart by
 `grocker.image.role`. Images: `root`, `compiler`, `wheel-server` (internal) and `runner`
-(final); volumes: `wheel`, `abi-cache` (the ABI gate's bytecode) and `outbox` (one sdist
+(final); volumes: `wheel`, `wheel-candidates` (the copy of its public wheels the resolve
+mounts), `abi-cache` (the ABI gate's bytecode) and `outbox` (one sdist
 build's output, removed by every purge); containers carry their image's labels, and the ones
 Grocker runs get roles of their own (`compile`, `publish`, `build-sdist`, `wheel-server`,
 `check`, `abi-check`, `abi-suggest`).
@@ -53,7 +54,7 @@ OWN_CONTAINER_ROLES = frozenset(
     }
 )
 # Volumes of a configuration, purged with it by version.
-_VERSIONED_VOLUMES = frozenset({WHEEL_VOLUME, keys.ABI_CACHE})
+_VERSIONED_VOLUMES = frozenset({WHEEL_VOLUME, keys.CANDIDATES, keys.ABI_CACHE})
 # Grocker 6 gave its containers no labels of their own: a compile or wheel-server container
 # carried its image's role, so it counts as a build container when its image is Grocker's.
 IMAGE_CONTAINER_ROLES = frozenset({keys.COMPILER, keys.WHEEL_SERVER})

@@ -1,11 +1,15 @@
 """The wheel volume and who may write it: resolve, fetch and publish, isolated sdist builds, lock.
 
-Package code (an sdist's setup.py, a build backend) is untrusted: it runs only where the wheel
-volume is read-only or absent. The one step that writes the volume, the publisher
-(resources/wheelhouse/publish.py), runs no package code and publishes only checked files:
+Package code (an sdist's setup.py, a build backend) is untrusted: it never mounts the wheel
+volume, which holds every build's locks, records, origins and local RELEASE files. The one step
+that writes the volume, the publisher (resources/wheelhouse/publish.py), runs no package code
+and publishes only checked files; it also keeps the candidates volume (`InternalNames.candidates`):
+a copy of the wheel volume's wheels that an index of these settings offered or that were built
+from one of their sdists, and nothing else:
 
-1. resolve (untrusted, volume read-only): pip resolves the release against the index and the
-   volume's wheels of that index with ``pip install --dry-run --report`` and prints what it chose;
+1. resolve (untrusted, the candidates volume read-only, its own local RELEASE file copied in):
+   pip resolves the release against the index and those wheels with ``pip install --dry-run
+   --report`` and prints what it chose;
 2. publish (trusted): files already published are reused; the others are downloaded from the
    index that lists them and checked against the SHA-256 it publishes; wheels go into the
    volume, sdists come back to the host;
@@ -69,13 +73,14 @@ from grocker.wheels import (
     lock_key,
     parse_lock,
 )
+from grocker.wire.wheelhouse import PUBLISH_MARK, REPORT_MARK, PublishPaths, ResolveRequest
 
 INPUT_DIR = "/tmp/grocker-input"
 """Where each wheelhouse container finds its request, pip settings, certificates and script."""
 PYTHON = "/opt/grocker/venv/bin/python"
-REPORT_MARK = "GROCKER-REPORT:"
-PUBLISH_MARK = "GROCKER-PUBLISH:"
 SDISTS_DIR = "/tmp/grocker-sdists"
+_LINKS_DIR = "/tmp/grocker-candidates"
+"""Where the resolve links the candidates volume's wheels for pip (its container's own folder)."""
 SDIST_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?-[A-Za-z0-9_.!+]+\.(?:tar\.gz|zip)")
 _PROJECT_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _VERSION_RE = re.compile(r"[A-Za-z0-9_.!+-]+")
@@ -490,7 +495,12 @@ class _Wheelhouse:
             existing = self._existing_lock() or self._fleet_lock()
             if existing is not None:
                 return existing
-        request: dict[str, Any] = {"target": target, "constraint": None}
+        request: ResolveRequest = {
+            "target": target,
+            "constraint": None,
+            "candidates": layout.CANDIDATES_MOUNT,
+            "links": _LINKS_DIR,
+        }
         extra = {"resolve.py": _script("resolve.py")}
         if self.config.pip_constraint is not None:
             extra["constraints.txt"] = self.config.pip_constraint.read_bytes()
@@ -498,7 +508,9 @@ class _Wheelhouse:
         extra["request.json"] = json.dumps(request).encode("utf-8")
         # Role `compile`: the container that reaches the index with the pip settings, as before.
         entrypoint = [PYTHON, f"{INPUT_DIR}/resolve.py", f"{INPUT_DIR}/request.json"]
-        with self._container(keys.COMPILE, entrypoint, {self.names.volume: (layout.COMPILE_MOUNT, "ro")}) as container:
+        # Only the candidates volume: never another build's lock, record, origin or local file.
+        volumes = {self.names.candidates: (layout.CANDIDATES_MOUNT, "ro")}
+        with self._container(keys.COMPILE, entrypoint, volumes) as container:
             self._put(container, extra)
             status, lines = container.run(self.on_line)
         if status != 0:
@@ -560,8 +572,12 @@ class _Wheelhouse:
         content = {**self.settings, **request, "compiler_image": compiler.id if compiler else None}
         version, installer_files = wheel_installer_files()
         content["wheel_installer"] = {"version": version, "folder": f"{INPUT_DIR}/{_INSTALLER_DIR}"}
+        content["paths"] = PublishPaths(
+            wheels=layout.COMPILE_MOUNT, candidates=layout.CANDIDATES_MOUNT, sdists=SDISTS_DIR
+        )
         command = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]
         files = {"publish.py": _script("publish.py"), "publish.json": json.dumps(content).encode()}
+        files.update(publisher_modules())
         files.update(installer_files)
         files.update(fetched or {})
         if standby is not None and not outboxes:
@@ -569,7 +585,7 @@ class _Wheelhouse:
             self._put(container, files)
             status, lines = container.execute(command, self.on_line)
             return self._published(container, status, lines)
-        volumes = {self.names.volume: (layout.COMPILE_MOUNT, "rw")}
+        volumes = publisher_volumes(self.session)
         volumes.update({outbox: (f"/outbox/{index}", "ro") for index, outbox in enumerate(outboxes)})
         with self._container(keys.PUBLISH, command, volumes) as container:
             self._put(container, files)
@@ -723,6 +739,16 @@ def _script(name: str) -> bytes:
     return resources.files("grocker").joinpath(f"resources/wheelhouse/{name}").read_bytes()
 
 
+def publisher_modules() -> dict[str, bytes]:
+    """The publisher's package (resources/wheelhouse/publishing), put beside publish.py in its input."""
+    folder = resources.files("grocker").joinpath("resources/wheelhouse/publishing")
+    return {
+        f"publishing/{entry.name}": entry.read_bytes()
+        for entry in sorted(folder.iterdir(), key=lambda entry: entry.name)
+        if entry.name.endswith(".py")
+    }
+
+
 def script_path(name: str) -> Path:
     """Where an in-container script lives in the package (for tests that import its pure parts)."""
     return Path(str(resources.files("grocker").joinpath(f"resources/wheelhouse/{name}")))
@@ -737,12 +763,20 @@ def standby(session: Session) -> contextlib.AbstractContextManager[Background[Co
 
     def start(made: contextlib.ExitStack) -> Container:
         waiting = [PYTHON, "-I", "-c", "import signal; signal.pause()"]
-        volumes = {session.names.volume: (layout.COMPILE_MOUNT, "rw")}
+        volumes = publisher_volumes(session)
         container = made.enter_context(_compiler_container(session, keys.PUBLISH, waiting, volumes))
         container.start()
         return container
 
     return background(start, "grocker-publisher", inline=not session.engine.parallel)
+
+
+def publisher_volumes(session: Session) -> dict[str, tuple[str, str]]:
+    """The publisher's mounts: the wheel volume and the candidates volume, both read-write."""
+    return {
+        session.names.volume: (layout.COMPILE_MOUNT, "rw"),
+        session.names.candidates: (layout.CANDIDATES_MOUNT, "rw"),
+    }
 
 
 def _compiler_container(
@@ -761,8 +795,9 @@ def _compiler_container(
 
 
 def ensure_volume(session: Session) -> None:
-    """Create the wheel volume of the configuration, with its labels, unless it exists."""
+    """Create the wheel and candidates volumes of the configuration, with their labels, unless they exist."""
     session.engine.create_volume(session.names.volume, internal_labels(session.config, keys.WHEEL_VOLUME))
+    session.engine.create_volume(session.names.candidates, internal_labels(session.config, keys.CANDIDATES))
 
 
 def require_volume(session: Session) -> None:

@@ -6,12 +6,15 @@ click's CliRunner with the core entry point (grocker.api.build) replaced by a re
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import docker
 import pytest
@@ -91,26 +94,58 @@ def grocker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Cl
     return run
 
 
+def load_publishing(name: str) -> ModuleType:
+    """A module of the publisher's package (resources/wheelhouse/publishing), imported as publish.py does."""
+    folder = str(script_path("publish.py").parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module("publishing" if name == "__init__" else f"publishing.{name}")
+
+
+@dataclass
+class PublisherKit:
+    """The publisher script, imported by its path, and its volumes: temporary folders, given in its requests."""
+
+    module: ModuleType
+    wheels: Path
+    candidates: Path
+    volume: Any
+    """The publisher's view of them (publishing.volume.Volume)."""
+    error: type[Exception]
+    has_elf: Callable[[Path], bool]
+    sha256_of: Callable[[Path], str]
+    reusable: Callable[[object], bool]
+    public_url: Callable[..., str]
+    wheel_installer: Callable[[Any], str | None]
+    compiled_installer: Callable[[Any, str], str]
+
+    def job(self, request: dict[str, Any]) -> Any:
+        """A Publisher of `request`, with the paths of these volumes."""
+        paths = {"wheels": str(self.wheels), "candidates": str(self.candidates), "sdists": str(self.wheels.parent)}
+        return self.module.Publisher({"paths": paths, **request})
+
+
 @pytest.fixture
-def publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The publisher script, its wheel volume a temporary folder."""
+def publisher(tmp_path: Path) -> PublisherKit:
+    """The publisher script, its wheel volume a temporary folder, its candidates volume another."""
     spec = importlib.util.spec_from_file_location("grocker_publish_origins", script_path("publish.py"))
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    state = tmp_path / ".grocker"
-    for name, path in {
-        "WHEELS": tmp_path,
-        "STATE": state,
-        "LOCKS": state / "locks",
-        "RECORDS": state / "sha256",
-        "ORIGINS": state / "origins",
-        "ELF_FLAGS": state / "elf",
-        "TEMPORARY": state / "tmp",
-        "QUARANTINE": state / "quarantine",
-    }.items():
-        monkeypatch.setattr(module, name, path)
-        if name != "WHEELS":
-            path.mkdir(parents=True, exist_ok=True)
-    return module
+    volumes, names, installers = (load_publishing(name) for name in ("volume", "names", "installers"))
+    volume = volumes.Volume(tmp_path, tmp_path / "candidates-volume")
+    volume.prepare()
+    return PublisherKit(
+        module=module,
+        wheels=tmp_path,
+        candidates=tmp_path / "candidates-volume",
+        volume=volume,
+        error=load_publishing("__init__").PublishError,
+        has_elf=volumes.has_elf,
+        sha256_of=volumes.sha256_of,
+        reusable=volumes.reusable,
+        public_url=names.public_url,
+        wheel_installer=installers.wheel_installer,
+        compiled_installer=installers.compiled_installer,
+    )

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from grocker import layout
-from grocker.chain.wheelhouse import PUBLISH_MARK, REPORT_MARK
 from grocker.engine.protocol import (
     ChainEngine,
     Container,
@@ -33,6 +32,7 @@ from grocker.engine.protocol import (
     VolumeInfo,
 )
 from grocker.wire.abi import RESULT_MARK as ABI_MARK
+from grocker.wire.wheelhouse import PUBLISH_MARK, REPORT_MARK
 
 Call = tuple[str, str]
 
@@ -89,6 +89,8 @@ class FakeContainer:
         if lock is None:
             return
         request = json.loads(self.files["/tmp/grocker-input/publish.json"])
+        if request.get("lock") is None:
+            return  # the first publish of a local sdist's build: the lock comes with its wheel
         volume = next(name for name, (target, _mode) in self.volumes.items() if target == layout.COMPILE_MOUNT)
         self.engine.volume_files[volume][layout.lock_file(request["lock"]["key"])] = json.dumps(lock).encode()
 

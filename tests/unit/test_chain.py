@@ -72,7 +72,11 @@ def test_first_build_makes_everything_in_order(engine: FakeEngine, tmp_path: Pat
 
     assert engine.did("build") == ["root image", "wheel-server image", "compiler image", "runner image"]
     assert engine.did("tag") == [names.root, names.wheel_server, names.compiler, "app:1.0"]
-    assert engine.did("create_volume") == [names.volume, names.volume.replace("wheel-cache", "abi-cache", 1)]
+    assert engine.did("create_volume") == [
+        names.volume,
+        names.candidates,
+        names.volume.replace("wheel-cache", "abi-cache", 1),
+    ]
     # The wheel server starts first (in the background: inline here), serving nothing until the
     # lock is known; the publisher's container too, and the publisher runs in it after the resolve.
     assert engine.did("create_container") == ["wheel-server", "publish", "compile", "abi-check", "check"]

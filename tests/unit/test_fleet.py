@@ -20,10 +20,10 @@ from grocker import api
 from grocker.chain import build
 from grocker.chain import fleet as fleets
 from grocker.chain.session import BuildRequest, BuildResult
-from grocker.chain.wheelhouse import PUBLISH_MARK
 from grocker.naming import internal_names
 from grocker.sbom import referrers
 from grocker.wheels import Origin, WheelFile, WheelLock
+from grocker.wire.wheelhouse import PUBLISH_MARK
 from tests.unit.fakes import APP, SIX, FakeEngine, chain_engine
 
 ENVIRONMENT = fleets.Environment("c" * 64, "sha256:" + "1" * 64, "sha256:" + "2" * 64, "d" * 64)

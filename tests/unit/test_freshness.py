@@ -17,11 +17,11 @@ import yaml
 from grocker import __version__, api, layout
 from grocker.chain import build
 from grocker.chain.build import BuildRequest, BuildResult
-from grocker.chain.wheelhouse import REPORT_MARK
 from grocker.errors import BuildError
 from grocker.labels import INPUTS_LABEL, VERSION_LABEL
 from grocker.naming import internal_names
 from grocker.wheels import lock_key
+from grocker.wire.wheelhouse import REPORT_MARK
 from tests.unit.fakes import BASE, FakeEngine, chain_engine
 
 LOCKED = "2026-11-02T10:20:30Z"
@@ -276,8 +276,8 @@ def test_a_new_release_is_resolved_against_the_index(
         result = run(engine, request_for(tmp_path))
 
     # There is no lock yet: pip resolves, the publisher runs. The resolve is not told where the
-    # lock would be: it reads none.
-    assert set(resolve_request(engine)) == {"target", "constraint"}
+    # lock would be: it reads none (only where its candidates are and where to link them).
+    assert set(resolve_request(engine)) == {"target", "constraint", "candidates", "links"}
     assert engine.did("run")[:2] == ["compile", "publish"]
     assert result.dependencies == "resolved now"
     assert "dependencies resolved now" in caplog.messages[-1]

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from grocker.config import pipconf
 from grocker.wheels import Origin, parse_lock
+from tests.unit.conftest import PublisherKit
 from tests.unit.test_abi import _wheel
 
 SIX = "six-1.16.0-py2.py3-none-any.whl"
 
 
-def test_urls_lose_their_credentials_query_and_fragment(publisher: ModuleType) -> None:
+def test_urls_lose_their_credentials_query_and_fragment(publisher: PublisherKit) -> None:
     url = "https://user:s3cret@pypi.example.com:8443/packages/six.whl?token=abc#sha256=00"
     assert publisher.public_url(url) == "https://pypi.example.com:8443/packages/six.whl"
 
@@ -37,7 +37,7 @@ def test_urls_lose_their_credentials_query_and_fragment(publisher: ModuleType) -
         ("https://u:p@files.example.com:8443/packages/ab/six-1.16.0-py2.py3-none-any.whl", "https://pypi.org/simple/"),
     ],
 )
-def test_the_publisher_records_urls_as_grocker_masks_them(publisher: ModuleType, url: str, index: str | None) -> None:
+def test_the_publisher_records_urls_as_grocker_masks_them(publisher: PublisherKit, url: str, index: str | None) -> None:
     # The publisher runs with the standard library only: its copy of the rule must stay grocker's.
     recorded = publisher.public_url(url, index)
 
@@ -46,19 +46,19 @@ def test_the_publisher_records_urls_as_grocker_masks_them(publisher: ModuleType,
         assert secret not in recorded
 
 
-def test_the_publisher_records_the_origin_of_what_it_adds_and_locks_it(publisher: ModuleType) -> None:
-    job = publisher.Publisher({"indexes": ["https://pypi.example.com/simple/"], "compiler_image": "sha256:c0"})
-    temporary, digest = publisher.write_temporary(iter([b"wheel bytes"]))
+def test_the_publisher_records_the_origin_of_what_it_adds_and_locks_it(publisher: PublisherKit) -> None:
+    job = publisher.job({"indexes": ["https://pypi.example.com/simple/"], "compiler_image": "sha256:c0"})
+    temporary, digest = publisher.volume.write_temporary(iter([b"wheel bytes"]))
     origin = {"kind": "index", "url": "https://files.example.com/six.whl", "index": "https://pypi.example.com/simple/"}
 
     job.publish(temporary, SIX, digest, origin=origin)
 
-    assert publisher.origin_of(SIX) == origin
+    assert publisher.volume.origin_of(SIX) == origin
     assert job.added == [SIX]
     # A second publisher finding the file keeps the first one's record.
-    again, _ = publisher.write_temporary(iter([b"wheel bytes"]))
-    publisher.Publisher({}).publish(again, SIX, digest, origin={"kind": "built", "compiler": "sha256:other"})
-    assert publisher.origin_of(SIX) == origin
+    again, _ = publisher.volume.write_temporary(iter([b"wheel bytes"]))
+    publisher.job({}).publish(again, SIX, digest, origin={"kind": "built", "compiler": "sha256:other"})
+    assert publisher.volume.origin_of(SIX) == origin
 
 
 def test_lock_entries_carry_their_origin() -> None:
@@ -88,7 +88,7 @@ def test_lock_entries_carry_their_origin() -> None:
     assert lock.installer.origin == Origin("unknown")
 
 
-def test_the_publisher_says_which_wheels_hold_an_elf_file(publisher: ModuleType, tmp_path: Path) -> None:
+def test_the_publisher_says_which_wheels_hold_an_elf_file(publisher: PublisherKit, tmp_path: Path) -> None:
     elf = b"\x7fELF" + bytes(60)
     native = _wheel(tmp_path, "w-1.0-cp313-cp313-linux_x86_64.whl", {"w/__init__.py": b"", "w/_w.abi3.so": elf})
     # Any member counts, whatever its name: the gate's own filter is narrower, never wider.
@@ -100,10 +100,10 @@ def test_the_publisher_says_which_wheels_hold_an_elf_file(publisher: ModuleType,
     assert not publisher.has_elf(pure)
     # Answered once per content: the answer is kept under the file's SHA-256.
     digest = publisher.sha256_of(native)
-    assert publisher.elf_flag(native, digest)
+    assert publisher.volume.elf_flag(native.name, digest)
     native.write_bytes(pure.read_bytes())
-    assert publisher.elf_flag(native, digest)
-    assert not publisher.elf_flag(native, publisher.sha256_of(native))
+    assert publisher.volume.elf_flag(native.name, digest)
+    assert not publisher.volume.elf_flag(native.name, publisher.sha256_of(native))
 
 
 def test_lock_entries_carry_whether_a_wheel_holds_an_elf_file() -> None:

@@ -52,6 +52,7 @@ def population() -> Population:
         ids[f"run-{key}"] = engine.container(runner)
         ids[f"wheel-{key}"] = engine.volume(version)
         ids[f"abi-cache-{key}"] = engine.volume(version, role="abi-cache")
+        ids[f"wheel-candidates-{key}"] = engine.volume(version, role="wheel-candidates")
     return Population(engine, ids)
 
 
@@ -59,7 +60,7 @@ def named(*keys: str, names: Sequence[str]) -> set[str]:
     return {f"{name}-{key}" for name in names for key in keys}
 
 
-BUILD = ("compile", "check", "abi-check", "compiler", "wheel-server", "wheel", "abi-cache")
+BUILD = ("compile", "check", "abi-check", "compiler", "wheel-server", "wheel", "wheel-candidates", "abi-cache")
 EXPECTED = {
     # Older internal images; their root stays while the runner (not selected) is built on it.
     NONE: named("old", names=BUILD),

@@ -253,16 +253,10 @@ def test_standard_local_file_names_pass(tmp_path: Path, name: str) -> None:
 
 
 def test_the_local_name_patterns_are_the_publishers(tmp_path: Path) -> None:
-    import importlib.util
-
     from grocker.config import release
+    from tests.unit.conftest import load_publishing
 
-    script = Path(release.__file__).parents[1] / "resources" / "wheelhouse" / "publish.py"
-    spec = importlib.util.spec_from_file_location("grocker_publish_names", script)
-    assert spec is not None
-    assert spec.loader is not None
-    publisher = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(publisher)
+    publisher = load_publishing("names")
     for name in ("a-1.0-py3-none-any.whl", "a_b.c-1.0-1abc-cp313-cp313-manylinux_2_17_x86_64.whl", "a-1-x-y-z$.whl"):
         assert bool(release.WHEEL_NAME_RE.fullmatch(name)) == bool(publisher.WHEEL_RE.fullmatch(name))
     for name in ("a-1.0.tar.gz", "a.b-c-1.0.zip", "a b-1.0.tar.gz", "-a-1.tar.gz"):

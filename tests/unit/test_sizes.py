@@ -13,8 +13,6 @@ MAX_CLASS_LINES = 250
 ALLOWED = {
     "grocker/chain/wheelhouse.py": "split by the wheelhouse's isolation (branch isolate)",
     "grocker/chain/wheelhouse.py::_Wheelhouse": "split by the wheelhouse's isolation (branch isolate)",
-    "grocker/resources/wheelhouse/publish.py": "split by the wheelhouse's isolation (branch isolate)",
-    "grocker/resources/wheelhouse/publish.py::Publisher": "split by the wheelhouse's isolation (branch isolate)",
 }
 
 

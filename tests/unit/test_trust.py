@@ -25,12 +25,14 @@ import pytest
 
 from grocker import api, layout
 from grocker.chain import build
-from grocker.chain.wheelhouse import REPORT_MARK, script_path
+from grocker.chain.wheelhouse import script_path
 from grocker.config.pipconf import PipSettings
 from grocker.naming import internal_names
 from grocker.trust import index_domain, normalized_url
 from grocker.wheels import lock_key
-from tests.unit.fakes import FakeEngine, chain_engine
+from grocker.wire.wheelhouse import REPORT_MARK
+from tests.unit.conftest import PublisherKit, load_publishing
+from tests.unit.fakes import SIX, FakeEngine, chain_engine
 
 TOKEN = "Zq9x7Lk2Vb8Np4Rt6Ym1"
 
@@ -129,11 +131,11 @@ def test_a_project_that_moves_to_another_index_resolves_and_builds_again(tmp_pat
     # Not up to date, and its dependencies resolved against the new index, not locked from the old.
     assert not result.up_to_date
     assert result.dependencies == "resolved now"
-    old, new = (internal_names(request.config, request.pip).volume for request in (first, moved))
-    assert old != new
-    # The resolve and the publisher mount the new index's volume alone; the sdist builds none.
-    assert _mounts(engine, "compile") == [{new}]
-    assert all(mounts == {new} for mounts in _mounts(engine, "publish"))
+    old, new = (internal_names(request.config, request.pip) for request in (first, moved))
+    assert old.volume != new.volume
+    # The resolve mounts the new index's candidates alone, the publisher its volumes alone.
+    assert _mounts(engine, "compile") == [{new.candidates}]
+    assert all(mounts == {new.volume, new.candidates} for mounts in _mounts(engine, "publish"))
     # And back to the first index: the image is built again (other inputs), from the lock that is
     # still in that index's volume, with no resolve.
     engine.calls.clear()
@@ -141,6 +143,45 @@ def test_a_project_that_moves_to_another_index_resolves_and_builds_again(tmp_pat
     assert not back.up_to_date
     assert back.dependencies.startswith("locked on")
     assert "compile" not in engine.did("create_container")
+
+
+# Package code sees only its own build: the mounts of each container
+
+
+def test_no_container_that_runs_package_code_mounts_the_wheel_volume(tmp_path: Path) -> None:
+    engine = chain_engine()
+    items = [
+        {"name": "app", "version": "1.0", "filename": "app-1.0.tar.gz", "in_volume": False},
+        {"name": "six", "version": "1.16.0", "filename": SIX, "in_volume": True},
+    ]
+    engine.outputs["compile"] = (0, [REPORT_MARK + json.dumps({"items": items})])
+    # A local sdist as RELEASE: the resolve reads it from its input, its build gets an outbox.
+    sdist = tmp_path / "app-1.0.tar.gz"
+    sdist.write_bytes(b"the user's own sdist")
+    request = _request(tmp_path, None, str(sdist))
+    names = internal_names(request.config, request.pip)
+
+    build.build(request, engine)
+
+    made = {(entry["role"], tuple(sorted(entry["volumes"].items()))) for entry in engine.containers_made}
+    by_role: dict[str, list[dict[str, tuple[str, str]]]] = {}
+    for role, volumes in made:
+        by_role.setdefault(role, []).append(dict(volumes))
+    # The resolve: the candidates volume, read-only, and nothing else of the domain.
+    assert by_role["compile"] == [{names.candidates: (layout.CANDIDATES_MOUNT, "ro")}]
+    # The sdist's build: its own fresh outbox alone.
+    (outbox,) = by_role["build-sdist"]
+    assert list(outbox.values()) == [(layout.COMPILE_MOUNT, "rw")]
+    assert next(iter(outbox)).startswith("grocker-outbox-")
+    # The publisher, which runs no package code, keeps both volumes (and reads the outboxes).
+    for volumes in by_role["publish"]:
+        assert volumes[names.volume] == (layout.COMPILE_MOUNT, "rw")
+        assert volumes[names.candidates] == (layout.CANDIDATES_MOUNT, "rw")
+    assert any(volumes.get(next(iter(outbox))) == ("/outbox/0", "ro") for volumes in by_role["publish"])
+    # The resolve's local file came by copy, into its input folder.
+    assert engine.files_put["compile"]["/tmp/grocker-input/dist/app-1.0.tar.gz"] == b"the user's own sdist"
+    untrusted = [volumes for role in ("compile", "build-sdist") for volumes in by_role[role]]
+    assert not [volumes for volumes in untrusted if names.volume in volumes]
 
 
 # The resolve script, with pip, against a loopback index
@@ -191,23 +232,22 @@ def _script(name: str) -> ModuleType:
 
 
 @pytest.fixture
-def volume(tmp_path: Path) -> Path:
-    """A wheel volume: demo-dep 2.0 downloaded from the index (yanked there since), 3.0 a local
-    RELEASE another build published, 4.0 with no publisher record (planted, or an older Grocker),
-    5.0 built from a local sdist."""
-    wheels = tmp_path / "volume"
-    origins = wheels / ".grocker" / "origins"
-    origins.mkdir(parents=True)
+def volume(publisher: PublisherKit) -> Path:
+    """The candidates volume the publisher keeps for a wheel volume of demo-dep: 2.0 downloaded
+    from the index (yanked there since), 3.0 a local RELEASE another build published, 4.0 with no
+    publisher record (planted, or an older Grocker), 5.0 built from a local sdist."""
     recorded = {
         "2.0": {"kind": "index", "url": "http://127.0.0.1/demo_dep-2.0-py3-none-any.whl", "index": "x"},
         "3.0": {"kind": "file"},
         "5.0": {"kind": "built", "compiler": "sha256:c0", "local": True},
     }
     for version in ("2.0", "3.0", "4.0", "5.0"):
-        wheel = _dist_wheel(wheels, version)
+        wheel = _dist_wheel(publisher.wheels, version)
         if version in recorded:
-            (origins / wheel.name).write_text(json.dumps(recorded[version]))
-    return wheels
+            publisher.volume.write_origin(wheel.name, recorded[version])
+            publisher.volume.write_record(wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest())
+        publisher.volume.offer(wheel.name)
+    return Path(publisher.candidates)
 
 
 def _resolve(
@@ -218,12 +258,10 @@ def _resolve(
     for version in ("1.0", "2.0"):
         _dist_wheel(index_root, version)
     resolve = _script("resolve.py")
-    monkeypatch.setattr(resolve, "WHEELS", str(volume))
-    monkeypatch.setattr(resolve, "ORIGINS", str(volume / ".grocker" / "origins"))
-    monkeypatch.setattr(resolve, "CANDIDATES", str(tmp_path / "candidates"))
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"target": target, "constraint": None}))
-    monkeypatch.setattr("sys.argv", ["resolve.py", str(request)])
+    request.write_text(
+        json.dumps({"target": target, "constraint": None, "candidates": str(volume), "links": str(tmp_path / "links")})
+    )
     # Only the loopback index: none of the machine's pip settings or proxies.
     for name in list(os.environ):
         if name.startswith("PIP_") or name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
@@ -235,7 +273,7 @@ def _resolve(
     ) as url:
         monkeypatch.setenv("PIP_INDEX_URL", url)
         capfd.readouterr()
-        assert resolve.main() == 0
+        assert resolve.main(["resolve.py", str(request)]) == 0
     lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith(REPORT_MARK)]
     return list(json.loads(lines[-1][len(REPORT_MARK) :])["items"])
 
@@ -243,11 +281,27 @@ def _resolve(
 def test_the_resolve_sees_only_the_volumes_files_of_its_indexes(tmp_path: Path, volume: Path) -> None:
     resolve = _script("resolve.py")
 
-    linked = resolve.link_candidates(str(volume), str(volume / ".grocker" / "origins"), str(tmp_path / "view"))
+    linked = resolve.link_candidates(str(volume), str(tmp_path / "view"))
 
-    # Not another build's local file, nor a wheel built from one, nor a file nobody recorded.
+    # The candidates volume, all the resolve mounts: not another build's local file, nor a wheel
+    # built from one, nor a file nobody recorded, nor any lock, record or origin.
+    assert sorted(os.listdir(volume)) == ["demo_dep-2.0-py3-none-any.whl"]
     assert linked == ["demo_dep-2.0-py3-none-any.whl"]
     assert sorted(os.listdir(tmp_path / "view")) == linked
+
+
+def test_the_publisher_offers_each_reusable_wheel_once_and_mends_a_stale_copy(publisher: PublisherKit) -> None:
+    wheel = _dist_wheel(publisher.wheels, "2.0")
+    publisher.volume.write_origin(wheel.name, {"kind": "index", "url": "http://127.0.0.1/x.whl", "index": "x"})
+    publisher.volume.write_record(wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest())
+
+    assert publisher.volume.offer(wheel.name) is True
+    assert publisher.volume.offer(wheel.name) is False  # a bump's reused wheels cost a stat, not a copy
+    (publisher.candidates / wheel.name).write_bytes(b"cut short")
+    assert publisher.volume.offer(wheel.name) is True
+
+    assert (publisher.candidates / wheel.name).read_bytes() == wheel.read_bytes()
+    assert not list(publisher.candidates.glob(".offer-*"))
 
 
 def test_a_newer_version_in_the_volume_that_the_index_does_not_offer_is_not_chosen(
@@ -271,47 +325,47 @@ def test_a_yanked_version_stays_pinnable_from_the_index(
 # The publisher: a local RELEASE file and a published file never stand for each other
 
 
-def _temporary(publisher: ModuleType, content: bytes) -> tuple[Path, str]:
-    temporary, digest = publisher.write_temporary(iter([content]))
+def _temporary(publisher: PublisherKit, content: bytes) -> tuple[Path, str]:
+    temporary, digest = publisher.volume.write_temporary(iter([content]))
     return Path(temporary), str(digest)
 
 
-def test_a_local_file_never_replaces_a_file_from_an_index(publisher: ModuleType) -> None:
+def test_a_local_file_never_replaces_a_file_from_an_index(publisher: PublisherKit) -> None:
     name = "app-1.0-py3-none-any.whl"
     origin = {"kind": "index", "url": "https://h.example/app.whl", "index": "https://h.example/simple/"}
     temporary, digest = _temporary(publisher, b"the index's")
-    publisher.Publisher({}).publish(temporary, name, digest, origin=origin)
+    publisher.job({}).publish(temporary, name, digest, origin=origin)
 
     local, other = _temporary(publisher, b"the user's own")
-    with pytest.raises(publisher.PublishError, match="give the local build its own version"):
-        publisher.Publisher({}).publish(local, name, other, local=True, origin={"kind": "file"})
+    with pytest.raises(publisher.error, match="give the local build its own version"):
+        publisher.job({}).publish(local, name, other, local=True, origin={"kind": "file"})
 
-    assert (publisher.WHEELS / name).read_bytes() == b"the index's"
-    assert publisher.origin_of(name) == origin
+    assert (publisher.wheels / name).read_bytes() == b"the index's"
+    assert publisher.volume.origin_of(name) == origin
     # The same bytes are the same file: reused.
     same, digest = _temporary(publisher, b"the index's")
-    job = publisher.Publisher({})
+    job = publisher.job({})
     assert job.publish(same, name, digest, local=True, origin={"kind": "file"}) == name
     assert job.reused == [name]
 
 
-def test_a_local_file_replaces_an_earlier_local_file(publisher: ModuleType) -> None:
+def test_a_local_file_replaces_an_earlier_local_file(publisher: PublisherKit) -> None:
     name = "app-1.0-py3-none-any.whl"
     first, digest = _temporary(publisher, b"first local")
-    publisher.Publisher({}).publish(first, name, digest, local=True, origin={"kind": "file"})
+    publisher.job({}).publish(first, name, digest, local=True, origin={"kind": "file"})
     second, digest = _temporary(publisher, b"second local")
 
-    publisher.Publisher({}).publish(second, name, digest, local=True, origin={"kind": "file"})
+    publisher.job({}).publish(second, name, digest, local=True, origin={"kind": "file"})
 
-    assert (publisher.WHEELS / name).read_bytes() == b"second local"
+    assert (publisher.wheels / name).read_bytes() == b"second local"
 
 
 def test_a_file_from_an_index_is_never_taken_for_a_local_one_of_the_same_name(
-    publisher: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    publisher: PublisherKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = "six-1.16.0-py2.py3-none-any.whl"
     local, digest = _temporary(publisher, b"a local six")
-    publisher.Publisher({}).publish(local, name, digest, local=True, origin={"kind": "file"})
+    publisher.job({}).publish(local, name, digest, local=True, origin={"kind": "file"})
     root = tmp_path / "index"
     root.mkdir()
     (root / name).write_bytes(b"the index's six")
@@ -319,29 +373,39 @@ def test_a_file_from_an_index_is_never_taken_for_a_local_one_of_the_same_name(
         monkeypatch.delenv(variable, raising=False)
 
     with _loopback_index(root, {name: False}, project="six") as url:
-        job = publisher.Publisher({"indexes": [url], "timeout": 5})
+        job = publisher.job({"indexes": [url], "timeout": 5})
         # The resolve says the volume has it: the publisher does not reuse another build's local
         # file; it downloads the index's, whose other bytes cannot take the local file's place.
-        with pytest.raises(publisher.PublishError, match="is a local file given as RELEASE"):
+        with pytest.raises(publisher.error, match="is a local file given as RELEASE"):
             job.reuse({"name": "six", "version": "1.16.0", "filename": name})
 
     assert "no publisher record of an index of these settings" in job.warnings[0]
-    assert (publisher.WHEELS / name).read_bytes() == b"a local six"
+    assert (publisher.wheels / name).read_bytes() == b"a local six"
 
 
-def test_a_wheel_built_from_a_local_sdist_is_marked_local(publisher: ModuleType, tmp_path: Path) -> None:
+def test_a_wheel_built_from_a_local_sdist_is_marked_local(publisher: PublisherKit, tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     (outbox / "app-1.0-py3-none-any.whl").write_bytes(b"built from the user's sdist")
-    job = publisher.Publisher({"compiler_image": "sha256:c0"})
+    job = publisher.job({"compiler_image": "sha256:c0"})
 
     job.collect({"path": str(outbox), "name": "app", "version": "1.0", "replace": True})
 
-    assert publisher.origin_of("app-1.0-py3-none-any.whl") == {"kind": "built", "compiler": "sha256:c0", "local": True}
-    assert not publisher.reusable(publisher.origin_of("app-1.0-py3-none-any.whl"))
+    assert publisher.volume.origin_of("app-1.0-py3-none-any.whl") == {
+        "kind": "built",
+        "compiler": "sha256:c0",
+        "local": True,
+    }
+    assert not publisher.reusable(publisher.volume.origin_of("app-1.0-py3-none-any.whl"))
 
 
-def test_the_scripts_spell_the_origins_folder_as_grocker_does() -> None:
+def test_the_scripts_spell_no_mount_point_and_lay_the_volume_out_as_grocker_does() -> None:
     resolve, publish = _script("resolve.py"), _script("publish.py")
+    volume = load_publishing("volume").Volume(Path(layout.COMPILE_MOUNT), Path(layout.CANDIDATES_MOUNT))
 
-    assert resolve.ORIGINS == str(publish.ORIGINS) == f"{layout.COMPILE_MOUNT}/{layout.ORIGINS_DIR}"
+    # The host gives the mount points in the requests (grocker.wire.wheelhouse); inside the
+    # wheel volume, the publisher keeps its state where the host reads it (grocker.layout).
+    assert str(volume.origins) == f"{layout.COMPILE_MOUNT}/{layout.ORIGINS_DIR}"
+    assert str(volume.locks) == f"{layout.COMPILE_MOUNT}/{layout.LOCKS_DIR}"
+    for script in (resolve, publish):
+        assert not [name for name in ("WHEELS", "CANDIDATES", "ORIGINS", "LOCKS") if hasattr(script, name)]

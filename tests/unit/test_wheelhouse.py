@@ -16,7 +16,7 @@ from types import ModuleType
 import installer
 import pytest
 
-from grocker import api, layout
+from grocker import api
 from grocker.chain import render, wheelhouse
 from grocker.chain.wheelhouse import (
     REPORT_MARK,
@@ -32,6 +32,7 @@ from grocker.config.pipconf import PipSettings
 from grocker.config.release import Release
 from grocker.errors import BuildError
 from grocker.wheels import COMPILED_INSTALLER_RE, WHEEL_INSTALLER_RE, WheelFile, WheelLock
+from tests.unit.conftest import PublisherKit, load_publishing
 
 SHA = "a" * 64
 HOSTILE = (
@@ -170,7 +171,7 @@ def test_lock_names_the_compiled_form_of_its_own_installer() -> None:
 
 
 def test_publisher_reads_json_and_html_index_pages() -> None:
-    publish = _publisher()
+    publish = load_publishing("indexes")
     page = json.dumps(
         {
             "meta": {"api-version": "1.1"},
@@ -209,7 +210,7 @@ def test_publisher_reads_json_and_html_index_pages() -> None:
 
 
 def test_publisher_index_keeps_credentials_out_of_its_url() -> None:
-    index = _publisher().Index("http://reader:s3cret@10.0.0.2:8080/simple", None, None, ["10.0.0.2"], 5)
+    index = load_publishing("indexes").Index("http://reader:s3cret@10.0.0.2:8080/simple", None, None, ["10.0.0.2"], 5)
 
     assert index.url == "http://10.0.0.2:8080/simple/"
     assert index.authorization == "Basic cmVhZGVyOnMzY3JldA=="
@@ -244,17 +245,12 @@ def _script_module(name: str) -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("name", ["resolve.py", "publish.py"])
-def test_the_in_container_scripts_spell_the_volume_layout_as_grocker_does(name: str) -> None:
-    # The scripts import nothing of Grocker (they run with the compiler image's Python): the one
-    # layout is grocker.layout, and this keeps their copies of it in step.
-    module = _script_module(name)
-    assert str(module.WHEELS) == layout.COMPILE_MOUNT
-    if name == "publish.py":
-        assert Path(layout.COMPILE_MOUNT) / layout.LOCKS_DIR == module.LOCKS
-        # Its copy of the compiled installer's name pattern is the one check_lock applies.
-        assert module.COMPILED_RE.pattern == COMPILED_INSTALLER_RE.pattern
-        assert module.INSTALLER_RE.pattern == WHEEL_INSTALLER_RE.pattern
+def test_the_publishers_name_patterns_are_the_ones_check_lock_applies() -> None:
+    # The publisher imports nothing of Grocker (it runs with the compiler image's Python): its
+    # copy of the compiled installers' name patterns must stay check_lock's.
+    names = load_publishing("names")
+    assert names.COMPILED_RE.pattern == COMPILED_INSTALLER_RE.pattern
+    assert names.INSTALLER_RE.pattern == WHEEL_INSTALLER_RE.pattern
 
 
 def _pip_wheel(path: Path) -> None:
@@ -267,26 +263,26 @@ def _pip_wheel(path: Path) -> None:
         wheel.writestr("pip-25.1.dist-info/RECORD", "")
 
 
-def test_publisher_compiles_the_installer_once_beside_its_sources(publisher: ModuleType, tmp_path: Path) -> None:
+def test_publisher_compiles_the_installer_once_beside_its_sources(publisher: PublisherKit, tmp_path: Path) -> None:
     wheel = "pip-25.1-py3-none-any.whl"
     _pip_wheel(tmp_path / wheel)
-    job = publisher.Publisher({})
+    job = publisher.job({})
 
-    name = job.compiled_installer(wheel)
+    name = publisher.compiled_installer(job, wheel)
     content = (tmp_path / name).read_bytes()
     (tmp_path / name).unlink()
     (tmp_path / ".grocker" / "sha256" / name).unlink()
-    again = publisher.Publisher({})
-    assert again.compiled_installer(wheel) == name
-    reused = publisher.Publisher({})
-    assert reused.compiled_installer(wheel) == name
+    again = publisher.job({})
+    assert publisher.compiled_installer(again, wheel) == name
+    reused = publisher.job({})
+    assert publisher.compiled_installer(reused, wheel) == name
 
     tag = f"{sys.implementation.name}{sys.version_info[0]}{sys.version_info[1]}"
     assert name == f"pip-25.1-py3-none-any.{tag}.zip"
     assert COMPILED_INSTALLER_RE.fullmatch(name)
     # The same wheel gives the same bytes (no temporary path, no time), and it is recorded.
     assert (tmp_path / name).read_bytes() == content
-    assert publisher.record_of(name) == hashlib.sha256(content).hexdigest()
+    assert publisher.volume.record_of(name) == hashlib.sha256(content).hexdigest()
     assert (job.added, reused.reused) == ([name], [name])
     with zipfile.ZipFile(tmp_path / name) as archive:
         names = archive.namelist()
@@ -323,34 +319,34 @@ def _app_wheel(path: Path) -> None:
         wheel.writestr(f"{info}/RECORD", "")
 
 
-def test_publisher_compiles_the_wheel_installer_once_from_grockers_own(publisher: ModuleType, tmp_path: Path) -> None:
+def test_publisher_compiles_the_wheel_installer_once_from_grockers_own(publisher: PublisherKit, tmp_path: Path) -> None:
     request = {"wheel_installer": {"version": installer.__version__, "folder": str(_installer_folder(tmp_path))}}
 
-    name = publisher.Publisher(request).wheel_installer()
+    name = publisher.wheel_installer(publisher.job(request))
     content = (tmp_path / name).read_bytes()
-    reused = publisher.Publisher(request)
-    assert reused.wheel_installer() == name
+    reused = publisher.job(request)
+    assert publisher.wheel_installer(reused) == name
 
     tag = f"{sys.implementation.name}{sys.version_info[0]}{sys.version_info[1]}"
     assert name == f"installer-{installer.__version__}.{tag}.zip"
     assert WHEEL_INSTALLER_RE.fullmatch(name)
     assert reused.reused == [name]
-    assert publisher.record_of(name) == hashlib.sha256(content).hexdigest()
+    assert publisher.volume.record_of(name) == hashlib.sha256(content).hexdigest()
     with zipfile.ZipFile(tmp_path / name) as archive:
         assert {"installer/__init__.py", "installer/__init__.pyc", "installer/destinations.pyc"} <= set(
             archive.namelist()
         )
     # Without the folder (an older host), or with a version that is not one: no wheel installer.
-    assert publisher.Publisher({}).wheel_installer() is None
-    with pytest.raises(publisher.PublishError, match="not a version"):
-        publisher.Publisher({"wheel_installer": {"version": "1.0/../x", "folder": "/x"}}).wheel_installer()
+    assert publisher.wheel_installer(publisher.job({})) is None
+    with pytest.raises(publisher.error, match="not a version"):
+        publisher.wheel_installer(publisher.job({"wheel_installer": {"version": "1.0/../x", "folder": "/x"}}))
 
 
 def test_the_runner_steps_install_wheels_with_the_wheel_installer_as_pip_would(
-    publisher: ModuleType, tmp_path: Path
+    publisher: PublisherKit, tmp_path: Path
 ) -> None:
     request = {"wheel_installer": {"version": installer.__version__, "folder": str(_installer_folder(tmp_path))}}
-    archive = tmp_path / publisher.Publisher(request).wheel_installer()
+    archive = tmp_path / publisher.wheel_installer(publisher.job(request))
     wheel = tmp_path / "demo_app-1.0-py3-none-any.whl"
     _app_wheel(wheel)
     venv = tmp_path / "app.venv"

@@ -1,23 +1,29 @@
 """Grocker's resolve step: runs in a compiler container that must be treated as untrusted.
 
-Package code may run here (pip prepares the metadata of sdists), so the wheel volume is mounted
-read-only and nothing written here persists. The volume is the one of this build's index
-settings (its trust domain, see grocker.trust). pip resolves the request against the index
-and the volume's candidates without installing anything, and this script prints what it chose
-on one `GROCKER-REPORT:` line. The host validates that line; the trusted publisher then fetches
-or reuses exactly those files, verified, so a forged report can only choose among verified files.
+Package code may run here (pip prepares the metadata of sdists), so the wheel volume is not
+mounted at all: only the candidates volume of this build's index settings (its trust domain, see
+grocker.trust), read-only, and nothing written here persists. pip resolves the request against
+the index and those candidates without installing anything, and this script prints what it
+chose on one `GROCKER-REPORT:` line. The host validates that line; the trusted publisher then
+fetches or reuses exactly those files, verified, so a forged report can only choose among
+verified files.
 
-The volume's candidates are only the wheels a publisher recorded as downloaded from one of these
-indexes or built from one of their sdists: a folder of links to them is pip's `--find-links`.
-A local RELEASE file another build published is not one (this build's own comes from its input
-folder), nor anything without a record. A version the index has yanked stays yanked: pip is
-not offered the volume's copy of it (a find-links file carries no yank flag).
+The candidates are only copies of the wheels a publisher recorded as downloaded from one of these
+indexes or built from one of their sdists (the publisher copies nothing else there): a folder of
+links to them is pip's `--find-links`. No lock, record, origin, local RELEASE file of another
+build, or wheel built from one is in reach (this build's own local file comes from its input
+folder). A version the index has yanked stays yanked: pip is not offered the volume's copy of it
+(a find-links file carries no yank flag).
 
 An existing lock is not read here: the host reads it from the volume, so that package code can
 never hand it one.
 
-Input: a JSON request file (argv[1]): target, optional constraint.
+Input: a JSON request file (argv[1]), grocker.wire.wheelhouse.ResolveRequest: the target, an
+optional constraints file, where the candidates volume is mounted and where to link its wheels.
+Output: one line, REPORT_MARK and grocker.wire.wheelhouse.Report as JSON.
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -26,20 +32,24 @@ import subprocess
 import sys
 import tempfile
 import urllib.parse
+from typing import Any
 
-WHEELS = "/home/grocker/wheels"
-ORIGINS = WHEELS + "/.grocker/origins"
-CANDIDATES = "/tmp/grocker-candidates"
+# The same as grocker.wire.wheelhouse.REPORT_MARK (tests/unit/test_wire_wheelhouse.py holds them together).
 REPORT_MARK = "GROCKER-REPORT:"
-# Where a reusable wheel came from: an index of these settings, or built from one of its sdists.
-REUSABLE_KINDS = ("index", "built")
+REQUEST_KEYS = frozenset({"target", "constraint", "candidates", "links"})
+"""The keys of the request (grocker.wire.wheelhouse.ResolveRequest)."""
 WHEEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._!+-]*\.whl")
 
 
-def main():
-    with open(sys.argv[1]) as stream:
-        request = json.load(stream)
-    link_candidates(WHEELS, ORIGINS, CANDIDATES)
+def main(argv: list[str]) -> int:
+    """Resolve the request of the file argv[1]; print the report line; pip's status."""
+    with open(argv[1]) as stream:
+        request: dict[str, Any] = json.load(stream)
+    missing = sorted(REQUEST_KEYS - set(request))
+    if missing:
+        print(f"grocker: the resolve's request lacks {missing}", flush=True)
+        return 2
+    link_candidates(request["candidates"], request["links"])
     report_path = os.path.join(tempfile.mkdtemp(prefix="grocker-resolve-"), "report.json")
     # Always against the index (the volume is only a cache of files): a new release gets the
     # newest versions its requirements allow, as pip would choose them, never just the ones an
@@ -48,44 +58,41 @@ def main():
     if status != 0:
         return status
     with open(report_path) as stream:
-        report = json.load(stream)
-    items = []
-    for item in report.get("install", []):
-        info = item.get("download_info") or {}
-        url = info.get("url", "")
-        path = urllib.parse.urlsplit(url).path
-        items.append(
-            {
-                "name": item["metadata"]["name"],
-                "version": item["metadata"]["version"],
-                "filename": urllib.parse.unquote(path.rsplit("/", 1)[-1]),
-                "in_volume": url.startswith("file://" + CANDIDATES + "/"),
-                "requested": bool(item.get("requested")),
-            }
-        )
-    print(REPORT_MARK + json.dumps({"pip": report.get("pip_version", ""), "items": items}, sort_keys=True), flush=True)
+        report: dict[str, Any] = json.load(stream)
+    print(REPORT_MARK + json.dumps(report_of(report, request["links"]), sort_keys=True), flush=True)
     return 0
 
 
-def reusable(origin):
-    """True for a recorded origin of an index of these settings, or a build of one of their sdists."""
-    return isinstance(origin, dict) and origin.get("kind") in REUSABLE_KINDS and not origin.get("local")
+def report_of(pip_report: dict[str, Any], links: str) -> dict[str, Any]:
+    """The resolve's report (grocker.wire.wheelhouse.Report) from pip's installation report."""
+    items = []
+    for item in pip_report.get("install", []):
+        info = item.get("download_info") or {}
+        url = str(info.get("url", ""))
+        path = urllib.parse.urlsplit(url).path
+        items.append(
+            {
+                "name": str(item["metadata"]["name"]),
+                "version": str(item["metadata"]["version"]),
+                "filename": urllib.parse.unquote(path.rsplit("/", 1)[-1]),
+                "in_volume": url.startswith("file://" + links.rstrip("/") + "/"),
+                "requested": bool(item.get("requested")),
+            }
+        )
+    return {"pip": str(pip_report.get("pip_version", "")), "items": items}
 
 
-def link_candidates(wheels, origins, folder):
-    """Make `folder` hold a link to each wheel of the volume this resolve may choose; return their names."""
+def link_candidates(wheels: str, folder: str) -> list[str]:
+    """Make `folder` hold a link to each wheel of the candidates volume; return their names.
+
+    Only whole wheel names of regular files: not a copy the publisher is still writing.
+    """
     os.makedirs(folder, exist_ok=True)
     linked = []
     for name in sorted(os.listdir(wheels)):
-        if not WHEEL_NAME_RE.fullmatch(name) or not os.path.isfile(os.path.join(wheels, name)):
-            continue
-        try:
-            with open(os.path.join(origins, name)) as stream:
-                origin = json.load(stream)
-        except (OSError, ValueError):
-            continue  # no record: not published by this volume's publisher for these indexes
-        if reusable(origin):
-            os.symlink(os.path.join(wheels, name), os.path.join(folder, name))
+        path = os.path.join(wheels, name)
+        if WHEEL_NAME_RE.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+            os.symlink(path, os.path.join(folder, name))
             linked.append(name)
     return linked
 
@@ -129,7 +136,8 @@ runpy.run_module("pip", run_name="__main__", alter_sys=True)
 """
 
 
-def resolve(request, report_path):
+def resolve(request: dict[str, Any], report_path: str) -> int:
+    """Run pip's resolve of the request, its report written to `report_path`; pip's status."""
     command = [
         sys.executable,
         "-c",
@@ -142,14 +150,14 @@ def resolve(request, report_path):
         "--report",
         report_path,
         "--find-links",
-        CANDIDATES,
+        request["links"],
     ]
     if request.get("constraint"):
-        command += ["--constraint", request["constraint"]]
-    command.append(request["target"])
+        command += ["--constraint", str(request["constraint"])]
+    command.append(str(request["target"]))
     # pip's own lines ("Looking in indexes", what it collects) show at -v and in a failure's tail.
     return subprocess.call(command)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))
