@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from grocker.pipconf import PipSettings
 
 from grocker.api import load_config
+from grocker.config.pipconf import PipSettings
 from grocker.naming import internal_names
 from tests.integration.conftest import MatrixEngine
 from tests.integration.helpers import Grocker, download_wheels, names_for, package_fixture
