@@ -9,10 +9,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+TURN_TIMEOUT = 10.0
+"""Seconds a container started in the background waits for its turn at most (see `wait_turn`)."""
+
+
+def wait_turn(turn: threading.Event, parallel: bool) -> None:
+    """In a background thread, wait until `turn` is set: the build's own waiting comes first.
+
+    On 2 cores, the resolve's container started at the same time as the publisher's and the wheel
+    server's took 0.2 to 0.4 s longer to answer, and the build waits for the resolve, not for
+    them (they are needed after it). Inline (one engine call at a time), there is nothing to wait for.
+    """
+    if parallel:
+        turn.wait(TURN_TIMEOUT)
 
 
 class Background(Generic[T]):

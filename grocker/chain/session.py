@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,9 @@ class Session:
     result: BuildResult
     secrets: tuple[str, ...] = ()
     """What must never reach a log line (credentials of the index URLs)."""
+    resolving: threading.Event = field(default_factory=threading.Event, compare=False)
+    """Set once the resolve's container runs, or will not run: the containers started in the
+    background (the publisher's, the wheel server) wait for it (grocker.chain.background.wait_turn)."""
 
     @property
     def config(self) -> ProjectConfig:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from grocker import layout
 from grocker.chain import images, render, wheelhouse
-from grocker.chain.background import Background
+from grocker.chain.background import Background, wait_turn
 from grocker.chain.session import Session
 from grocker.engine.protocol import Container
 from grocker.labels import NETWORK, WHEEL_SERVER
@@ -62,6 +62,8 @@ class Starting:
         image = images.ensure_child(
             session, WHEEL_SERVER, names.wheel_server, render.wheel_server_context(config, names.root)
         )
+        if session.request.build_dependencies:  # else there is no resolve to wait for
+            wait_turn(session.resolving, session.engine.parallel)
         network = made.enter_context(session.engine.network(internal_labels(config, NETWORK)))
         server = made.enter_context(
             session.engine.container(
@@ -97,6 +99,7 @@ class Starting:
 
     def close(self) -> None:
         """Wait for the start to end, then remove the server and its network (idempotent)."""
+        self._session.resolving.set()  # a start still waiting for its turn goes on now, to be removed
         self._started.close()
 
 

@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
-import oras.container
-import oras.provider
 import requests
 
 from grocker.engine.endpoint import read_small_file
@@ -116,6 +114,8 @@ def push_artifact(
     Registry logins come from `docker_config`/config.json (the folder DOCKER_CONFIG names, as for
     the engine's push), never from another one; None: no login (anonymous push).
     """
+    import oras.container  # imported when used: see _Registry
+
     try:
         container = oras.container.Container(image)
     except (ValueError, AttributeError) as err:
@@ -150,6 +150,11 @@ class _Registry:
     """One repository of a registry, spoken to through oras-py's authentication."""
 
     def __init__(self, container: Any, docker_config: Path | None) -> None:
+        # Imported here, not with the module: oras-py imports jsonschema, whose format checkers
+        # compile grammars (about 1 s on our machines), and every build that compiles imports
+        # this module through grocker.fleet, used or not.
+        import oras.provider
+
         self.oras = oras.provider.Registry(hostname=container.registry, insecure=is_loopback(container.registry))
         # oras-py's load_configs() always adds ~/.docker/config.json, whatever DOCKER_CONFIG says:
         # the logins are read here from the folder the rest of Grocker uses, and handed to it.
@@ -234,6 +239,8 @@ def open_repository(reference: str, docker_config: Path | None) -> _Registry:
     Shared with grocker.chain.fleet, so that Grocker has one registry client (oras-py's authentication,
     with the logins of config.json in `docker_config`).
     """
+    import oras.container  # imported when used: see _Registry
+
     return _Registry(oras.container.Container(reference), docker_config)
 
 

@@ -14,13 +14,14 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from grocker import api
-from grocker.chain import build, render, runner
+from grocker.chain import background, build, render, runner
 from grocker.chain.build import BuildRequest, BuildResult
 from grocker.chain.runner import MISSING_MODULE_MARK, SETUPTOOLS_MARK
 from grocker.engine.protocol import NO_NETWORK
@@ -79,7 +80,12 @@ def test_first_build_makes_everything_in_order(engine: FakeEngine, tmp_path: Pat
     ]
     # The wheel server starts first (in the background: inline here), serving nothing until the
     # lock is known; the publisher's container too, and the publisher runs in it after the resolve.
-    assert engine.did("create_container") == ["wheel-server", "publish", "compile", "abi-check", "check"]
+    # The release's lock is looked for through a container of its own, never started, which does
+    # not wait for the publisher's to start.
+    assert engine.did("create_container") == ["wheel-server", "publish", "publish", "compile", "abi-check", "check"]
+    # That one is kept until the resolve's container exists, so that the engine's lease runs on.
+    assert engine.calls.index(("create_container", "compile")) < engine.calls.index(("remove_container", "publish"))
+    assert engine.did("start").count("publish") == 1  # the publisher's: the reader never starts
     assert engine.did("execute") == ["publish"]
     assert engine.calls.index(("run", "compile")) < engine.calls.index(("execute", "publish"))
     # Once used, it goes (in the background), not at the end of the build.
@@ -231,7 +237,7 @@ def test_compile_failure_explains_and_removes_its_container(engine: FakeEngine, 
 
     assert "No matching distribution" in failure.value.details
     # The publisher's container and the wheel server, started while the compile ran, go too.
-    assert engine.did("remove_container") == ["compile", "publish", "wheel-server"]
+    assert engine.did("remove_container") == ["compile", "publish", "publish", "wheel-server"]
     assert "app:1.0" not in engine.tags
 
 
@@ -270,7 +276,7 @@ def test_interrupt_during_compile_removes_its_container(engine: FakeEngine, tmp_
     with pytest.raises(KeyboardInterrupt):
         run(engine, request_for(tmp_path))
 
-    assert engine.did("remove_container") == ["compile", "publish", "wheel-server"]
+    assert engine.did("remove_container") == ["compile", "publish", "publish", "wheel-server"]
     assert engine.did("build") == ["root image", "wheel-server image", "compiler image"]
 
 
@@ -361,7 +367,7 @@ def test_runner_build_failure_moves_no_name(engine: FakeEngine, tmp_path: Path) 
         run(engine, request_for(tmp_path))
 
     assert "app:1.0" not in engine.tags
-    assert engine.did("remove_container") == ["compile", "publish", "abi-check", "wheel-server"]
+    assert engine.did("remove_container") == ["compile", "publish", "publish", "abi-check", "wheel-server"]
 
 
 def test_interrupt_during_the_entrypoint_check_removes_the_new_image(engine: FakeEngine, tmp_path: Path) -> None:
@@ -394,7 +400,7 @@ def test_a_gate_miss_ends_the_build_before_the_runner_and_removes_the_server(
         run(engine, request_for(tmp_path))
 
     assert raised.value.exit_code == 5
-    assert engine.did("create_container") == ["wheel-server", "publish", "compile", "abi-check"]
+    assert engine.did("create_container") == ["wheel-server", "publish", "publish", "compile", "abi-check"]
     assert ("remove_container", "wheel-server") in engine.calls
     assert "runner image" not in engine.did("build")
     assert "app:1.0" not in engine.tags
@@ -751,10 +757,46 @@ def test_the_wheel_server_starts_in_the_background_while_the_wheels_compile(engi
     result = run(engine, request_for(tmp_path))
 
     assert result.image_id == engine.id_of("app:1.0")
-    assert sorted(engine.did("create_container")) == ["abi-check", "check", "compile", "publish", "wheel-server"]
+    assert sorted(engine.did("create_container")) == [
+        "abi-check",
+        "check",
+        "compile",
+        "publish",
+        "publish",
+        "wheel-server",
+    ]
     assert allowed(engine) == sorted(["pip-25.0-py3-none-any.whl", SIX, APP])
     allowing = max(index for index, call in enumerate(engine.calls) if call == ("put_files", "wheel-server"))
     assert engine.calls.index(("run", "publish")) < allowing < engine.calls.index(("build", "runner image"))
+
+
+@pytest.mark.usefixtures("in_background")
+def test_the_resolve_starts_before_the_containers_of_the_background(engine: FakeEngine, tmp_path: Path) -> None:
+    # The build waits for the resolve, not for them: on 2 cores, starting them together delayed
+    # the resolve's container by 0.2 to 0.4 s.
+    engine.outputs["compile"] = (0, ["Looking in links: /tmp/grocker-candidates", report_line()])
+
+    run(engine, request_for(tmp_path))
+
+    resolving = engine.calls.index(("run", "compile"))
+    assert resolving < engine.calls.index(("create_container", "wheel-server"))
+    assert resolving < engine.calls.index(("start", "publish"))
+
+
+@pytest.mark.usefixtures("in_background")
+def test_a_failure_before_the_resolve_does_not_keep_the_background_waiting(
+    engine: FakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(background, "TURN_TIMEOUT", 30.0)
+    engine.build_failures["compiler image"] = BuildError("The compiler image build failed: boom")
+    started = time.monotonic()
+
+    with pytest.raises(BuildError, match="boom"):
+        run(engine, request_for(tmp_path))
+
+    # The wheel server's start, waiting for a resolve that never came, went on at once and was removed.
+    assert time.monotonic() - started < 10
+    assert "compile" not in engine.did("create_container")
 
 
 @pytest.mark.usefixtures("in_background")
@@ -765,7 +807,7 @@ def test_a_compile_failure_removes_the_server_started_in_the_background(engine: 
         run(engine, request_for(tmp_path))
 
     # run() also checks that no container outlived the build.
-    assert sorted(engine.did("remove_container")) == ["compile", "publish", "wheel-server"]
+    assert sorted(engine.did("remove_container")) == ["compile", "publish", "publish", "wheel-server"]
     assert "app:1.0" not in engine.tags
 
 
@@ -814,4 +856,4 @@ def test_an_engine_reached_over_ssh_gets_one_call_at_a_time(
     # Only the entrypoint check has a thread of its own (it ran so before): the wheel server and
     # the publisher's container start here, one call after another.
     assert {name for name in calls if not name.startswith("grocker-check")} == {"MainThread"}
-    assert engine.did("create_container")[:3] == ["wheel-server", "publish", "compile"]
+    assert engine.did("create_container")[:4] == ["wheel-server", "publish", "publish", "compile"]

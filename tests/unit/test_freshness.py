@@ -192,7 +192,7 @@ def test_other_constraints_are_another_lock_and_build(engine: FakeEngine, tmp_pa
     assert not result.up_to_date
     assert resolve_request(engine)["constraint"] is not None
     # The same wheels as the first build's, on the same root image: the ABI gate does not run again.
-    assert engine.did("create_container") == ["wheel-server", "publish", "compile", "check"]
+    assert engine.did("create_container") == ["wheel-server", "publish", "publish", "compile", "check"]
 
 
 def test_an_image_of_another_grocker_version_is_rebuilt(engine: FakeEngine, tmp_path: Path) -> None:
@@ -262,7 +262,7 @@ def test_a_compile_only_run_is_never_skipped(engine: FakeEngine, tmp_path: Path)
 
     # Not skipped: the compile phase reads the release's lock from the volume (no container runs).
     assert not result.up_to_date
-    assert engine.did("create_container") == ["publish"]
+    assert engine.did("create_container") == ["publish", "publish"]
     assert result.dependencies == "locked on an unknown date"
 
 
@@ -296,8 +296,8 @@ def test_a_rebuild_of_a_locked_release_reuses_its_lock(
     with caplog.at_level(logging.INFO, logger="grocker"):
         result = run(engine, request_for(tmp_path, name="app:copy"))
 
-    # The host read the lock through the publisher's container, which then had nothing to do.
-    assert engine.did("create_container") == ["wheel-server", "publish", "check"]
+    # The host read the lock through a container never started; the publisher's then had nothing to do.
+    assert engine.did("create_container") == ["wheel-server", "publish", "publish", "check"]
     assert engine.did("execute") == []
     assert result.dependencies == "locked on 2026-11-02 10:20:30 UTC"
     assert "dependencies locked on 2026-11-02 10:20:30 UTC" in caplog.messages[-1]

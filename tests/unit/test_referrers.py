@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import oras.container
@@ -138,3 +140,21 @@ def test_a_fifo_as_docker_config_json_is_no_login(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "config.json")
 
     assert referrers._logins(tmp_path) == {"auths": {}, "credsStore": None, "credHelpers": {}}
+
+
+def test_a_build_imports_oras_only_to_speak_to_a_registry(tmp_path: Path) -> None:
+    """oras-py imports jsonschema, whose format checkers took about 1 s of every version bump."""
+    code = (
+        "import sys\n"
+        "from grocker.chain import fleet\n"
+        "print('oras' in sys.modules, 'jsonschema' in sys.modules)\n"
+        "from grocker.sbom import referrers\n"
+        "referrers.open_repository('127.0.0.1:5000/team/app', None)\n"
+        "print('oras' in sys.modules)\n"
+    )
+
+    env = {**os.environ, "HOME": str(tmp_path)}  # no login of this machine's is read
+
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+
+    assert ran.stdout.split() == ["False", "False", "True"]
