@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,56 @@ def test_the_first_engine_to_publish_wins() -> None:
     _fleet(registry).publish_sdist_wheel(SDIST, WHEEL, b"second compile")
 
     assert _fleet(registry).fetch_sdist_wheel(SDIST) == (WHEEL, b"first compile")
+
+
+class RacingRegistry(MemoryRegistry):
+    """Two engines that both find the tag missing before either writes it (the window of a race)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.both_looked = threading.Barrier(2, timeout=10)
+        self.lock = threading.Lock()
+        self.looked = 0
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        if path.startswith("manifests/") and method in ("GET", "HEAD"):
+            with self.lock:
+                answer = super().request(method, path, **kwargs)
+                self.looked += 1
+                first_looks = self.looked <= 2
+            if first_looks:
+                self.both_looked.wait()  # the other engine looks too before anyone writes
+            return answer
+        with self.lock:
+            return super().request(method, path, **kwargs)
+
+
+def test_two_engines_publishing_the_same_sdist_at_once_both_succeed_and_leave_one_whole_artifact() -> None:
+    registry = RacingRegistry()
+    errors: list[BaseException] = []
+
+    def compile_and_publish(content: bytes) -> None:
+        try:
+            _fleet(registry).publish_sdist_wheel(SDIST, WHEEL, content)
+        except BaseException as err:
+            errors.append(err)
+
+    engines = [threading.Thread(target=compile_and_publish, args=(content,)) for content in (b"one", b"two")]
+    for engine in engines:
+        engine.start()
+    for engine in engines:
+        engine.join(20)
+
+    assert errors == []
+    assert not registry.both_looked.broken  # both did look before either wrote: the race happened
+    # One manifest under the tag, every blob it names present and matching its digest.
+    manifest = json.loads(registry.manifests[ENVIRONMENT.sdist_tag(SDIST)])
+    for layer in manifest["layers"]:
+        assert "sha256:" + hashlib.sha256(registry.blobs[layer["digest"]]).hexdigest() == layer["digest"]
+    assert _fleet(registry).fetch_sdist_wheel(SDIST) in {
+        (WHEEL, b"one"),
+        (WHEEL, b"two"),
+    }
 
 
 def test_a_run_that_does_not_push_publishes_nothing() -> None:
