@@ -350,11 +350,11 @@ def _report(results: dict[str, Figures], args: argparse.Namespace) -> dict[str, 
         ("bytes pushed on a bump (MB)", "push_bump_bytes"),
     ]
     methods = list(results)
-    print(f"\n{args.previous} -> {args.app} on {args.runtime}")
-    header = f"{'':32}" + "".join(f"{method:>14}" for method in methods) + f"{'grocker/multi':>16}"
-    print(header)
     ratios: dict[str, float] = {}
-    for label, key in rows:
+    if methods:  # none when only the fleet scenario ran: it printed its own table
+        print(f"\n{args.previous} -> {args.app} on {args.runtime}")
+        print(f"{'':32}" + "".join(f"{method:>14}" for method in methods) + f"{'grocker/multi':>16}")
+    for label, key in rows if methods else ():
         values = {method: getattr(results[method], key) for method in methods}
         scale = 1e6 if key.endswith("bytes") else 1.0
         cells = "".join(f"{values[method] / scale:>14.1f}" for method in methods)
