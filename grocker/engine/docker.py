@@ -130,8 +130,10 @@ class DockerEngine(ContainerOps, MutexOps, CleanupOps):
                 extra_hosts=self._extra_hosts(extra_hosts),
                 network_mode=network,
                 nocache=nocache,
-                # Buildah reads cache sources as repositories to pull from, not local images: Docker only.
-                cache_from=None if self._podman else list(cache_from) or None,
+                # Buildah reads cache sources as repositories to pull from, not local images, and
+                # Docker 26's classic builder on the containerd image store fails to restore a cached
+                # step from them ("failed to read diff archive"): Docker with overlay2 only.
+                cache_from=None if self._podman or self.containerd_store else list(cache_from) or None,
                 decode=True,
             )
             image_id = _read_build(stream, what, lines, on_line)

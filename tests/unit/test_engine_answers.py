@@ -64,9 +64,11 @@ class _RefusingApi:
         )
 
 
-def _engine(podman: bool) -> tuple[DockerEngine, _RefusingApi]:
+def _engine(podman: bool, containerd_store: bool = False) -> tuple[DockerEngine, _RefusingApi]:
     api = _RefusingApi()
-    return DockerEngine(SimpleNamespace(api=api), "the Docker engine at tcp://127.0.0.1:23753", podman=podman), api  # type: ignore[arg-type]
+    where = "the Docker engine at tcp://127.0.0.1:23753"
+    engine = DockerEngine(SimpleNamespace(api=api), where, podman=podman, containerd_store=containerd_store)  # type: ignore[arg-type]
+    return engine, api
 
 
 def test_an_engine_refusing_a_build_is_an_engine_error() -> None:
@@ -227,11 +229,14 @@ def test_ages_are_counted_on_the_engine_s_clock(created: object, expected: float
 
 
 @pytest.mark.parametrize(
-    ("podman", "expected"), [(False, ["sha256:" + "1" * 64]), (True, None)], ids=["docker", "podman"]
+    ("podman", "containerd_store", "expected"),
+    [(False, False, ["sha256:" + "1" * 64]), (True, False, None), (False, True, None)],
+    ids=["docker", "podman", "docker-containerd-store"],
 )
-def test_cache_sources_go_to_docker_only(podman: bool, expected: object) -> None:
-    # Buildah would read them as repositories to pull from.
-    engine, api = _engine(podman)
+def test_cache_sources_go_to_docker_with_overlay2_only(podman: bool, containerd_store: bool, expected: object) -> None:
+    # Buildah would read them as repositories to pull from; Docker 26's classic builder on the
+    # containerd store fails to restore a cached step from them.
+    engine, api = _engine(podman, containerd_store)
     with pytest.raises(EngineError):
         engine.build(
             {"Dockerfile": b"FROM scratch\n"},
