@@ -16,7 +16,7 @@ engine of an identical build environment fetches it instead of compiling or reso
 What is trusted: nothing read from the registry is used unchecked. A fetched blob must have the
 digest asked for (a lock's wheels: the SHA-256 the lock gives); the fetched files reach the wheel
 volume only through the publisher, which checks their names and records them. A lock from the
-registry is checked as one from the volume is (grocker.chain.wheelhouse.check_lock).
+registry is checked as one from the volume is (grocker.chain.wheel_report.check_lock).
 
 The cache never breaks a build: any registry failure (unreachable, denied, missing, a blob that
 does not match) gives one warning and the build goes on as it would without a fleet.

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from grocker import api, cli
 from grocker.chain.build import BuildRequest
-from grocker.chain.wheelhouse import script_path
+from grocker.chain.wheel_steps import script_path
 from grocker.sbom import referrers
 
 

@@ -21,7 +21,7 @@ import yaml
 
 from grocker import api
 from grocker.chain import render
-from grocker.chain.wheelhouse import check_lock
+from grocker.chain.wheel_report import check_lock
 from grocker.config import ProjectConfig
 from grocker.config.release import parse_release
 from grocker.errors import BuildError, ConfigError

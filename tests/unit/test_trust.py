@@ -25,7 +25,7 @@ import pytest
 
 from grocker import api, layout
 from grocker.chain import build
-from grocker.chain.wheelhouse import script_path
+from grocker.chain.wheel_steps import script_path
 from grocker.config.pipconf import PipSettings
 from grocker.naming import internal_names
 from grocker.trust import index_domain, normalized_url

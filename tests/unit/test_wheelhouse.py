@@ -17,21 +17,21 @@ import installer
 import pytest
 
 from grocker import api
-from grocker.chain import render, wheelhouse
-from grocker.chain.wheelhouse import (
-    REPORT_MARK,
+from grocker.chain import render, wheel_steps
+from grocker.chain.wheel_report import (
     check_lock,
     is_sdist_of,
     is_wheel_of,
     parse_publish,
     parse_report,
     publisher_settings,
-    script_path,
 )
+from grocker.chain.wheel_steps import script_path
 from grocker.config.pipconf import PipSettings
 from grocker.config.release import Release
 from grocker.errors import BuildError
 from grocker.wheels import COMPILED_INSTALLER_RE, WHEEL_INSTALLER_RE, WheelFile, WheelLock
+from grocker.wire.wheelhouse import REPORT_MARK
 from tests.unit.conftest import PublisherKit, load_publishing
 
 SHA = "a" * 64
@@ -298,7 +298,7 @@ def test_publisher_compiles_the_installer_once_beside_its_sources(publisher: Pub
 def _installer_folder(tmp_path: Path) -> Path:
     """pypa/installer's modules as the host puts them in the publisher's container."""
     folder = tmp_path / "input"
-    for path, content in wheelhouse.wheel_installer_files()[1].items():
+    for path, content in wheel_steps.wheel_installer_files()[1].items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_bytes(content)
     return folder / "wheel-installer"

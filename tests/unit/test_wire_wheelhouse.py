@@ -14,7 +14,8 @@ from types import ModuleType
 
 import pytest
 
-from grocker.chain.wheelhouse import parse_publish, parse_report, publisher_modules, script_path
+from grocker.chain.wheel_report import parse_publish, parse_report
+from grocker.chain.wheel_steps import publisher_modules, script_path
 from grocker.wire import wheelhouse as wire
 from tests.unit.conftest import load_publishing
 
