@@ -94,6 +94,16 @@ def grocker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Cl
     return run
 
 
+def load_module(path: Path, name: str) -> ModuleType:
+    """A program or script imported by its path under `name`, as the container runs it (nothing patched)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_publishing(name: str) -> ModuleType:
     """A module of the publisher's package (resources/wheelhouse/publishing), imported as publish.py does."""
     folder = str(script_path("publish.py").parent)
@@ -128,11 +138,7 @@ class PublisherKit:
 @pytest.fixture
 def publisher(tmp_path: Path) -> PublisherKit:
     """The publisher script, its wheel volume a temporary folder, its candidates volume another."""
-    spec = importlib.util.spec_from_file_location("grocker_publish_origins", script_path("publish.py"))
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(script_path("publish.py"), "grocker_publish_origins")
     volumes, names, installers = (load_publishing(name) for name in ("volume", "names", "installers"))
     volume = volumes.Volume(tmp_path, tmp_path / "candidates-volume")
     volume.prepare()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import shutil
@@ -24,6 +23,7 @@ from grocker.errors import BuildError
 from grocker.labels import ABI_CHECKED_LABEL, ROLE_LABEL, RUNTIME_LABEL, VERSION_LABEL
 from grocker.trust import index_domain
 from grocker.wheels import WheelFile, WheelLock, lock_key, parse_lock
+from tests.unit.conftest import load_module
 from tests.unit.fakes import FakeEngine
 
 CHECKER = Path(abi.__file__).parents[1] / "resources" / "abi" / "check.py"
@@ -32,12 +32,7 @@ HOST_TAGS = {"cp311-cp311-linux_x86_64", "cp311-cp311-manylinux_2_17_x86_64", "p
 
 
 def _load_checker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("grocker_abi_check", CHECKER)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(CHECKER, "grocker_abi_check")
 
 
 check = _load_checker()

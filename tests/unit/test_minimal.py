@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import subprocess
@@ -24,6 +23,7 @@ from grocker.errors import ConfigError
 from grocker.labels import MINIMAL_BASE, ROLE_LABEL, ROOT_ID_LABEL
 from grocker.naming import internal_names
 from grocker.wheels import WheelFile, WheelLock
+from tests.unit.conftest import load_module
 from tests.unit.fakes import FakeEngine, chain_engine
 
 RESOURCES = Path(__file__).resolve().parents[2] / "grocker" / "resources"
@@ -37,12 +37,7 @@ LOCK = WheelLock(
 
 
 def _module(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, name)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -20,18 +19,14 @@ import installer
 import pytest
 
 from grocker.chain import render
+from tests.unit.conftest import load_module
 
 RESOURCES = Path(__file__).resolve().parents[2] / "grocker" / "resources"
 
 
 def _program(relative: str) -> ModuleType:
     path = RESOURCES / relative
-    spec = importlib.util.spec_from_file_location(f"grocker_program_{path.parent.name}_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, f"grocker_program_{path.parent.name}_{path.stem}")
 
 
 def _zip(path: Path, when: tuple[int, int, int, int, int, int]) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.unit.conftest import load_module
 
 COLLECT_SCRIPT = Path(__file__).parents[2] / "grocker" / "resources" / "sbom" / "collect.py"
 CHECK_SCRIPT = Path(__file__).parents[2] / "grocker" / "resources" / "abi" / "check.py"
@@ -26,12 +27,7 @@ A description that mentions License: nothing.
 
 
 def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, name)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import hashlib
 import http.server
-import importlib.util
 import json
 import os
 import threading
@@ -31,7 +30,7 @@ from grocker.naming import internal_names
 from grocker.trust import index_domain, normalized_url
 from grocker.wheels import lock_key
 from grocker.wire.wheelhouse import REPORT_MARK
-from tests.unit.conftest import PublisherKit, load_publishing
+from tests.unit.conftest import PublisherKit, load_module, load_publishing
 from tests.unit.fakes import SIX, FakeEngine, chain_engine
 
 TOKEN = "Zq9x7Lk2Vb8Np4Rt6Ym1"
@@ -229,12 +228,7 @@ def _loopback_index(root: Path, files: dict[str, bool], project: str = "demo-dep
 
 
 def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"grocker_trust_{name[:-3]}", script_path(name))
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(script_path(name), f"grocker_trust_{name[:-3]}")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from grocker.config.release import Release
 from grocker.errors import BuildError
 from grocker.wheels import COMPILED_INSTALLER_RE, WHEEL_INSTALLER_RE, WheelFile, WheelLock
 from grocker.wire.wheelhouse import REPORT_MARK
-from tests.unit.conftest import PublisherKit, load_publishing
+from tests.unit.conftest import PublisherKit, load_module, load_publishing
 
 SHA = "a" * 64
 HOSTILE = (
@@ -46,12 +46,7 @@ HOSTILE = (
 
 
 def _publisher() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("grocker_publish", script_path("publish.py"))
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(script_path("publish.py"), "grocker_publish")
 
 
 def _report(*items: dict[str, object]) -> list[str]:
@@ -237,12 +232,7 @@ def test_publisher_settings_from_pip_settings() -> None:
 
 
 def _script_module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"grocker_layout_{name[:-3]}", script_path(name))
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(script_path(name), f"grocker_layout_{name[:-3]}")
 
 
 def test_the_publishers_name_patterns_are_the_ones_check_lock_applies() -> None:

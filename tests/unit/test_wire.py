@@ -7,7 +7,6 @@ imported here by its path and compared with the host's definition.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import sys
 import zipfile
@@ -22,6 +21,7 @@ from grocker.chain import render
 from grocker.chain import runner as chain_runner
 from grocker.wheels import WheelFile, WheelLock
 from grocker.wire import abi, minimal, runner, sbom
+from tests.unit.conftest import load_module
 
 RESOURCES = Path(__file__).resolve().parents[2] / "grocker" / "resources"
 PROGRAMS = sorted(
@@ -31,12 +31,7 @@ PROGRAMS = sorted(
 
 def _program(relative: str) -> ModuleType:
     path = RESOURCES / relative
-    spec = importlib.util.spec_from_file_location(f"grocker_program_{path.parent.name}_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, f"grocker_program_{path.parent.name}_{path.stem}")
 
 
 def _keys(shape: Any) -> tuple[set[str], set[str]]:

@@ -5,7 +5,6 @@ Each script is imported by its path, as the container runs it, without patching 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,16 +16,11 @@ import pytest
 from grocker.chain.wheel_report import parse_publish, parse_report
 from grocker.chain.wheel_steps import publisher_modules, script_path
 from grocker.wire import wheelhouse as wire
-from tests.unit.conftest import load_publishing
+from tests.unit.conftest import load_module, load_publishing
 
 
 def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"grocker_wire_{name[:-3]}", script_path(name))
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(script_path(name), f"grocker_wire_{name[:-3]}")
 
 
 def test_the_resolve_reads_the_request_and_prints_the_report_the_host_defines(tmp_path: Path) -> None:
