@@ -109,6 +109,17 @@ class PrivateIndex:
     def url(self) -> str:
         return f"http://{USER}:{self.token}@{self.address}:{PORT}/simple/"
 
+    def pip_conf_beside_pypi(self, path: Path) -> Path:
+        """Write at `path` pip settings with PyPI as the index and this one as the extra index."""
+        path.write_text(
+            "[global]\n"
+            "index-url = https://pypi.org/simple\n"
+            f"extra-index-url = {self.url}\n"
+            f"trusted-host = {self.address}\n"
+            "cert = /etc/ssl/certs/ca-certificates.crt\n"
+        )
+        return path
+
     @property
     def needles(self) -> tuple[bytes, ...]:
         """The token as written, and inside the Authorization header pip sends."""

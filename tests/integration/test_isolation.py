@@ -66,13 +66,7 @@ def test_package_code_never_reads_another_builds_files(
 ) -> None:
     grocker = engine.grocker
     pip_conf = grocker.workdir / f"isolation-{uuid.uuid4().hex[:8]}.conf"
-    pip_conf.write_text(
-        "[global]\n"
-        "index-url = https://pypi.org/simple\n"
-        f"extra-index-url = {index.url}\n"
-        f"trusted-host = {index.address}\n"
-        "cert = /etc/ssl/certs/ca-certificates.crt\n"
-    )
+    index.pip_conf_beside_pypi(pip_conf)
     names = names_for(pip_conf, grocker.workdir)
     secret = package_fixture("pure-app", dist_dir, kind="wheel", version=SECRET_VERSION)
 

@@ -135,13 +135,7 @@ def test_private_index_without_pip_and_a_fresh_volume(
 
 def test_a_package_cannot_poison_the_wheel_volume(grocker: Grocker, index: PrivateIndex, names: InternalNames) -> None:
     pip_conf = grocker.workdir / "with-private.conf"
-    pip_conf.write_text(
-        "[global]\n"
-        "index-url = https://pypi.org/simple\n"
-        f"extra-index-url = {index.url}\n"
-        f"trusted-host = {index.address}\n"
-        "cert = /etc/ssl/certs/ca-certificates.crt\n"
-    )
+    index.pip_conf_beside_pypi(pip_conf)
     evil_image = grocker.name("evil")
     names = names_for(pip_conf, grocker.workdir)
 
