@@ -282,7 +282,7 @@ class _Wheelhouse(WheelSteps):
             "candidates": layout.CANDIDATES_MOUNT,
             "links": LINKS_DIR,
         }
-        extra = {"resolve.py": script_bytes("resolve.py")}
+        extra = {name: script_bytes(name) for name in ("resolve.py", "pip_run.py")}
         if self.config.pip_constraint is not None:
             extra["constraints.txt"] = self.config.pip_constraint.read_bytes()
             request["constraint"] = f"{INPUT_DIR}/constraints.txt"

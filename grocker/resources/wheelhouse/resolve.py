@@ -97,51 +97,12 @@ def link_candidates(wheels: str, folder: str) -> list[str]:
     return linked
 
 
-# pip, run as `python -m pip` would, with two changes. One preference: between two files of the
-# same project, version and tags (and so of the same name), the one in the volume (a file: link)
-# over the index's. pip then reads that wheel's metadata in the volume instead of downloading the
-# index's copy (the index gives no metadata file, or pip could not use it). Which version pip
-# chooses, and from which index, does not change: the preference only breaks pip's own ties. And
-# one filter: the volume's files of a version whose every file on the indexes is yanked are
-# dropped, so that pip applies PEP 592 to the index's files alone (a yanked version is chosen only
-# when pinned, as without the volume). A pip without these methods runs unchanged.
-PIP_PREFERRING_THE_VOLUME = """
-import runpy, sys
-try:
-    from pip._internal.index.package_finder import CandidateEvaluator
-except ImportError:
-    pass
-else:
-    if hasattr(CandidateEvaluator, "_sort_key"):
-        ranked = CandidateEvaluator._sort_key
-        CandidateEvaluator._sort_key = lambda self, candidate: (*ranked(self, candidate), candidate.link.is_file)
-    if hasattr(CandidateEvaluator, "get_applicable_candidates"):
-        applicable = CandidateEvaluator.get_applicable_candidates
-
-        def not_yanked_by_the_index(self, candidates):
-            listed, kept = {}, []
-            for candidate in candidates:
-                if not candidate.link.is_file:
-                    listed.setdefault(str(candidate.version), []).append(bool(candidate.link.is_yanked))
-            for candidate in candidates:
-                flags = listed.get(str(candidate.version))
-                if candidate.link.is_file and flags and all(flags):
-                    continue
-                kept.append(candidate)
-            return applicable(self, kept)
-
-        CandidateEvaluator.get_applicable_candidates = not_yanked_by_the_index
-sys.argv[0] = "pip"
-runpy.run_module("pip", run_name="__main__", alter_sys=True)
-"""
-
-
 def resolve(request: dict[str, Any], report_path: str) -> int:
     """Run pip's resolve of the request, its report written to `report_path`; pip's status."""
     command = [
         sys.executable,
-        "-c",
-        PIP_PREFERRING_THE_VOLUME,
+        # pip, preferring the candidates' copies and keeping the index's yanks (pip_run.py, beside this one).
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "pip_run.py"),
         "--disable-pip-version-check",
         "--no-input",
         "install",
