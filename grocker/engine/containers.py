@@ -117,7 +117,16 @@ class DockerContainer:
 
     def put_files(self, directory: str, files: Mapping[str, bytes], mode: int = 0o644) -> None:
         """Copy files into the container, stopped or running (into a folder that exists), never into an image."""
-        self.api.put_archive(self.id, directory, tar(files, mode=mode, folders=True).getvalue())
+        archive = tar(files, mode=mode, folders=True).getvalue()
+        try:
+            self.api.put_archive(self.id, directory, archive)
+        except EngineRefusalError as err:
+            # Podman 5 copies through a helper process whose pipe now and then breaks while other
+            # containers start ("passing bulk input to subprocess: write |1: broken pipe", seen once
+            # in CI on a fresh engine). A copy is all or nothing and the same files go again: once more.
+            if "broken pipe" not in err.explanation.lower():
+                raise
+            self.api.put_archive(self.id, directory, archive)
 
     def get_file(self, path: str) -> bytes | None:
         """Read one file from the container (its volumes included), or None if it is missing."""

@@ -444,3 +444,33 @@ def test_a_stream_docker_py_cannot_cancel_is_closed_by_its_response() -> None:
     GuardedStream(_SshStream(), lambda: contextlib.nullcontext()).close()
 
     assert closed == ["response"]
+
+
+class _PipeBreakingOnce(FakeApi):
+    """Podman 5's copy into a container, whose helper's pipe breaks on the first try."""
+
+    def put_archive(self, container: str, path: str, data: bytes) -> None:
+        self.calls.append("put_archive")
+        if self.calls.count("put_archive") == 1:
+            raise _api_error(500, "passing bulk input to subprocess: write |1: broken pipe")
+
+
+def test_a_copy_whose_pipe_broke_is_made_once_more() -> None:
+    api = _PipeBreakingOnce()
+
+    _container(api).put_files("/tmp", {"request.json": b"{}"})
+
+    assert api.calls == ["put_archive", "put_archive"]
+
+
+def test_a_copy_that_fails_otherwise_or_twice_is_an_engine_error() -> None:
+    refused = FakeApi({"put_archive": _api_error(500, "no space left on device")})
+    with pytest.raises(EngineError) as failure:
+        _container(refused).put_files("/tmp", {"request.json": b"{}"})
+    assert refused.calls == ["put_archive"]
+    assert failure.value.exit_code == 4
+
+    broken = FakeApi({"put_archive": _api_error(500, "passing bulk input to subprocess: write |1: broken pipe")})
+    with pytest.raises(EngineError):
+        _container(broken).put_files("/tmp", {"request.json": b"{}"})
+    assert broken.calls == ["put_archive", "put_archive"]
