@@ -128,15 +128,7 @@ class Registry:
     def layers(self, image: str) -> dict[str, int]:
         """The layers of a pushed image (`<address>/<repository>:<tag>`): digest -> compressed size."""
         repository, tag = image.removeprefix(f"{self.address}/").rsplit(":", 1)
-        request = urllib.request.Request(
-            f"http://{self.address}/v2/{repository}/manifests/{tag}",
-            headers={
-                "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
-                "application/vnd.oci.image.manifest.v1+json"
-            },
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - a loopback registry
-            manifest = json.load(response)
+        manifest = run.loopback_manifest(self.address, repository, tag)
         return {layer["digest"]: int(layer["size"]) for layer in manifest["layers"]}
 
     def stop(self) -> None:

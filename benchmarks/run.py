@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -264,15 +265,7 @@ def _push_bytes_by_manifest(client: docker.DockerClient, repository: str, regist
         client.api.remove_image(f"{target}:{tag}")
         # The engine may name the registry localhost:PORT; from here it is on loopback too.
         host = registry.replace("localhost", "127.0.0.1", 1)
-        request = urllib.request.Request(
-            f"http://{host}/v2/{repository}/manifests/{tag}",
-            headers={
-                "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
-                "application/vnd.oci.image.manifest.v1+json"
-            },
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - a loopback registry
-            manifest = json.load(response)
+        manifest = loopback_manifest(host, repository, tag)
         entries = [manifest["config"], *manifest["layers"]]
         blobs[tag] = {entry["digest"]: int(entry["size"]) for entry in entries}
     return sum(size for digest, size in blobs["bumped"].items() if digest not in blobs["previous"])
@@ -328,6 +321,19 @@ def _remove_image(client: docker.DockerClient, name: str) -> None:
 def _remove_volume(client: docker.DockerClient, name: str) -> None:
     with suppress(docker.errors.NotFound):
         client.volumes.get(name).remove()
+
+
+def loopback_manifest(host: str, repository: str, tag: str) -> dict[str, Any]:
+    """The image manifest of `repository:tag` in the registry at `host` (on loopback, plain HTTP)."""
+    request = urllib.request.Request(
+        f"http://{host}/v2/{repository}/manifests/{tag}",
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - a loopback registry
+        manifest: dict[str, Any] = json.load(response)
+    return manifest
 
 
 @contextmanager
