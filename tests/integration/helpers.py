@@ -119,22 +119,32 @@ class Grocker:
             container.remove(v=True)  # with the anonymous volumes of the image's VOLUMEs
 
 
-def output_of(client: docker.DockerClient, image: str, command: list[str]) -> bytes:
-    """What a container of `image` running `command` printed, once it exited; then remove it.
+OUTPUT_END = "grocker-test-output-end"
 
-    Podman's logs of a container that just exited are sometimes empty for a moment: read them
-    again, a few times, before taking an empty output for the answer.
+
+def output_of(client: docker.DockerClient, image: str, command: list[str], **options: object) -> bytes:
+    """What `command` printed on stdout in a container of `image` (through its /bin/sh); then remove it.
+
+    Podman 5 now and then returns the logs of a container that just exited empty, or only their
+    first lines, for a moment (seen in CI). The command runs with a marker printed after it, and the
+    logs are read again until the marker is there: the output is then whole. A command that fails
+    fails the test with its output. `options` go to docker-py's `containers.run` (volumes, user).
     """
-    container = client.containers.run(image, command, detach=True)
+    script = f'"$@"; status=$?; echo {OUTPUT_END}; exit $status'
+    container = client.containers.run(
+        image, ["-c", script, "sh", *command], entrypoint="/bin/sh", detach=True, **options
+    )
     try:
-        container.wait()
-        output = container.logs(stdout=True, stderr=True)
-        for _ in range(10):
-            if output:
-                break
-            time.sleep(0.2)
-            output = container.logs(stdout=True, stderr=True)
-        return bytes(output)
+        status = container.wait()["StatusCode"]
+        marker = f"{OUTPUT_END}\n".encode()
+
+        def whole() -> bytes:
+            output = bytes(container.logs(stdout=True, stderr=False))
+            return output if marker in output else b""
+
+        output = poll_until(whole, timeout=30, what=f"the whole output of {command[:3]} in {image}")
+        assert status == 0, (status, container.logs(stdout=True, stderr=True).decode("utf-8", "replace"))
+        return output.replace(marker, b"")
     finally:
         container.remove(v=True)
 

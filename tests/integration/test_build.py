@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import MatrixEngine
-from tests.integration.helpers import Grocker, manifest_digest, package_fixture
+from tests.integration.helpers import Grocker, manifest_digest, output_of, package_fixture
 
 GROCKER_CONTAINERS = {"label": "grocker.version"}
 
@@ -61,18 +61,8 @@ RUNNER_AUDIT = textwrap.dedent(
 
 
 def _audit(grocker: Grocker, image: str) -> bytes:
-    """RUNNER_AUDIT's output in a container of `image`, whole (it ends with `audit-done`).
-
-    Podman 5 now and then returns only the first lines of a container that exits at once (seen
-    in CI: the audit's first line alone): the audit runs again then, at most three times.
-    """
-    for _ in range(3):
-        output: bytes = grocker.client.containers.run(
-            image, ["-c", RUNNER_AUDIT], entrypoint="/bin/sh", user="root", remove=True
-        )
-        if b"audit-done" in output:
-            break
-    return output
+    """RUNNER_AUDIT's output in a container of `image`, whole (it ends with `audit-done`)."""
+    return output_of(grocker.client, image, ["/bin/sh", "-c", RUNNER_AUDIT], user="root")
 
 
 def test_c_extension_linking_a_system_library(engine: MatrixEngine, dist_dir: Path, tmp_path: Path) -> None:

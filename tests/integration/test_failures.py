@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import MatrixEngine
-from tests.integration.helpers import Background, Grocker, Run, package_fixture, poll_until
+from tests.integration.helpers import Background, Grocker, Run, output_of, package_fixture, poll_until
 
 RUNTIME_LABEL = "grocker.runtime"
 TRIXIE = {
@@ -197,11 +197,11 @@ def _assert_failed(run: Run, code: int, *fragments: str) -> None:
 def _audit_volume(client: docker.DockerClient, project: Project) -> dict[str, object]:
     root = project.root_image(client)
     assert root is not None
-    output = client.containers.run(
+    output = output_of(
+        client,
         root,
         ["python3", "-c", VOLUME_AUDIT],
         volumes={project.volume(client): {"bind": "/wheels", "mode": "ro"}},
-        remove=True,
     )
     audit: dict[str, object] = json.loads(output)
     return audit

@@ -25,7 +25,7 @@ from grocker.api import load_config
 from grocker.config.pipconf import PipSettings
 from grocker.naming import internal_names
 from tests.integration.conftest import MatrixEngine
-from tests.integration.helpers import Grocker, download_wheels, names_for, package_fixture
+from tests.integration.helpers import Grocker, download_wheels, names_for, output_of, package_fixture
 from tests.integration.private_index import PrivateIndex, serve
 
 SNOOP = "grocker-fixture-snoop"
@@ -51,12 +51,12 @@ def index(engine: MatrixEngine, dist_dir: Path, tmp_path_factory: pytest.TempPat
 
 def _volume_paths(grocker: Grocker, image: str, volume: str) -> list[str]:
     """Every path in `volume`, relative to its root."""
-    output = grocker.client.containers.run(
+    output = output_of(
+        grocker.client,
         image,
         ["find", ".", "-mindepth", "1"],
         volumes={volume: {"bind": "/v", "mode": "ro"}},
         working_dir="/v",
-        remove=True,
     )
     return sorted(line.removeprefix("./") for line in output.decode().splitlines())
 

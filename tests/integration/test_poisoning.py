@@ -27,7 +27,7 @@ import pytest
 from grocker.api import load_config
 from grocker.config.pipconf import PipSettings
 from grocker.naming import InternalNames, internal_names
-from tests.integration.helpers import Grocker, download_wheels, names_for, package_fixture
+from tests.integration.helpers import Grocker, download_wheels, names_for, output_of, package_fixture
 from tests.integration.private_index import PrivateIndex, serve
 
 EVIL = "grocker-fixture-evil"
@@ -77,21 +77,21 @@ def index(
 
 def _volume_listing(grocker: Grocker, names: InternalNames) -> list[str]:
     """Every file name at the top of the wheel volume, exactly (newlines included)."""
-    output = grocker.client.containers.run(
+    output = output_of(
+        grocker.client,
         names.root,
         ["python3", "-c", "import json, os; print(json.dumps(sorted(os.listdir('/wheels'))))"],
         volumes={names.volume: {"bind": "/wheels", "mode": "ro"}},
-        remove=True,
     )
     return list(json.loads(output.decode()))
 
 
 def _volume_sha256(grocker: Grocker, names: InternalNames, filename: str) -> str:
-    output = grocker.client.containers.run(
+    output = output_of(
+        grocker.client,
         names.root,
         ["sha256sum", f"/wheels/{filename}"],
         volumes={names.volume: {"bind": "/wheels", "mode": "ro"}},
-        remove=True,
     )
     return output.decode().split()[0]
 

@@ -23,7 +23,7 @@ import pytest
 from grocker.api import load_config
 from grocker.config.pipconf import PipSettings
 from grocker.naming import internal_names
-from tests.integration.helpers import Grocker, download_wheels, names_for, package_fixture
+from tests.integration.helpers import Grocker, download_wheels, names_for, output_of, package_fixture
 from tests.integration.private_index import PrivateIndex, serve
 
 APP = "grocker-fixture-fresh"
@@ -97,7 +97,7 @@ def test_a_curated_index_never_gets_what_only_another_projects_index_offered(
 
 
 def _listing(grocker: Grocker, image: str, volume: str) -> list[str]:
-    output = grocker.client.containers.run(
-        image, ["ls", "-1", "/wheels"], volumes={volume: {"bind": "/wheels", "mode": "ro"}}, remove=True
+    output = output_of(
+        grocker.client, image, ["ls", "-1", "/wheels"], volumes={volume: {"bind": "/wheels", "mode": "ro"}}
     )
     return output.decode().split()
