@@ -59,7 +59,7 @@ http.server.ThreadingHTTPServer(("", PORT), handler).serve_forever()
 PROBE = """\
 import sys, urllib.error, urllib.request
 def status(headers):
-    request = urllib.request.Request("http://127.0.0.1:PORT/simple/", headers=headers)
+    request = urllib.request.Request("http://127.0.0.1:PORT/PREFIX/simple/", headers=headers)
     try:
         return urllib.request.urlopen(request, timeout=5).status
     except urllib.error.HTTPError as err:
@@ -80,34 +80,45 @@ def tar(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def index_files(projects: dict[str, list[Path]]) -> dict[str, bytes]:
-    """A PEP 503 simple index of these projects and files, with their sha256 in the links."""
+def index_files(projects: dict[str, list[Path]], prefix: str) -> dict[str, bytes]:
+    """A PEP 503 simple index of these projects and files under /PREFIX/, with their sha256 in the links."""
     files: dict[str, bytes] = {}
     for project, paths in projects.items():
         links = "".join(
             f'<a href="../../packages/{p.name}#sha256={hashlib.sha256(p.read_bytes()).hexdigest()}">{p.name}</a>\n'
             for p in paths
         )
-        files[f"srv/index/simple/{project}/index.html"] = f"<html><body>\n{links}</body></html>\n".encode()
-        files.update({f"srv/index/packages/{p.name}": p.read_bytes() for p in paths})
+        files[f"srv/index/{prefix}/simple/{project}/index.html"] = f"<html><body>\n{links}</body></html>\n".encode()
+        files.update({f"srv/index/{prefix}/packages/{p.name}": p.read_bytes() for p in paths})
     anchors = "".join(f'<a href="{project}/">{project}</a>\n' for project in projects)
-    files["srv/index/simple/index.html"] = f"<html><body>\n{anchors}</body></html>\n".encode()
+    files[f"srv/index/{prefix}/simple/index.html"] = f"<html><body>\n{anchors}</body></html>\n".encode()
     return files
 
 
 @dataclass
 class PrivateIndex:
-    """The running index: where it is, its token, and what it serves."""
+    """The running index: where it is, its token, and what it serves.
+
+    Its pages are under a path of its own (`prefix`), so that each index a test serves is an index
+    domain of its own (grocker.trust): what an earlier run on the same engine, at the same address,
+    left in its domain's volumes is never this run's.
+    """
 
     client: docker.DockerClient
     container: str
     address: str
     token: str
     projects: dict[str, list[Path]]
+    prefix: str
+
+    @property
+    def location(self) -> str:
+        """The index's URL without its scheme and credentials."""
+        return f"{self.address}:{PORT}/{self.prefix}/simple/"
 
     @property
     def url(self) -> str:
-        return f"http://{USER}:{self.token}@{self.address}:{PORT}/simple/"
+        return f"http://{USER}:{self.token}@{self.location}"
 
     def pip_conf_beside_pypi(self, path: Path) -> Path:
         """Write at `path` pip settings with PyPI as the index and this one as the extra index."""
@@ -129,7 +140,7 @@ class PrivateIndex:
     def publish(self, project: str, path: Path) -> None:
         """Add a file to a project, as a new release on an index does."""
         self.projects.setdefault(project, []).append(path)
-        self.client.api.put_archive(self.container, "/", tar(index_files(self.projects)))
+        self.client.api.put_archive(self.container, "/", tar(index_files(self.projects, self.prefix)))
 
 
 @contextlib.contextmanager
@@ -144,9 +155,10 @@ def serve(
         bootstrap = package_fixture("pure-app", dist_dir, kind="wheel", version="1.0.0")
         grocker.build(str(bootstrap), "-n", grocker.name("bootstrap"), "--no-push", "--no-build-image")
     token = secrets.token_hex(20)
-    files = index_files(projects)
+    prefix = uuid.uuid4().hex[:12]
+    files = index_files(projects, prefix)
     files["srv/server.py"] = SERVER.encode()
-    files["srv/probe.py"] = PROBE.encode()
+    files["srv/probe.py"] = PROBE.replace("PREFIX", prefix).encode()
     files["srv/auth"] = ("Basic " + base64.b64encode(f"{USER}:{token}".encode()).decode()).encode()
     created = client.api.create_container(
         names.root, command=["python3", "/srv/server.py"], name=f"{name}-{uuid.uuid4().hex[:8]}", user="root"
@@ -162,6 +174,6 @@ def serve(
         poll_until(answers, 30, "the private index answering 401 without and 200 with its token")
         address = client.api.inspect_container(created["Id"])["NetworkSettings"]["IPAddress"]
         assert address, "the private index has no address on the default bridge"
-        yield PrivateIndex(client, created["Id"], address, token, projects)
+        yield PrivateIndex(client, created["Id"], address, token, projects, prefix)
     finally:
         client.api.remove_container(created["Id"], force=True)

@@ -27,7 +27,7 @@ from grocker.api import load_config
 from grocker.config.pipconf import PipSettings
 from grocker.naming import InternalNames, internal_names
 from tests.integration.helpers import Grocker, package_fixture
-from tests.integration.private_index import PORT, USER, PrivateIndex, serve
+from tests.integration.private_index import USER, PrivateIndex, serve
 from tests.integration.test_bad_input import EngineWatch, Outcome, engine_socket, run_cli
 
 PACKAGE = "grocker-fixture-pure"
@@ -168,7 +168,7 @@ def _grep_saved_images(images: list[str], needles: tuple[bytes, ...]) -> set[byt
 
 def test_credentials_are_masked_at_v(builds: list[Build], private_index: PrivateIndex) -> None:
     # Only the token is a secret (issue 11.5): the user name stays, as pip itself shows it.
-    masked = f"http://{USER}:****@{private_index.address}:{PORT}/simple/"
+    masked = f"http://{USER}:****@{private_index.location}"
     for build in builds:
         if build.verbosity == 0:
             continue
@@ -241,7 +241,7 @@ def test_a_token_given_as_user_is_hidden_in_relayed_output(
     pip_conf.write_text(
         "[global]\n"
         "index-url = https://pypi.org/simple\n"
-        f"extra-index-url = http://{private_index.token}:@{private_index.address}:{PORT}/simple/\n"
+        f"extra-index-url = http://{private_index.token}:@{private_index.location}\n"
         f"trusted-host = {private_index.address}\n"
         "cert = /etc/ssl/certs/ca-certificates.crt\n"
     )
@@ -253,5 +253,5 @@ def test_a_token_given_as_user_is_hidden_in_relayed_output(
 
     assert outcome.returncode == 5, outcome.output
     assert "Looking in indexes" in outcome.stderr
-    assert f"http://****:****@{private_index.address}:{PORT}/simple/" in outcome.stderr
+    assert f"http://****:****@{private_index.location}" in outcome.stderr
     assert private_index.token not in outcome.output
