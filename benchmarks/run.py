@@ -137,10 +137,11 @@ def _grocker(client: docker.DockerClient, method: str, args: argparse.Namespace,
         arguments = [release, "-e", args.entrypoint, "-r", args.runtime, "-n", f"{repository}:{tag}", "--no-push"]
         return timed_build([*arguments, "--runner", runner, *extra], context)
 
-    # Cold: no wheel volume, no internal images, no layer cache.
+    # Cold: no wheel or candidates volume, no internal images, no layer cache.
     for name in (names.minimal, names.wheel_server, names.compiler, names.root):
         _remove_image(client, name)
-    _remove_volume(client, names.volume)
+    for volume in (names.volume, names.candidates):  # a candidates volume left would feed pip's resolve
+        _remove_volume(client, volume)
     figures.cold_seconds, summary = build(args.previous, "previous", "--no-cache")
     figures.notes.append(f"cold: {summary}")
     figures.bump_seconds, summary = build(args.app, "bumped")

@@ -18,7 +18,7 @@ from grocker.chain.build import BuildRequest
 from grocker.chain.runner import MISSING_MODULE_MARK, SETUPTOOLS_MARK
 from grocker.errors import BuildError
 from grocker.log import counted
-from tests.unit.fakes import APP, FakeEngine, chain_engine, publish_line, report_line
+from tests.unit.fakes import APP, SIX, FakeEngine, chain_engine, publish_line, report_line
 
 
 @pytest.fixture
@@ -71,6 +71,21 @@ def test_a_pinned_build_says_its_version_once(
 
     assert _said(caplog, "compile wheels of app==1.0: ").endswith("s (2 new wheels, 0 reused)")
     assert _said(caplog, "done app:1.0").startswith("done app:1.0 in ")
+
+
+def test_the_compile_line_counts_the_release_wheels_as_the_sources_line_does(
+    engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The publisher also reports the pip wheel it reuses as the runner's installer: not a wheel
+    # of the release (yamllint 1.35.1 said "2 new wheels, 2 reused" then "3 wheels: 2 downloaded, 1 reused").
+    engine.outputs["publish"] = (0, [publish_line(added=(APP,), reused=(SIX, "pip-25.0-py3-none-any.whl"))])
+
+    with caplog.at_level(logging.INFO, logger="grocker"):
+        result = build.build(_request(tmp_path, "app==1.0", "app:1.0"), engine)
+
+    assert _said(caplog, "compile wheels of app==1.0: ").endswith("s (1 new wheel, 1 reused)")
+    assert _said(caplog, "2 wheels: ") == "2 wheels: 1 downloaded, 1 reused from the wheel volume"
+    assert "1 wheel" in result.reused
 
 
 def test_one_reused_wheel_and_one_cached_layer_are_singular(

@@ -383,6 +383,28 @@ def test_a_file_from_an_index_is_never_taken_for_a_local_one_of_the_same_name(
     assert (publisher.wheels / name).read_bytes() == b"a local six"
 
 
+def test_a_candidate_whose_wheel_volume_copy_is_gone_is_downloaded_without_a_warning(
+    publisher: PublisherKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wheel volume was removed after the candidates volume took its copy: a plain miss.
+    name = "six-1.16.0-py2.py3-none-any.whl"
+    (publisher.candidates / name).write_bytes(b"the index's six")
+    root = tmp_path / "index"
+    root.mkdir()
+    (root / name).write_bytes(b"the index's six")
+    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+
+    with _loopback_index(root, {name: False}, project="six") as url:
+        job = publisher.job({"indexes": [url], "timeout": 5})
+        job.reuse({"name": "six", "version": "1.16.0", "filename": name})
+
+    assert job.warnings == []
+    assert job.added == [name]
+    assert (publisher.wheels / name).read_bytes() == b"the index's six"
+    assert publisher.reusable(publisher.volume.origin_of(name))
+
+
 def test_a_wheel_built_from_a_local_sdist_is_marked_local(publisher: PublisherKit, tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"
     outbox.mkdir()

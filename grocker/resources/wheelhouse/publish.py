@@ -155,6 +155,11 @@ class Publisher:
             self.wheels[normalize(item["name"])] = filename
             self.reused.append(filename)
             return
+        if not os.path.lexists(path):
+            # Only the candidates volume has it: the wheel volume was removed since (`docker volume
+            # rm`, a cold benchmark). A plain miss, not a suspicious file: downloaded as a new one.
+            self.fetch(item, rebuild=True)
+            return
         self.warnings.append(
             f"{filename} in the wheel volume has no publisher record of an index of these settings "
             "(an older Grocker, a local file, or planted): fetching it from the index instead"
