@@ -360,19 +360,23 @@ def test_a_local_file_replaces_an_earlier_local_file(publisher: PublisherKit) ->
     assert (publisher.wheels / name).read_bytes() == b"second local"
 
 
+def _six_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> contextlib.AbstractContextManager[str]:
+    """A loopback index of six whose one file `name` holds b"the index's six", reached without a proxy."""
+    root = tmp_path / "index"
+    root.mkdir()
+    (root / name).write_bytes(b"the index's six")
+    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    return _loopback_index(root, {name: False}, project="six")
+
+
 def test_a_file_from_an_index_is_never_taken_for_a_local_one_of_the_same_name(
     publisher: PublisherKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = "six-1.16.0-py2.py3-none-any.whl"
     local, digest = _temporary(publisher, b"a local six")
     publisher.job({}).publish(local, name, digest, local=True, origin={"kind": "file"})
-    root = tmp_path / "index"
-    root.mkdir()
-    (root / name).write_bytes(b"the index's six")
-    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(variable, raising=False)
-
-    with _loopback_index(root, {name: False}, project="six") as url:
+    with _six_index(tmp_path, monkeypatch, name) as url:
         job = publisher.job({"indexes": [url], "timeout": 5})
         # The resolve says the volume has it: the publisher does not reuse another build's local
         # file; it downloads the index's, whose other bytes cannot take the local file's place.
@@ -389,13 +393,7 @@ def test_a_candidate_whose_wheel_volume_copy_is_gone_is_downloaded_without_a_war
     # The wheel volume was removed after the candidates volume took its copy: a plain miss.
     name = "six-1.16.0-py2.py3-none-any.whl"
     (publisher.candidates / name).write_bytes(b"the index's six")
-    root = tmp_path / "index"
-    root.mkdir()
-    (root / name).write_bytes(b"the index's six")
-    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(variable, raising=False)
-
-    with _loopback_index(root, {name: False}, project="six") as url:
+    with _six_index(tmp_path, monkeypatch, name) as url:
         job = publisher.job({"indexes": [url], "timeout": 5})
         job.reuse({"name": "six", "version": "1.16.0", "filename": name})
 
