@@ -73,13 +73,22 @@ class PublishResult:
 
 @dataclass
 class Totals:
+    """The files the publisher's runs of one compile added to the volume and reused."""
+
     added: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
 
     def add(self, result: PublishResult) -> None:
-        # Wheels only: the compiled installer is the pip wheel's, not one more of the release.
-        self.added += [name for name in result.added if name.endswith(".whl")]
-        self.reused += [name for name in result.reused if name.endswith(".whl")]
+        self.added += result.added
+        self.reused += result.reused
+
+    def of_release(self, lock: WheelLock) -> tuple[list[str], list[str]]:
+        """The added and the reused among the release's wheels (its lock's application and
+        dependencies), each once, as the sources line and the summary count them: not the pip
+        wheel nor the installers compiled from it, which the publisher reports too."""
+        files = {wheel.file for wheel in (lock.application, *lock.dependencies)}
+        added = [name for name in dict.fromkeys(self.added) if name in files]
+        return added, [name for name in dict.fromkeys(self.reused) if name in files]
 
 
 def is_wheel_of(filename: str, name: str, version: str) -> bool:

@@ -165,11 +165,7 @@ class _Wheelhouse(WheelSteps):
             if lock_data is None:
                 raise BuildError(f"The publisher wrote no lock for {release.requirement}. Run the build again with -v.")
             lock = check_lock(parse_lock(lock_data), release.name)
-            # The release's wheels, as the sources line and the summary count them: not the pip wheel
-            # the publisher also reuses or adds as the runner's installer.
-            files = {wheel.file for wheel in (lock.application, *lock.dependencies)}
-            added = [name for name in dict.fromkeys(totals.added) if name in files]
-            reused = [name for name in dict.fromkeys(totals.reused) if name in files]
+            added, reused = totals.of_release(lock)
             note(f"{counted(len(added), 'new wheel')}, {len(reused)} reused")
             self._share(builds, lock, lock_data)
         return replace(lock, added=tuple(added), reused=tuple(reused)), True
