@@ -75,20 +75,7 @@ class WheelSteps:
     # Inputs
 
     def _inputs(self) -> tuple[dict[str, bytes], dict[str, Any]]:
-        pip = self.request.pip
-        release = self.request.release
-        files: dict[str, bytes] = {}
-        cert = client_cert = None
-        if pip.cert is not None:
-            files["cert.pem"] = pip.cert.read_bytes()
-            cert = f"{INPUT_DIR}/cert.pem"
-        if pip.client_cert is not None:
-            files["client-cert.pem"] = pip.client_cert.read_bytes()
-            client_cert = f"{INPUT_DIR}/client-cert.pem"
-        files["pip.conf"] = pip.config_text(cert, client_cert).encode("utf-8")
-        if release.path is not None:
-            files[f"dist/{release.path.name}"] = release.path.read_bytes()
-        return files, publisher_settings(pip, cert, client_cert)
+        return compile_inputs(self.session)
 
     def _container(
         self, role: keys.Role, entrypoint: Sequence[str], volumes: Mapping[str, tuple[str, str]]
@@ -119,21 +106,19 @@ class WheelSteps:
         compiler = self.engine.image(self.names.compiler)
         # Recorded with each wheel built here from an sdist, for the SBOM.
         content = {**self.settings, **request, "compiler_image": compiler.id if compiler else None}
-        version, installer_files = wheel_installer_files()
-        content["wheel_installer"] = {"version": version, "folder": f"{INPUT_DIR}/{_INSTALLER_DIR}"}
+        content["wheel_installer"] = {"version": wheel_installer_version(), "folder": f"{INPUT_DIR}/{_INSTALLER_DIR}"}
         content["paths"] = PublishPaths(
             wheels=layout.COMPILE_MOUNT, candidates=layout.CANDIDATES_MOUNT, sdists=SDISTS_DIR
         )
         command = [PYTHON, "-I", f"{INPUT_DIR}/publish.py", f"{INPUT_DIR}/publish.json"]
-        files = {"publish.py": script_bytes("publish.py"), "publish.json": json.dumps(content).encode()}
-        files.update(publisher_modules())
-        files.update(installer_files)
-        files.update(fetched or {})
+        files = {"publish.json": json.dumps(content).encode(), **(fetched or {})}
         if standby is not None and not outboxes:
+            # The inputs and the program are in already (see `standby_inputs`): only the request goes in.
             container = standby.result()
-            self._put(container, files)
+            container.put_files("/tmp", {f"grocker-input/{path}": data for path, data in files.items()})
             status, lines = container.execute(command, self.on_line)
             return self._published(container, status, lines)
+        files.update(publisher_program())
         volumes = publisher_volumes(self.session)
         volumes.update({outbox: (f"/outbox/{index}", "ro") for index, outbox in enumerate(outboxes)})
         with self._container(keys.PUBLISH, command, volumes) as container:
@@ -253,6 +238,42 @@ class WheelSteps:
 
 
 _INSTALLER_DIR = "wheel-installer"
+
+
+def compile_inputs(session: Session) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """What every compile container finds in INPUT_DIR (pip's settings, certificates, a local
+    release), and the publisher's settings that name them."""
+    pip = session.request.pip
+    release = session.request.release
+    files: dict[str, bytes] = {}
+    cert = client_cert = None
+    if pip.cert is not None:
+        files["cert.pem"] = pip.cert.read_bytes()
+        cert = f"{INPUT_DIR}/cert.pem"
+    if pip.client_cert is not None:
+        files["client-cert.pem"] = pip.client_cert.read_bytes()
+        client_cert = f"{INPUT_DIR}/client-cert.pem"
+    files["pip.conf"] = pip.config_text(cert, client_cert).encode("utf-8")
+    if release.path is not None:
+        files[f"dist/{release.path.name}"] = release.path.read_bytes()
+    return files, publisher_settings(pip, cert, client_cert)
+
+
+def publisher_program() -> dict[str, bytes]:
+    """The publisher's files in INPUT_DIR: publish.py, its package, and pypa/installer's modules."""
+    return {"publish.py": script_bytes("publish.py"), **publisher_modules(), **wheel_installer_files()[1]}
+
+
+def standby_inputs(session: Session) -> dict[str, bytes]:
+    """What the publisher's waiting container is given once it runs: all but the request."""
+    return {**compile_inputs(session)[0], **publisher_program()}
+
+
+def wheel_installer_version() -> str:
+    """pypa/installer's version (see `wheel_installer_files`)."""
+    import installer
+
+    return str(installer.__version__)
 
 
 def wheel_installer_files() -> tuple[str, dict[str, bytes]]:

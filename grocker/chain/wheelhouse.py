@@ -62,6 +62,7 @@ from grocker.chain.wheel_steps import (
     compiler_container,
     publisher_volumes,
     script_bytes,
+    standby_inputs,
 )
 from grocker.config.pipconf import mask
 from grocker.engine.protocol import Container
@@ -349,6 +350,8 @@ def standby(session: Session) -> Iterator[Background[Container]]:
         volumes = publisher_volumes(session)
         container = made.enter_context(compiler_container(session, keys.PUBLISH, waiting, volumes))
         container.start()
+        # Its inputs and program now, while the resolve runs: the publish then sends only its request.
+        container.put_files("/tmp", {f"grocker-input/{path}": data for path, data in standby_inputs(session).items()})
         return container
 
     with background(start, "grocker-publisher", inline=not session.engine.parallel) as made:
