@@ -31,7 +31,7 @@ from grocker._version import __version__
 from grocker.config import ProjectConfig
 from grocker.config.families import family_of
 from grocker.config.release import Release
-from grocker.engine.protocol import NO_NETWORK, ChainEngine, LineHandler
+from grocker.engine.protocol import NO_NETWORK, ChainEngine, LabelledImage, LineHandler
 from grocker.errors import BuildError, EngineError, cut
 from grocker.log import counted, logger, phase, tail
 from grocker.naming import InternalNames, base_kind, internal_labels
@@ -123,6 +123,7 @@ def check_wheels(
     release: Release,
     lock: WheelLock | None,
     on_line: LineHandler,
+    runners: Sequence[LabelledImage] | None = None,
 ) -> Report | None:
     """Check the lock's wheels against the root image; raise BuildError listing every miss.
 
@@ -130,6 +131,8 @@ def check_wheels(
     Returns None when there is no volume or no lock to check: the runner build then says so.
     With `config.sbom`, the same container also collects the SBOM's facts (Report.sbom): the
     root image's package database is the runner's, and the checker has every wheel open.
+    `runners`: the engine's runner images, listed already (grocker.chain.freshness.listing_runners);
+    without them, the engine is asked for the one that records the memo.
     """
     if engine.volume_labels(names.volume) is None:
         return None
@@ -137,7 +140,7 @@ def check_wheels(
     root = engine.image(names.runner_base(config))
     memo = memo_key(root.id, config.runtime.python, lock) if root is not None and lock is not None else None
     if lock is not None and memo is not None:
-        passed = _passed_before(engine, config, lock, memo)
+        passed = _passed_before(engine, config, lock, memo, runners)
         if passed is not None:
             with phase("check wheels against the runtime") as note:
                 note(passed)
@@ -202,25 +205,35 @@ def memo_key(root_id: str, python: str, lock: WheelLock) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _passed_before(engine: ChainEngine, config: ProjectConfig, lock: WheelLock, memo: str) -> str | None:
+def _passed_before(
+    engine: ChainEngine,
+    config: ProjectConfig,
+    lock: WheelLock,
+    memo: str,
+    runners: Sequence[LabelledImage] | None = None,
+) -> str | None:
     """Why the gate need not run for `lock`, or None when it must.
 
     Nothing to check, or a runner Grocker built on this engine records (ABI_CHECKED_LABEL) that
     the same wheels passed the gate against the same root image: the check would say the same
     again. Only a runner image of this Grocker version and runtime counts (its role, version
     and runtime labels): any other image carrying the label, whoever built it, is no verdict.
+    The runner is looked for among `runners` (the engine's runner images) when given.
     """
     count = sum(1 for wheel in _lock_wheels(lock) if gated(wheel))
     if count == 0:
         return "nothing to check: no wheel has an ELF file or tags for one interpreter"
-    image = engine.labelled_image(
-        {
-            keys.ABI_CHECKED_LABEL: memo,
-            keys.ROLE_LABEL: keys.RUNNER,
-            keys.VERSION_LABEL: __version__,
-            keys.RUNTIME_LABEL: config.runtime.name,
-        }
-    )
+    wanted = {
+        keys.ABI_CHECKED_LABEL: memo,
+        keys.ROLE_LABEL: keys.RUNNER,
+        keys.VERSION_LABEL: __version__,
+        keys.RUNTIME_LABEL: config.runtime.name,
+    }
+    if runners is None:
+        image = engine.labelled_image(wanted)
+    else:
+        matching = (found.id for found in runners if all(found.labels.get(k) == v for k, v in wanted.items()))
+        image = next(matching, None)
     if image is None:
         return None
     where = base_kind(config)

@@ -17,6 +17,7 @@ import yaml
 from grocker._version import __version__
 from grocker.chain import abi, freshness, images, push, render, runner, wheel_server, wheelhouse
 from grocker.chain import sbom as sbom_step
+from grocker.chain.background import background
 from grocker.chain.session import BuildRequest, BuildResult, Session
 from grocker.engine.protocol import ChainEngine
 from grocker.labels import ABI_CHECKED_LABEL, COMPILER, MINIMAL_BASE
@@ -89,6 +90,7 @@ def build(request: BuildRequest, engine: ChainEngine) -> BuildResult:
 def _build_images(session: Session) -> tuple[WheelLock | None, abi.Report | None]:
     """The phases that make images: root, compiler and wheels, the ABI gate, the runner."""
     request, config, names, result = session.request, session.config, session.names, session.result
+    engine = session.engine
     lock: WheelLock | None = None
     gate: abi.Report | None = None
     if request.build_dependencies or request.build_image:
@@ -101,6 +103,8 @@ def _build_images(session: Session) -> tuple[WheelLock | None, abi.Report | None
         wheelhouse.require_volume(session)
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(wheel_server.starting(session)) if request.build_image else None
+        # The runner images (the gate's memos, the runner build's cache sources), listed while the wheels compile.
+        runners = stack.enter_context(freshness.listing_runners(session)) if server is not None else None
         if request.build_dependencies:
             compiler_context = render.compiler_context(config, names.root)
             result.compiler_image = images.ensure_child(session, COMPILER, names.compiler, compiler_context)
@@ -110,11 +114,16 @@ def _build_images(session: Session) -> tuple[WheelLock | None, abi.Report | None
         if server is not None and config.runner == "minimal":
             minimal_context = render.minimal_context(config, names.root)
             images.ensure_child(session, MINIMAL_BASE, names.minimal, minimal_context)
-        if server is not None:
-            # The ABI gate: a wheel that would not load in the runner fails here, before any runner exists.
-            gate = abi.check_wheels(session.engine, config, names, request.release, lock, session.stream_line)
+        if server is not None and runners is not None:
+            listed = runners.result()
+            # The server allows the lock's files while the ABI gate runs (or finds its memo): a
+            # wheel that would not load in the runner still fails here, before any runner exists.
+            with background(lambda made: server.serve(lock), "grocker-serve", inline=not engine.parallel) as serving:
+                gate = abi.check_wheels(engine, config, names, request.release, lock, session.stream_line, listed)
+                served = serving.result()
             memo = {ABI_CHECKED_LABEL: gate.memo} if gate is not None and gate.memo else {}
-            image_id = runner.build_runner(session, lock, server, memo)
+            sources = freshness.cache_sources(session, listed)
+            image_id = runner.build_runner(session, served, server, memo, sources)
             info = session.engine.image(image_id)
             result.image_id = image_id
             result.size = info.size if info else None

@@ -12,14 +12,17 @@ have changed).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 
 from grocker._version import __version__
 from grocker.chain import render
+from grocker.chain.background import Background, background, wait_turn
 from grocker.chain.session import Session
 from grocker.chain.wheelhouse import reuses_lock
-from grocker.engine.protocol import ImageInfo
+from grocker.engine.protocol import ImageInfo, LabelledImage
 from grocker.labels import (
     APP_NAME_LABEL,
     BASE_ID_LABEL,
@@ -89,20 +92,42 @@ def current_root_id(session: Session) -> str | None:
     return root.id
 
 
-def cache_sources(session: Session) -> list[str]:
+def cache_sources(session: Session, runners: Sequence[LabelledImage]) -> list[str]:
     """The runner images of the same application and configuration: the runner build's cache.
 
-    A runner pulled from the fleet's registry (grocker.chain.registry_freshness) was built on
-    another engine: the engine's build cache knows nothing of its steps, and a version bump would
-    build its dependencies' layer again. Given as cache sources, its steps are reused. Every such
-    image is given (the newest first, at most CACHE_SOURCES), as the engine then takes a cached
-    step only from their chains: the runners built here stay usable as the cache they were.
+    `runners` are the engine's runner images, newest first (see `listing_runners`). A runner
+    pulled from the fleet's registry (grocker.chain.registry_freshness) was built on another
+    engine: the engine's build cache knows nothing of its steps, and a version bump would build
+    its dependencies' layer again. Given as cache sources, its steps are reused. Every such image
+    is given (the newest first, at most CACHE_SOURCES), as the engine then takes a cached step
+    only from their chains: the runners built here stay usable as the cache they were.
     """
     if session.request.no_cache:
         return []
     release, config = session.request.release, session.config
-    wanted = {ROLE_LABEL: RUNNER, APP_NAME_LABEL: release.name, CONFIG_HASH_LABEL: config_hash(config)}
-    return list(session.engine.labelled_images(wanted))[:CACHE_SOURCES]
+    wanted = {APP_NAME_LABEL: release.name, CONFIG_HASH_LABEL: config_hash(config)}
+    same = [image.id for image in runners if all(image.labels.get(key) == value for key, value in wanted.items())]
+    return same[:CACHE_SOURCES]
+
+
+@contextlib.contextmanager
+def listing_runners(session: Session) -> Iterator[Background[Sequence[LabelledImage]]]:
+    """The engine's runner images (role RUNNER), listed in the background once the resolve runs.
+
+    One listing for the runner build's cache sources (`cache_sources`) and the ABI gate's memo
+    (grocker.chain.abi): neither needs the lock to be listed, and the build then waits for neither.
+    """
+
+    def listing(made: contextlib.ExitStack) -> Sequence[LabelledImage]:
+        if session.request.build_dependencies:  # else there is no resolve to wait for
+            wait_turn(session.resolving, session.engine.parallel)
+        return session.engine.labelled_images({ROLE_LABEL: RUNNER})
+
+    with background(listing, "grocker-runners", inline=not session.engine.parallel) as listed:
+        try:
+            yield listed
+        finally:
+            session.resolving.set()  # a listing still waiting for its turn goes on now
 
 
 def inputs_label(session: Session) -> dict[str, str]:

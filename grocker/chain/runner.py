@@ -11,7 +11,7 @@ import contextlib
 import datetime
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 
 from packaging.version import Version
@@ -33,23 +33,23 @@ _CACHED_STEP_RE = re.compile(r"-{2,3}> Using cache(?: [0-9a-f]{12,64})?")
 
 def build_runner(
     session: Session,
-    lock: WheelLock | None,
+    served: wheel_server.Served,
     server: wheel_server.Starting,
     labels: Mapping[str, str] | None = None,
+    cache_from: Sequence[str] = (),
 ) -> str:
     """Build the runner from the wheel server, check its entrypoint, then tag it; return its ID.
 
-    `server` is the build's wheel server, started in the background; it is removed while the
-    entrypoint check runs. Without `lock` (no compile in this run), the release's wheel lock is
-    read from the volume. `labels` go on the image with the runner's own.
+    `served` is the build's wheel server (`server`), serving the files of the build's lock; the
+    server is removed while the entrypoint check runs. `labels` go on the image with the
+    runner's own; `cache_from` are the build's cache sources (`freshness.cache_sources`).
     """
     image_id: str | None = None
     try:
         # Leaving the pool waits for the check, whose container its own block removes.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grocker-check") as pool:
             try:
-                served = server.serve(lock)
-                image_id = _build_image(session, served.lock, served, labels or {})
+                image_id = _build_image(session, served.lock, served, labels or {}, cache_from)
                 checked = pool.submit(_check_entrypoint, session, image_id)
             finally:
                 server.close()
@@ -66,7 +66,9 @@ def build_runner(
     return image_id
 
 
-def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served, extra: Mapping[str, str]) -> str:
+def _build_image(
+    session: Session, lock: WheelLock, served: wheel_server.Served, extra: Mapping[str, str], cache_from: Sequence[str]
+) -> str:
     release, config = session.request.release, session.config
     epoch = session.request.source_date_epoch
     # With the user's SOURCE_DATE_EPOCH the label is as reproducible as the layers; otherwise it
@@ -104,7 +106,7 @@ def _build_image(session: Session, lock: WheelLock, served: wheel_server.Served,
                 network=served.network,
                 extra_hosts=served.hosts,
                 nocache=session.request.no_cache,
-                cache_from=freshness.cache_sources(session),
+                cache_from=cache_from,
             )
         except BuildError as err:
             if not missing_python:

@@ -19,7 +19,7 @@ from grocker.engine.cleanup import CleanupOps
 from grocker.engine.containers import ContainerOps, tar
 from grocker.engine.lease import Lease
 from grocker.engine.mutex import MutexOps
-from grocker.engine.protocol import ImageInfo, LineHandler
+from grocker.engine.protocol import ImageInfo, LabelledImage, LineHandler
 from grocker.errors import BuildError, EngineError, PushError
 from grocker.log import logger, tail
 from grocker.reference import split_tag
@@ -94,12 +94,16 @@ class DockerEngine(ContainerOps, MutexOps, CleanupOps):
         found = self.api.images(filters={"label": wanted}, quiet=True)
         return str(found[0]) if found else None
 
-    def labelled_images(self, labels: Mapping[str, str]) -> Sequence[str]:
-        """The IDs of the local images that carry every one of `labels` with its value, newest first."""
+    def labelled_images(self, labels: Mapping[str, str]) -> Sequence[LabelledImage]:
+        """The local images that carry every one of `labels` with its value, newest first, once each."""
         wanted = [f"{label}={value}" for label, value in sorted(labels.items())]
         images = self.api.images(filters={"label": wanted})
         ordered = sorted(images, key=lambda image: int(image.get("Created") or 0), reverse=True)
-        return list(dict.fromkeys(str(image["Id"]) for image in ordered))
+        found: dict[str, LabelledImage] = {}
+        for image in ordered:
+            image_id = str(image["Id"])
+            found.setdefault(image_id, LabelledImage(image_id, dict(image.get("Labels") or {})))
+        return list(found.values())
 
     def build(
         self,

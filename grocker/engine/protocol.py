@@ -30,6 +30,14 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class LabelledImage:
+    """A local image found by its labels, with all of them."""
+
+    id: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class ContainerInfo:
     """What purge needs to know of a container."""
 
@@ -107,8 +115,8 @@ class ChainEngine(Protocol):
     def labelled_image(self, labels: Mapping[str, str]) -> str | None:
         """The ID of one local image that carries every one of `labels` with its value, or None."""
 
-    def labelled_images(self, labels: Mapping[str, str]) -> Sequence[str]:
-        """The IDs of the local images that carry every one of `labels` with its value, newest first."""
+    def labelled_images(self, labels: Mapping[str, str]) -> Sequence[LabelledImage]:
+        """The local images that carry every one of `labels` with its value, newest first, once each."""
 
     def build(
         self,

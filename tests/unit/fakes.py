@@ -26,6 +26,7 @@ from grocker.engine.protocol import (
     Container,
     ContainerInfo,
     ImageInfo,
+    LabelledImage,
     LineHandler,
     NetworkInfo,
     PurgeEngine,
@@ -179,10 +180,10 @@ class FakeEngine:
         self.add_image(name, labels)
         return True
 
-    def labelled_images(self, labels: Mapping[str, str]) -> Sequence[str]:
+    def labelled_images(self, labels: Mapping[str, str]) -> Sequence[LabelledImage]:
         # A query, as image(): not recorded in `calls`.
         return [
-            info.id
+            LabelledImage(info.id, dict(info.labels))
             for info in reversed(self.images.values())
             if all(info.labels.get(label) == value for label, value in labels.items())
         ]

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +20,7 @@ from grocker.chain import abi
 from grocker.config import ProjectConfig
 from grocker.config.pipconf import PipSettings
 from grocker.config.release import parse_release
+from grocker.engine.protocol import LabelledImage
 from grocker.errors import BuildError
 from grocker.labels import ABI_CHECKED_LABEL, ROLE_LABEL, RUNTIME_LABEL, VERSION_LABEL
 from grocker.trust import index_domain
@@ -592,7 +594,13 @@ def _passed_gate(engine: FakeEngine) -> None:
     engine.outputs["abi-check"] = (0, ["GROCKER-ABI:" + json.dumps({"findings": [], "checked": {"wheels": 4}})])
 
 
-def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path) -> None:
+def _listed(engine: FakeEngine, listed: bool) -> Sequence[LabelledImage] | None:
+    """The engine's runner images as the build lists them beforehand, or None: the gate asks the engine."""
+    return engine.labelled_images({ROLE_LABEL: "runner"}) if listed else None
+
+
+@pytest.mark.parametrize("listed", [False, True], ids=["asked", "listed"])
+def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path, listed: bool) -> None:
     config = api.load_config(cwd=tmp_path)
     names = naming.internal_names(config, PipSettings())
     engine = _gate_engine(config)
@@ -608,14 +616,14 @@ def test_the_gate_runs_once_for_the_same_wheels_on_the_same_root(tmp_path: Path)
     # version of the pure application) starts no container for the gate.
     engine.add_image("demo:1.0", {ABI_CHECKED_LABEL: first.memo, **_runner_labels(config)})
     bumped = _lock(PURE, NATIVE, application=WheelFile("demo-1.1-py3-none-any.whl", "6" * 64, elf=False))
-    second = abi.check_wheels(engine, config, names, release, bumped, print)
+    second = abi.check_wheels(engine, config, names, release, bumped, print, _listed(engine, listed))
     assert second is not None
     assert (second.memo, second.findings) == (first.memo, ())
     assert [made["role"] for made in engine.containers_made] == ["abi-check"]
 
     # A new build of the native wheel is checked again.
     rebuilt = _lock(PURE, replace(NATIVE, sha256="7" * 64))
-    abi.check_wheels(engine, config, names, release, rebuilt, print)
+    abi.check_wheels(engine, config, names, release, rebuilt, print, _listed(engine, listed))
     assert [made["role"] for made in engine.containers_made] == ["abi-check", "abi-check"]
 
 
@@ -650,8 +658,9 @@ def _runner_labels(config: ProjectConfig, **changes: str) -> dict[str, str]:
         pytest.param({RUNTIME_LABEL: "bookworm/3.11"}, id="another runtime"),
     ],
 )
+@pytest.mark.parametrize("listed", [False, True], ids=["asked", "listed"])
 def test_the_memo_counts_only_on_grocker_s_own_runner_of_this_version_and_runtime(
-    tmp_path: Path, labels: dict[str, str]
+    tmp_path: Path, labels: dict[str, str], listed: bool
 ) -> None:
     """Issue 20: `grocker.abi.checked=<memo>` on any other image does not skip the gate."""
     config = api.load_config(cwd=tmp_path)
@@ -664,7 +673,7 @@ def test_the_memo_counts_only_on_grocker_s_own_runner_of_this_version_and_runtim
     forged = {ABI_CHECKED_LABEL: memo} if not labels else {ABI_CHECKED_LABEL: memo, **_runner_labels(config, **labels)}
     engine.add_image("someone/else:1", forged)
 
-    abi.check_wheels(engine, config, names, release, lock, print)
+    abi.check_wheels(engine, config, names, release, lock, print, _listed(engine, listed))
 
     assert [made["role"] for made in engine.containers_made] == ["abi-check"]
 

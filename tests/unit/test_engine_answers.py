@@ -264,17 +264,18 @@ class _ListingApi:
     def images(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         self.filters = filters
         return [
-            {"Id": "sha256:" + "1" * 64, "Created": 100},
-            {"Id": "sha256:" + "2" * 64, "Created": 300},
-            {"Id": "sha256:" + "1" * 64, "Created": 100},  # listed once per tag
+            {"Id": "sha256:" + "1" * 64, "Created": 100, "Labels": {"grocker.app.name": "app"}},
+            {"Id": "sha256:" + "2" * 64, "Created": 300, "Labels": None},  # Podman's answer for none
+            {"Id": "sha256:" + "1" * 64, "Created": 100, "Labels": {"grocker.app.name": "app"}},  # once per tag
         ]
 
 
-def test_labelled_images_are_the_newest_first_once_each() -> None:
+def test_labelled_images_are_the_newest_first_once_each_with_their_labels() -> None:
     api = _ListingApi()
     engine = DockerEngine(SimpleNamespace(api=api), "the Docker engine", podman=False)  # type: ignore[arg-type]
 
     found = engine.labelled_images({"grocker.image.role": "runner", "grocker.app.name": "app"})
 
-    assert found == ["sha256:" + "2" * 64, "sha256:" + "1" * 64]
+    assert [image.id for image in found] == ["sha256:" + "2" * 64, "sha256:" + "1" * 64]
+    assert [dict(image.labels) for image in found] == [{}, {"grocker.app.name": "app"}]
     assert api.filters == {"label": ["grocker.app.name=app", "grocker.image.role=runner"]}

@@ -17,9 +17,12 @@ import yaml
 from grocker import __version__, api, layout
 from grocker.chain import build
 from grocker.chain.build import BuildRequest, BuildResult
+from grocker.chain.freshness import CACHE_SOURCES, cache_sources
+from grocker.chain.session import Session
+from grocker.engine.protocol import LabelledImage
 from grocker.errors import BuildError
-from grocker.labels import INPUTS_LABEL, VERSION_LABEL
-from grocker.naming import internal_names
+from grocker.labels import APP_NAME_LABEL, CONFIG_HASH_LABEL, INPUTS_LABEL, VERSION_LABEL
+from grocker.naming import config_hash, internal_names
 from grocker.wheels import lock_key
 from grocker.wire.wheelhouse import REPORT_MARK
 from tests.unit.fakes import BASE, FakeEngine, chain_engine
@@ -395,3 +398,22 @@ def test_a_lock_that_is_not_json_fails_clearly(engine: FakeEngine, tmp_path: Pat
 
     with pytest.raises(BuildError, match="is not JSON"):
         run(engine, request_for(tmp_path, name="app:copy"))
+
+
+def test_the_cache_sources_are_the_listed_runners_of_the_same_application_and_configuration(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    # The build lists the engine's runners once, in the background; the cache sources are picked from them.
+    request = request_for(tmp_path)
+    session = Session(engine, request, internal_names(request.config, request.pip), BuildResult("", "", ""), ())
+    same = {APP_NAME_LABEL: "app", CONFIG_HASH_LABEL: config_hash(request.config)}
+    listed = [LabelledImage(f"sha256:{index:064x}", same) for index in range(CACHE_SOURCES + 2)]
+    listed.insert(1, LabelledImage("sha256:" + "a" * 64, {**same, APP_NAME_LABEL: "other"}))
+    listed.insert(2, LabelledImage("sha256:" + "b" * 64, {**same, CONFIG_HASH_LABEL: "0" * 64}))
+
+    sources = cache_sources(session, listed)
+
+    # Newest first as listed, at most CACHE_SOURCES, none of another application or configuration.
+    assert sources == [f"sha256:{index:064x}" for index in range(CACHE_SOURCES)]
+    no_cache = dataclasses.replace(session, request=dataclasses.replace(request, no_cache=True))
+    assert cache_sources(no_cache, listed) == []
