@@ -60,7 +60,7 @@ class WheelSteps:
         self.names = session.names
         self.request = session.request
         self.secrets = session.secrets
-        self.inputs, self.settings = self._inputs()
+        self.inputs, self.settings = compile_inputs(session)
         self.fleet = fleets.for_session(session)
         self.compiled: list[str] = []
         """The projects (canonical names) whose wheels this build compiled from their sdists."""
@@ -71,11 +71,6 @@ class WheelSteps:
         """A line of a compile container: the resolve's first says it runs (`Session.resolving`)."""
         self.session.resolving.set()
         self.session.stream_line(line)
-
-    # Inputs
-
-    def _inputs(self) -> tuple[dict[str, bytes], dict[str, Any]]:
-        return compile_inputs(self.session)
 
     def _container(
         self, role: keys.Role, entrypoint: Sequence[str], volumes: Mapping[str, tuple[str, str]]
